@@ -1,0 +1,78 @@
+"""Keras callbacks for training: sample grids, atomic best checkpoint, time limit."""
+
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ctxenc_tf import atomic, masks
+
+
+def to_uint8(images):
+    """NHWC float in ``[-1, 1]`` -> uint8 ``[0, 255]`` numpy array."""
+    return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def sample_grid(model, images, mask) -> np.ndarray:
+    """Grid of rows masked input / completed / original, one column per image.
+
+    ``images`` ``[K, S, S, 3]`` in ``[-1, 1]``, ``mask`` ``[K, S, S, 1]``. Returns uint8
+    ``[3*S, K*S, 3]``.
+    """
+    fill = np.asarray(model.config.fill_value or (0.0, 0.0, 0.0), np.float32)
+    hidden = masks.hidden_region(tf.convert_to_tensor(mask, tf.float32), model.config.overlap).numpy()
+    masked = images * (1.0 - hidden) + fill * hidden
+    completed = model([images, mask], training=False)
+    rows = [np.concatenate(list(to_uint8(r)), axis=1) for r in (masked, completed, images)]
+    return np.concatenate(rows, axis=0)
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Write ``directory/epoch_NNN.png`` and ``directory/latest.png`` after each epoch:
+    a :func:`sample_grid` of fixed validation images."""
+
+    def __init__(self, images, mask, directory: str):
+        super().__init__()
+        self.images, self.mask, self.directory = np.asarray(images), np.asarray(mask), directory
+
+    def on_epoch_end(self, epoch, logs=None):
+        png = tf.io.encode_png(sample_grid(self.model, self.images, self.mask)).numpy()
+        os.makedirs(self.directory, exist_ok=True)
+        for name in (f"epoch_{epoch + 1:03d}.png", "latest.png"):
+            atomic.write_bytes(os.path.join(self.directory, name), png)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the model as ``.keras`` whenever ``monitor`` improves (lower is better),
+    atomically: the previous best stays intact until the new file is complete, and a
+    worse epoch never overwrites it. ``best`` can be seeded to continue a resumed run."""
+
+    def __init__(self, filepath: str, monitor: str = "val_rec_loss", best: float = np.inf):
+        super().__init__()
+        self.filepath, self.monitor, self.best = filepath, monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value) or value >= self.best:
+            return
+        self.best = float(value)
+        atomic.save_model(self.model, self.filepath)
+        print(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.5f}, saved {self.filepath}")
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training after the batch that crosses ``seconds`` of wall time
+    (``model.stop_training``; the epoch's callbacks still run)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.start > self.seconds:
+            self.model.stop_training = True

@@ -1,0 +1,193 @@
+"""One configuration dataclass shared by training, export, inference and evaluation.
+
+Geometry (defaults are the paper's centre-region setup):
+
+* ``image_size`` (128): the square NHWC image the networks see, values in ``[-1, 1]``.
+* ``hole_size`` (64): side of the region the generator predicts (the paper's "centre").
+* ``overlap`` (4): width of the ring inside the predicted region that stays visible as
+  context; the network sees a ``hole_size - 2 * overlap`` (56) core filled with the
+  dataset mean and is penalised ``overlap_weight`` (10x) harder on the ring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+
+MASK_TYPES = ("center", "random_square", "random_region")
+RECONSTRUCTION_LOSSES = ("l2", "l1", "mix")
+ADVERSARIAL_LOSSES = ("bce", "lsgan", "none")
+DISCRIMINATORS = ("dcgan", "patchgan")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+PRESETS = {
+    # Pathak et al. 2016, centre region: L2 + BCE adversarial, DCGAN discriminator.
+    "paper": dict(reconstruction_loss="l2", adversarial_loss="bce", discriminator="dcgan"),
+    # The seed PyTorch project: L1 reconstruction, least-squares GAN with a PatchGAN critic.
+    "seed": dict(reconstruction_loss="l1", adversarial_loss="lsgan", discriminator="patchgan"),
+}
+
+
+def _opt(default, help, cli=True, factory=None):
+    """A config field with its command-line help text in ``metadata``."""
+    meta = {"help": help, "cli": cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names the field."""
+
+
+@dataclass
+class Config:
+    """All settings of a context-encoder run. Every command reads this one object."""
+
+    # geometry
+    image_size: int = _opt(128, "side of the square input image in pixels (power of two)")
+    hole_size: int = _opt(64, "side of the region the generator predicts (the centre for --mask-type center)")
+    overlap: int = _opt(4, "pixels of the predicted region kept visible as context (the seen hole is hole_size - 2*overlap)")
+    mask_type: str = _opt("center", f"hole shape: {', '.join(MASK_TYPES)}")
+    # architecture
+    bottleneck: int = _opt(4000, "channels of the encoder's 1x1 bottleneck code")
+    gen_filters: int = _opt(64, "base width of the generator's convolutions")
+    disc_filters: int = _opt(64, "base width of the discriminator's convolutions")
+    discriminator: str = _opt("dcgan", f"discriminator: {', '.join(DISCRIMINATORS)}")
+    # losses
+    reconstruction_loss: str = _opt("l2", f"reconstruction loss: {', '.join(RECONSTRUCTION_LOSSES)}")
+    mix_l1_fraction: float = _opt(0.5, "weight of L1 in the 'mix' reconstruction loss (rest is L2)")
+    overlap_weight: float = _opt(10.0, "loss weight of the overlap ring relative to the hidden core")
+    rec_weight: float = _opt(0.999, "weight of the reconstruction loss in the generator loss")
+    adv_weight: float = _opt(0.001, "weight of the adversarial loss in the generator loss (0 = no GAN)")
+    adversarial_loss: str = _opt("bce", f"adversarial loss: {', '.join(ADVERSARIAL_LOSSES)}")
+    # optimisers
+    learning_rate: float = _opt(2e-4, "Adam learning rate of the discriminator (and of the generator before the multiplier)")
+    g_lr_multiplier: float = _opt(10.0, "generator learning rate multiplier when adversarial and reconstruction losses are mixed")
+    beta_1: float = _opt(0.5, "Adam beta_1 of both optimisers")
+    # data
+    data_dir: str = _opt("", "CelebA root (img_align_celeba/ + list_eval_partition.txt) or any image folder; empty = bundled demo faces")
+    batch_size: int = _opt(64, "global batch size (split across replicas)")
+    epochs: int = _opt(25, "number of epochs")
+    train_limit: int = _opt(0, "use at most this many training images (0 = all)")
+    val_limit: int = _opt(0, "use at most this many validation images (0 = all)")
+    val_fraction: float = _opt(0.1, "fraction held out for validation when --data-dir is a plain folder")
+    fill_value: tuple = _opt((), "RGB fill of the hidden hole in [-1, 1]; empty = measured dataset mean", cli=False)
+    seed: int = _opt(0, "seed for weights, shuffling, flips and masks")
+    cache: str = _opt("", "cache decoded images: '' (off), 'memory', or a file path prefix")
+    # output
+    output_dir: str = _opt("runs/default", "where checkpoints, logs and sample grids are written")
+    # performance
+    strategy: str = _opt("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)}")
+    precision: str = _opt("float32", f"dtype policy: {', '.join(PRECISIONS)}")
+    jit_compile: bool = _opt(True, "compile train/test steps with XLA")
+    steps_per_execution: int = _opt(1, "training steps run per tf.function call")
+    # free-form provenance (e.g. which dataset trained the model)
+    notes: dict = _opt(None, "", cli=False, factory=dict)
+
+    def __post_init__(self):
+        self.fill_value = tuple(float(v) for v in self.fill_value)
+        self.validate()
+
+    # ---- derived geometry -------------------------------------------------
+    @property
+    def predicts_full_image(self) -> bool:
+        """True when the generator outputs the whole image (random masks), else the centre."""
+        return self.mask_type != "center"
+
+    @property
+    def output_size(self) -> int:
+        """Side of the generator output and the discriminator input, in pixels."""
+        return self.image_size if self.predicts_full_image else self.hole_size
+
+    @property
+    def hole_offset(self) -> int:
+        """Top/left offset of the centre predicted region inside the image."""
+        return (self.image_size - self.hole_size) // 2
+
+    @property
+    def g_learning_rate(self) -> float:
+        """Generator learning rate: ``learning_rate * g_lr_multiplier`` when the adversarial
+        and reconstruction terms are mixed (as in the original code), else ``learning_rate``."""
+        mixing = self.adv_weight > 0 and self.rec_weight > 0 and self.adversarial_loss != "none"
+        return self.learning_rate * (self.g_lr_multiplier if mixing else 1.0)
+
+    @property
+    def uses_discriminator(self) -> bool:
+        """Whether an adversarial term (and thus a discriminator) takes part in training."""
+        return self.adversarial_loss != "none" and self.adv_weight > 0
+
+    # ---- validation -------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first field whose value is out of range."""
+
+        def need(ok, name, why):
+            if not ok:
+                raise ConfigError(f"--{name.replace('_', '-')}={getattr(self, name)!r}: {why}")
+
+        need(self.mask_type in MASK_TYPES, "mask_type", f"must be one of {MASK_TYPES}")
+        need(self.reconstruction_loss in RECONSTRUCTION_LOSSES, "reconstruction_loss",
+             f"must be one of {RECONSTRUCTION_LOSSES}")
+        need(self.adversarial_loss in ADVERSARIAL_LOSSES, "adversarial_loss",
+             f"must be one of {ADVERSARIAL_LOSSES}")
+        need(self.discriminator in DISCRIMINATORS, "discriminator", f"must be one of {DISCRIMINATORS}")
+        need(self.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}")
+        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+        need(_is_power_of_two(self.image_size) and self.image_size >= 16, "image_size",
+             "must be a power of two >= 16 (the encoder halves it down to 4x4)")
+        need(_is_power_of_two(self.hole_size) and 8 <= self.hole_size < self.image_size, "hole_size",
+             "must be a power of two >= 8 and smaller than --image-size")
+        need(0 <= 2 * self.overlap < self.hole_size, "overlap", "must be >= 0 and < hole_size / 2")
+        need(self.bottleneck > 0, "bottleneck", "must be positive")
+        need(self.gen_filters > 0, "gen_filters", "must be positive")
+        need(self.disc_filters > 0, "disc_filters", "must be positive")
+        need(self.overlap_weight >= 0, "overlap_weight", "must be >= 0")
+        need(0 <= self.mix_l1_fraction <= 1, "mix_l1_fraction", "must be in [0, 1]")
+        need(self.rec_weight >= 0 and self.adv_weight >= 0 and self.rec_weight + self.adv_weight > 0,
+             "rec_weight", "rec_weight and adv_weight must be >= 0 and not both 0")
+        need(self.learning_rate > 0, "learning_rate", "must be positive")
+        need(self.g_lr_multiplier > 0, "g_lr_multiplier", "must be positive")
+        need(0 <= self.beta_1 < 1, "beta_1", "must be in [0, 1)")
+        need(self.batch_size > 0, "batch_size", "must be positive")
+        need(self.epochs > 0, "epochs", "must be positive")
+        need(self.train_limit >= 0, "train_limit", "must be >= 0 (0 = no limit)")
+        need(self.val_limit >= 0, "val_limit", "must be >= 0 (0 = no limit)")
+        need(0 < self.val_fraction < 1, "val_fraction", "must be in (0, 1)")
+        need(len(self.fill_value) in (0, 3) and all(-1 <= v <= 1 for v in self.fill_value),
+             "fill_value", "must be empty (measure it) or three values in [-1, 1]")
+        need(self.steps_per_execution > 0, "steps_per_execution", "must be positive")
+
+    # ---- (de)serialisation -------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict of every field."""
+        d = dataclasses.asdict(self)
+        d["fill_value"] = list(self.fill_value)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes) -> "Config":
+        """Copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def save_json(self, path: str) -> None:
+        """Write the config as JSON to ``path`` atomically (temp file + rename)."""
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+
+
+def _is_power_of_two(n) -> bool:
+    return isinstance(n, int) and n > 0 and 2 ** int(math.log2(n)) == n

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny configs (32x32 images) and small image folders for fast CPU tests."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ctxenc_tf.config import Config  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FACES = os.path.join(REPO, "ctxenc_tf", "assets", "faces")
+
+
+def tiny_config(**overrides) -> Config:
+    """A 32x32 model small enough to train in seconds on a CPU."""
+    values = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8,
+                  disc_filters=8, batch_size=8, epochs=1, jit_compile=False, seed=0)
+    values.update(overrides)
+    return Config(**values)
+
+
+def write_images(directory, count, size=(40, 48), mode="RGB", seed=0, ext="jpg"):
+    """Write ``count`` smooth synthetic images (gradients + a blob) to ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(count):
+        c = rng.uniform(0, 255, 3)
+        cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (0.05 * w * h))
+        img = np.stack([(c[k] * (0.5 + 0.5 * xx / w) * (1 - blob) + 255 * blob * (k == i % 3))
+                        for k in range(3)], -1)
+        pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).convert(mode)
+        path = os.path.join(directory, f"img_{i:04d}.{ext}")
+        pil.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config()
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    d = tmp_path / "images"
+    write_images(str(d), 24)
+    return str(d)
