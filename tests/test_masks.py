@@ -1,0 +1,62 @@
+"""Mask geometry, erosion, overlap weighting and blending."""
+
+import numpy as np
+import tensorflow as tf
+
+from ctxenc_tf import masks
+
+
+def test_center_mask_default_geometry():
+    m = masks.center_mask(128, 64).numpy()
+    assert m.shape == (128, 128, 1)
+    ys, xs = np.nonzero(m[..., 0])
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (32, 95, 32, 95)
+    hidden = masks.hidden_region(m[None], 4).numpy()[0, ..., 0]
+    ys, xs = np.nonzero(hidden)
+    # the network sees a 56x56 core filled with the mean, 4 px of the 64x64 stay context
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (36, 91, 36, 91)
+    assert hidden.sum() == 56 * 56
+
+
+def test_loss_weights_ten_times_on_overlap_ring():
+    m = masks.center_mask(32, 16)[None]
+    w = masks.loss_weights(m, 2, 10.0).numpy()[0, ..., 0]
+    assert w[0, 0] == 0  # context
+    assert w[8, 8] == 10 and w[9, 15] == 10 and w[23, 23] == 10  # ring (2 px inside the hole)
+    assert w[10, 10] == 1 and w[21, 21] == 1  # hidden core
+    assert np.count_nonzero(w == 10) == 16 * 16 - 12 * 12
+    assert np.count_nonzero(w == 1) == 12 * 12
+
+
+def test_erode_treats_image_border_as_context():
+    m = np.zeros((1, 10, 10, 1), "float32")
+    m[:, :4, :4] = 1  # hole touching the corner
+    e = masks.erode(tf.constant(m), 1).numpy()[0, ..., 0]
+    assert e.sum() == 4  # 4x4 -> 2x2: the image border erodes like context
+    assert e[1:3, 1:3].all()
+
+
+def test_random_square_is_inside_and_deterministic():
+    seen = set()
+    for s in range(20):
+        m = masks.random_square_mask(tf.constant([s, 7]), 32, 16).numpy()[..., 0]
+        ys, xs = np.nonzero(m)
+        assert m.sum() == 256 and ys.max() - ys.min() == 15 and xs.max() - xs.min() == 15
+        seen.add((ys.min(), xs.min()))
+        again = masks.random_square_mask(tf.constant([s, 7]), 32, 16).numpy()[..., 0]
+        np.testing.assert_array_equal(m, again)
+    assert len(seen) > 5
+
+
+def test_random_region_coverage():
+    for s in range(5):
+        m = masks.make_mask("random_region", 64, 32, tf.constant([s, 1])).numpy()
+        assert set(np.unique(m)) <= {0.0, 1.0}
+        assert abs(m.mean() - 0.25) < 0.02
+
+
+def test_blend_alpha_ramps_over_overlap():
+    m = masks.center_mask(32, 16)[None]
+    a = masks.blend_alpha(m, 2).numpy()[0, 16, :, 0]
+    np.testing.assert_allclose(a[6:12], [0, 0, 1 / 3, 2 / 3, 1, 1], atol=1e-6)
+    assert masks.blend_alpha(m, 0).numpy().sum() == 256
