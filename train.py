@@ -13,7 +13,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ctxenc_tf.cli import add_config_arguments, config_from_args, run_main  # noqa: E402
-from ctxenc_tf.config import Config  # noqa: E402
+from ctxenc_tf.config import Config, ConfigError  # noqa: E402
 
 # The no-argument demo: a quick run on the bundled faces that finishes in about a minute
 # on a laptop CPU. Flags given explicitly still win.
@@ -28,11 +28,30 @@ def parse_args(argv):
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="stop after this many minutes of training (the epoch is finished "
                              "with validation, checkpoint and samples)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="shorthand for --precision mixed_float16 on a GPU, mixed_bfloat16 "
+                             "elsewhere (TPU, CPU)")
+    parser.add_argument("--prepare", metavar="DIR",
+                        help="convert --data-dir (CelebA or an image folder) once into sharded "
+                             "TFRecords of --image-size pixels in DIR and exit; then train with "
+                             "--data-dir DIR")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.mixed_precision:
+        if args.precision:
+            raise ConfigError("--mixed-precision: give either it or --precision, not both")
+        from ctxenc_tf.strategy import mixed_precision_policy
+
+        args.precision = mixed_precision_policy()
+    if args.prepare:
+        from ctxenc_tf.tfrecords import prepare
+
+        prepare(config_from_args(args), args.prepare)
+        print(f"train from it with: python train.py --data-dir {args.prepare}")
+        return 0
     demo = not args.data_dir
     config = config_from_args(args, base=Config(**DEMO) if demo else None)
     time_limit = args.time_limit if args.time_limit is not None else (DEMO_MINUTES if demo else None)

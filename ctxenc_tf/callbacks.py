@@ -1,4 +1,5 @@
-"""Keras callbacks for training: sample grids, atomic best checkpoint, time limit."""
+"""Keras callbacks for training: sample grids, atomic best checkpoint, time limit, and a
+stop on NaN/inf losses."""
 
 import os
 import time
@@ -10,9 +11,15 @@ import tensorflow as tf
 from ctxenc_tf import atomic, masks
 
 
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, an output that cannot be written); the
+    message says what happened and which files were kept."""
+
+
 def to_uint8(images):
-    """NHWC float in ``[-1, 1]`` -> uint8 ``[0, 255]`` numpy array."""
-    return np.clip(np.rint((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    """NHWC float in ``[-1, 1]`` -> uint8 ``[0, 255]`` numpy array (NaN -> 0)."""
+    pixels = np.nan_to_num(np.asarray(images, np.float32), nan=-1.0)  # a diverged model: black
+    return np.clip(np.rint((pixels + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def sample_grid(model, images, mask) -> np.ndarray:
@@ -57,8 +64,12 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or not np.isfinite(value) or value >= self.best:
             return
+        try:
+            atomic.save_model(self.model, self.filepath)
+        except OSError as e:
+            raise TrainingError(f"cannot write {self.filepath} ({e.strerror or e}); "
+                                "the previous best checkpoint is intact") from e
         self.best = float(value)
-        atomic.save_model(self.model, self.filepath)
         print(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.5f}, saved {self.filepath}")
 
 
@@ -71,8 +82,32 @@ class TimeLimit(keras.callbacks.Callback):
         self.seconds = seconds
 
     def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
+        # A resumed run calls fit twice (rest of the interrupted epoch, then the others):
+        # the clock starts at the first.
+        self.start = getattr(self, "start", None) or time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
         if time.monotonic() - self.start > self.seconds:
             self.model.stop_training = True
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop training after the first batch whose losses (``keys`` of the batch logs) are
+    NaN or infinite, and remember where in ``stopped`` (``None`` until then). Keras'
+    ``TerminateOnNaN`` only watches a ``loss`` key, which a ContextEncoder does not log."""
+
+    def __init__(self, keys=("g_loss", "d_loss", "rec_loss")):
+        super().__init__()
+        self.keys, self.stopped, self.epoch = keys, None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key in self.keys:
+            value = (logs or {}).get(key)
+            if value is not None and not np.isfinite(float(value)):
+                self.stopped = f"{key} became {float(value)} in epoch {self.epoch + 1}"
+                print(f"\nstopping: {self.stopped}")
+                self.model.stop_training = True
+                return

@@ -56,12 +56,13 @@ def fail(message: str, code: int = 2):
 def run_main(main, argv=None) -> int:
     """Run ``main(argv)``, turning expected failures (bad config, data, files) into one
     ``error:`` line and exit status 2 instead of a traceback."""
+    from ctxenc_tf.callbacks import TrainingError
     from ctxenc_tf.checkpoint import CheckpointError
     from ctxenc_tf.data import DataError
 
     try:
         return main(argv) or 0
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (ConfigError, DataError, CheckpointError, TrainingError, OSError) as e:
         fail(str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}")
     except KeyboardInterrupt:
         fail("interrupted", 130)

@@ -81,6 +81,7 @@ class Config:
     cache: str = _opt("", "cache decoded images: '' (off), 'memory', or a file path prefix")
     # output
     output_dir: str = _opt("runs/default", "where checkpoints, logs and sample grids are written")
+    backup_steps: int = _opt(0, "also save the resume state every N training steps inside an epoch (0 = after every epoch only)")
     # performance
     strategy: str = _opt("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)}")
     precision: str = _opt("float32", f"dtype policy: {', '.join(PRECISIONS)}")
@@ -160,6 +161,7 @@ class Config:
         need(len(self.fill_value) in (0, 3) and all(-1 <= v <= 1 for v in self.fill_value),
              "fill_value", "must be empty (measure it) or three values in [-1, 1]")
         need(self.steps_per_execution > 0, "steps_per_execution", "must be positive")
+        need(self.backup_steps >= 0, "backup_steps", "must be >= 0 (0 = after every epoch only)")
 
     # ---- (de)serialisation -------------------------------------------------
     def to_dict(self) -> dict:

@@ -14,17 +14,24 @@ from keras import layers
 
 from ctxenc_tf.config import Config
 from ctxenc_tf.layers import FillHole
+from ctxenc_tf.strategy import synchronized_batch_norm
 
-_INIT = keras.initializers.RandomNormal(0.0, 0.02)  # DCGAN initialisation
+def _init():
+    """DCGAN initialisation N(0, 0.02). A new initialiser per layer: its seed is drawn when
+    the model is built (after ``keras.utils.set_random_seed``), so ``--seed`` fixes the
+    initial weights and no two layers start from the same values."""
+    return keras.initializers.RandomNormal(0.0, 0.02)
 
 
 def _conv(x, filters, name, strides=2, padding="same", bias=False):
     return layers.Conv2D(filters, 4, strides=strides, padding=padding, use_bias=bias,
-                         kernel_initializer=_INIT, name=name)(x)
+                         kernel_initializer=_init(), name=name)(x)
 
 
 def _bn(x, name):
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)(x)
+    # Global-batch statistics when built under a multi-replica strategy (see strategy.py).
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name,
+                                     synchronized=synchronized_batch_norm())(x)
 
 
 def encoder_widths(image_size: int, filters: int) -> list:
@@ -63,12 +70,12 @@ def build_generator(config: Config) -> keras.Model:
     x = layers.LeakyReLU(0.2, name="bottleneck_lrelu")(x)
     widths = decoder_widths(config.output_size, config.gen_filters)
     x = layers.Conv2DTranspose(widths[0], 4, padding="valid", use_bias=False,
-                               kernel_initializer=_INIT, name="dec0_deconv")(x)
+                               kernel_initializer=_init(), name="dec0_deconv")(x)
     x = layers.ReLU(name="dec0_relu")(_bn(x, "dec0_bn"))
     for i, width in enumerate(widths[1:], start=1):
         last = i == len(widths) - 1
         x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=last,
-                                   kernel_initializer=_INIT, name=f"dec{i}_deconv")(x)
+                                   kernel_initializer=_init(), name=f"dec{i}_deconv")(x)
         if not last:
             x = layers.ReLU(name=f"dec{i}_relu")(_bn(x, f"dec{i}_bn"))
     out = layers.Activation("tanh", dtype="float32", name="prediction")(x)

@@ -1,19 +1,23 @@
 """Training orchestration behind ``train.py``: data, model, callbacks, ``model.fit``."""
 
+import errno
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from ctxenc_tf import atomic, data
-from ctxenc_tf.callbacks import BestCheckpoint, SampleGrid, TimeLimit
+from ctxenc_tf import atomic, data, resume, tfrecords
+from ctxenc_tf.callbacks import BestCheckpoint, SampleGrid, StopOnNonFinite, TimeLimit, TrainingError
+from ctxenc_tf.checkpoint import load_context_encoder
 from ctxenc_tf.config import Config
-from ctxenc_tf.strategy import make_strategy, set_precision
+from ctxenc_tf.strategy import check_global_batch, make_strategy, set_precision
 from ctxenc_tf.trainer import ContextEncoder
 
 SAMPLE_COUNT = 8
+CHECKPOINT_COPIES = 4  # best.keras, final.keras, the resume state, one temp file while replacing
 
 
 @dataclass
@@ -41,6 +45,15 @@ def check_output_dir(path: str) -> None:
         raise PermissionError(e.errno, f"output directory is not writable ({e.strerror})", path) from e
 
 
+def check_disk_space(path: str, checkpoint_bytes: int, copies: int = CHECKPOINT_COPIES) -> None:
+    """Raise ``OSError(ENOSPC)`` naming ``path`` if its file system has room for fewer than
+    ``copies`` checkpoints of ``checkpoint_bytes`` each, before any training time is spent."""
+    free, need = shutil.disk_usage(path).free, copies * checkpoint_bytes
+    if free < need:
+        raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free; the checkpoints of this model "
+                      f"need about {need / 2**20:.1f} MiB ({copies} x {checkpoint_bytes / 2**20:.1f} MiB)", path)
+
+
 def report_skipped(skipped, log=print, show: int = 5) -> None:
     """Log how many files were skipped as unreadable and the first ``show`` of them."""
     if not skipped:
@@ -53,9 +66,11 @@ def report_skipped(skipped, log=print, show: int = 5) -> None:
 
 
 def prepare(config: Config, log=print):
-    """Find the data, measure the fill colour if unset, and check the output directory.
-    Returns ``(config, split)`` with ``config.fill_value`` filled in."""
-    split = data.find_split(config)
+    """Check the output directory (first: it is the cheapest check), find the data and
+    measure the fill colour if unset. Returns ``(config, split)`` with ``config.fill_value``
+    filled in."""
+    check_output_dir(config.output_dir)
+    split = tfrecords.find_prepared(config) or data.find_split(config)
     where = config.data_dir or f"the {len(split.train) + len(split.val)} bundled demo faces"
     log(f"data: {where} ({split.source}): {len(split.train)} train / {len(split.val)} val images")
     report_skipped(split.skipped, log)
@@ -64,24 +79,71 @@ def prepare(config: Config, log=print):
                              f"images, fewer than --batch-size={config.batch_size}")
     if not config.fill_value:
         config = config.replace(fill_value=data.estimate_mean(split.train, config.image_size))
-    check_output_dir(config.output_dir)
     return config, split
 
 
-def build_callbacks(config: Config, paths: RunPaths, val_batch, monitor: str, time_limit=None):
-    """The standard callback list: resume backup, best checkpoint, TensorBoard, CSV log,
-    NaN stop, sample grid (and an optional wall-time limit in seconds)."""
+def build_callbacks(config: Config, paths: RunPaths, val_batch, monitor: str, steps_per_epoch: int,
+                    best: float = np.inf, resumed=None, time_limit=None):
+    """The standard callback list: NaN/inf stop, best checkpoint (seeded with ``best``),
+    CSV log, TensorBoard, sample grid, the resume state (after every epoch and every
+    ``config.backup_steps`` steps; ``resumed`` is the state this run continues) and an
+    optional wall-time limit in seconds."""
+    best_checkpoint = BestCheckpoint(paths.best, monitor=monitor, best=best)
     callbacks = [
-        keras.callbacks.BackupAndRestore(paths.backup),
-        keras.callbacks.TerminateOnNaN(),
-        BestCheckpoint(paths.best, monitor=monitor),
+        StopOnNonFinite(),
+        best_checkpoint,
         keras.callbacks.CSVLogger(paths.csv, append=True),
         keras.callbacks.TensorBoard(paths.logs),
         SampleGrid(*val_batch, paths.samples),
+        resume.TrainingBackup(paths.backup, config, steps_per_epoch, config.backup_steps,
+                              best_checkpoint, resumed),
     ]
     if time_limit:
         callbacks.append(TimeLimit(time_limit))
     return callbacks
+
+
+def existing_best(path: str, val_ds, monitor: str) -> float:
+    """``monitor`` of a ``best.keras`` left in the output directory by a run that has no
+    resume state, measured on ``val_ds``, so that a worse model never replaces it; ``inf``
+    when there is none (or no validation data to measure it on). Raises
+    :class:`~ctxenc_tf.checkpoint.CheckpointError` if the file cannot be loaded."""
+    if not os.path.exists(path) or val_ds is None:
+        return np.inf
+    model = load_context_encoder(path)
+    model.compile(jit_compile=False)
+    return float(model.evaluate(val_ds, verbose=0, return_dict=True)[monitor.removeprefix("val_")])
+
+
+def fit_remaining(model, files, config: Config, val_ds, callbacks, steps: int, state=None):
+    """``model.fit`` over what is left of the run: the rest of ``state``'s interrupted
+    epoch (its own ``fit``, ``steps - state.step`` steps), then the remaining epochs.
+    Returns one ``History`` for both."""
+    epoch, step = (state.epoch, state.step) if state else (0, 0)
+    parts = [(epoch, step, epoch + 1)] if step else []
+    parts += [(epoch + bool(step), 0, config.epochs)]
+    history = keras.callbacks.History()
+    history.epoch = []
+    for start, skip, end in parts:
+        if start >= end:
+            continue
+        part = model.fit(data.training_batches(files, config, start, skip, end), steps_per_epoch=steps - skip,
+                         initial_epoch=start, epochs=end, validation_data=val_ds, callbacks=callbacks)
+        history.epoch += part.epoch
+        for key, values in part.history.items():
+            history.history.setdefault(key, []).extend(values)
+        if model.stop_training:
+            break
+    return history
+
+
+def non_finite_message(stopped: str, paths: RunPaths, backup) -> str:
+    """One line for a run stopped by NaN/inf: what happened and which good files were kept."""
+    kept = [f"{paths.best}" if os.path.exists(paths.best) else "",
+            f"the resume state from {backup.last_saved.describe()}" if backup.last_saved else ""]
+    kept = " and ".join(k for k in kept if k) or "nothing (no epoch finished with finite losses)"
+    return (f"training stopped: {stopped}. Kept the last good files: {kept}; {paths.final} was not "
+            "written. Lower --learning-rate and rerun the same command to continue from the resume state")
 
 
 def train(config: Config, time_limit: float | None = None, log=print):
@@ -90,24 +152,47 @@ def train(config: Config, time_limit: float | None = None, log=print):
     Writes below ``config.output_dir``: ``config.json``, ``best.keras`` (best validation
     reconstruction loss), ``final.keras``, ``log.csv``, ``logs/`` (TensorBoard),
     ``samples/*.png`` (masked / filled / original grids) and ``backup/`` (resume state).
+    Rerunning with the same settings resumes from ``backup/`` (see :mod:`ctxenc_tf.resume`).
+    Raises :class:`~ctxenc_tf.callbacks.TrainingError` if a loss becomes NaN/inf.
     """
     keras.utils.set_random_seed(config.seed)
     set_precision(config.precision)
     config, split = prepare(config, log)
     paths = RunPaths(config.output_dir)
+    state = resume.load_state(paths.backup, config)
     config.save_json(paths.config)
 
     strategy = make_strategy(config.strategy)
-    train_ds = data.image_dataset(split.train, config, training=True)
+    check_global_batch(strategy, config.batch_size)
+    steps = data.steps_per_epoch(len(split.train), config.batch_size)
     val_ds = data.image_dataset(split.val, config, training=False) if split.val else None
     sample_files = (split.val or split.train)[:SAMPLE_COUNT]
     images, mask = next(iter(data.image_dataset(sample_files, config, training=False)))
+    monitor = "val_rec_loss" if val_ds is not None else "rec_loss"
     with strategy.scope():
         model = ContextEncoder(config)
         model.compile(jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
-    monitor = "val_rec_loss" if val_ds is not None else "rec_loss"
-    callbacks = build_callbacks(config, paths, (np.asarray(images), np.asarray(mask)), monitor, time_limit)
-    log(f"training on {strategy.num_replicas_in_sync} replica(s), writing to {config.output_dir}")
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks)
+        resume.build_optimizers(model)
+        check_disk_space(config.output_dir, resume.state_bytes(model))
+        if state is not None:
+            resume.restore(model, paths.backup, state)
+    if state is None:
+        best = existing_best(paths.best, val_ds, monitor)
+    else:
+        best = state.best
+        changed = resume.changed_settings(state, config)
+        log(f"resuming from {state.describe()} of {config.epochs} (state in {paths.backup})"
+            + (f"; changed settings: {', '.join(changed)}" if changed else ""))
+        if state.epoch >= config.epochs:
+            log(f"all {config.epochs} epochs are already done; raise --epochs to train longer")
+    callbacks = build_callbacks(config, paths, (np.asarray(images), np.asarray(mask)), monitor, steps,
+                                best, state, time_limit)
+    log(f"training on {strategy.num_replicas_in_sync} replica(s), {steps} steps per epoch, "
+        f"writing to {config.output_dir}")
+    history = fit_remaining(model, split.train, config, val_ds, callbacks, steps, state)
+    stopper, backup = (next(c for c in callbacks if isinstance(c, kind))
+                       for kind in (StopOnNonFinite, resume.TrainingBackup))
+    if stopper.stopped:
+        raise TrainingError(non_finite_message(stopper.stopped, paths, backup))
     atomic.save_model(model, paths.final)
     return model, history, paths

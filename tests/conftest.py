@@ -52,3 +52,14 @@ def image_folder(tmp_path):
     d = tmp_path / "images"
     write_images(str(d), 24)
     return str(d)
+
+
+def exit_code(main, argv) -> int:
+    """Run a command's ``main`` through :func:`ctxenc_tf.cli.run_main` as the shell would
+    and return its exit status (0 also when it returns normally)."""
+    from ctxenc_tf.cli import run_main
+
+    try:
+        return run_main(main, argv)
+    except SystemExit as e:
+        return e.code

@@ -1,0 +1,393 @@
+"""Benchmarks, measured side by side in one run: ``python -m ctxenc_tf.bench``.
+
+Prints one Markdown table with
+
+* the machine (CPU model and cores, GPUs, TF version) and its measured matmul peak
+  (chained ``N x N`` matmuls in the training compute dtype),
+* the model's FLOPs per image: generator and discriminator forward passes counted from
+  the layer shapes, and one training step (see :func:`train_flops_per_image`),
+* training throughput (images/s) of the model at the given global batch with XLA and
+  without, on synthetic in-memory batches (``model.fit``, the strategy ``train.py``
+  would pick), also as a fraction of the matmul peak,
+* input-pipeline throughput alone (images/s): JPEG decode + crop + resize + flip + mask
+  (:func:`ctxenc_tf.data.training_batches`) and the same from prepared TFRecord shards,
+* inference latency for batch 1 and batch 64: Keras, the SavedModel ``serving_default``
+  signature and every TFLite variant (TFLite files have a batch of 1, so batch 64 is 64
+  invocations).
+
+``--quick`` runs a 32x32 toy model for a smoke test; its figures mean nothing.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from ctxenc_tf.cli import add_config_arguments, config_from_args, run_main  # noqa: E402
+from ctxenc_tf.config import Config, ConfigError  # noqa: E402
+
+QUICK = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8, disc_filters=8)
+LATENCY_BATCHES = (1, 64)
+PIPELINE_IMAGES = 2048  # images the input-pipeline rows read (and prepare), cycled as epochs
+
+
+# ---- machine ------------------------------------------------------------------------
+
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """One line naming the CPU, the cores this process may use, the GPUs and TF's version."""
+    import tensorflow as tf
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return (f"{cpu_name()}, {cores} core(s) usable, "
+            f"{', '.join(gpus) if gpus else 'no GPU'}; TensorFlow {tf.__version__}")
+
+
+def matmul_peak(n: int, dtype: str = "float32", repeats: int = 5, trials: int = 3) -> float:
+    """Measured matmul throughput in FLOP/s: ``repeats`` chained ``[n, n] x [n, n]``
+    products (``2 n^3`` FLOPs each) in one ``tf.function``, best of ``trials``."""
+    import tensorflow as tf
+
+    a = tf.random.normal([n, n], dtype=tf.float32)
+    b = tf.cast(tf.random.normal([n, n]) / np.sqrt(n), dtype)  # keeps the chain's scale ~1
+    a = tf.cast(a, dtype)
+
+    @tf.function
+    def chain(x):
+        for _ in range(repeats):
+            x = tf.matmul(x, b)
+        return x[0, 0]
+
+    chain(a).numpy()  # trace and warm up
+    best = min(_timed(lambda: chain(a).numpy()) for _ in range(trials))
+    return 2.0 * n ** 3 * repeats / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# ---- FLOPs --------------------------------------------------------------------------
+
+def conv_flops(model) -> int:
+    """Forward FLOPs per image of the convolutions in ``model`` (2 per multiply-add).
+    ``Conv2D``: ``2 * Ho * Wo * Cout * k * k * Cin``; ``Conv2DTranspose``: ``2 * Hi * Wi *
+    Cin * k * k * Cout`` (each input pixel is spread over a ``k x k`` window; counting it on
+    the output grid, as TF's profiler does, would add the zeros of the dilated input).
+    Normalisation, activations and the hole fill are left out (well under 1%)."""
+    from keras import layers
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            grid = layer.input.shape if isinstance(layer, layers.Conv2DTranspose) else layer.output.shape
+            total += 2 * grid[1] * grid[2] * kh * kw * cin * layer.filters
+    return int(total)
+
+
+def train_flops_per_image(generator_flops: int, discriminator_flops: int) -> int:
+    """FLOPs of one training step per image, backward = 2x forward where weights and inputs
+    both need gradients: forward G + D(real) + D(fake); the generator's gradient goes back
+    through D(fake) (input gradients only, 1x) and G (2x); the discriminator's through
+    D(real) and D(fake) (2x each). Total ``3 G + 7 D`` (``3 G`` without a discriminator)."""
+    return 3 * generator_flops + 7 * discriminator_flops
+
+
+# ---- training -----------------------------------------------------------------------
+
+def synthetic_batch(config: Config, batch: int, seed: int = 0):
+    """``(images, masks)``: ``[B, S, S, 3]`` float32 uniform in ``[-1, 1]`` and the
+    config's masks ``[B, S, S, 1]``."""
+    import tensorflow as tf
+
+    from ctxenc_tf import masks
+
+    images = tf.random.stateless_uniform([batch, config.image_size, config.image_size, 3], [seed, 1],
+                                         minval=-1.0, maxval=1.0)
+    hole = tf.stack([masks.make_mask(config.mask_type, config.image_size, config.hole_size,
+                                     tf.constant([seed, i], tf.int32)) for i in range(batch)])
+    return images, hole
+
+
+def training_throughput(config: Config, steps: int, warmup: int) -> dict:
+    """Train ``config`` on one synthetic batch repeated (no input pipeline) with
+    ``model.fit`` under the strategy ``config.strategy`` names: ``warmup`` steps (tracing and
+    XLA compilation, timed as ``compile_s``), then ``steps`` timed steps. Returns
+    ``{"images_per_s", "step_ms", "compile_s", "replicas"}``."""
+    import keras
+    import tensorflow as tf
+
+    from ctxenc_tf.resume import build_optimizers
+    from ctxenc_tf.strategy import check_global_batch, make_strategy, set_precision
+    from ctxenc_tf.trainer import ContextEncoder
+
+    set_precision(config.precision)
+    try:
+        keras.utils.set_random_seed(config.seed)
+        strategy = make_strategy(config.strategy)
+        check_global_batch(strategy, config.batch_size)
+        ds = tf.data.Dataset.from_tensors(synthetic_batch(config, config.batch_size)).repeat()
+        with strategy.scope():
+            model = ContextEncoder(config)
+            model.compile(jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+            build_optimizers(model)
+        per_call = config.steps_per_execution
+        compile_s = _timed(lambda: model.fit(ds, steps_per_epoch=max(warmup, 1) * per_call, shuffle=False, verbose=0))
+        elapsed = _timed(lambda: model.fit(ds, steps_per_epoch=steps * per_call, shuffle=False, verbose=0))
+    finally:
+        set_precision("float32")
+    done = steps * per_call
+    return {"images_per_s": done * config.batch_size / elapsed, "step_ms": 1000 * elapsed / done,
+            "compile_s": compile_s, "replicas": strategy.num_replicas_in_sync}
+
+
+# ---- input pipeline -----------------------------------------------------------------
+
+def pipeline_throughput(files, config: Config, batches: int) -> float:
+    """Images/s of :func:`ctxenc_tf.data.training_batches` over ``files`` (image paths or
+    prepared :class:`~ctxenc_tf.tfrecords.Records`) alone: ``batches`` batches of
+    ``config.batch_size`` from a cold iterator (so shard reading and shuffle-block filling
+    are included), over as many epochs as that takes."""
+    from ctxenc_tf import data
+
+    epochs = -(-batches // data.steps_per_epoch(len(files), config.batch_size))
+
+    def consume():
+        iterator = iter(data.training_batches(files, config, 0, 0, epochs))
+        for _ in range(batches):
+            next(iterator)
+
+    return batches * config.batch_size / _timed(consume)
+
+
+# ---- inference ----------------------------------------------------------------------
+
+def latency_ms(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after two
+    warm-up calls."""
+    fn()
+    fn()
+    return 1000 * statistics.median(_timed(fn) for _ in range(repeats))
+
+
+def inference_runners(model, out_dir: str, variants, calibration, log) -> dict:
+    """``{name: fn(images)}`` for the Keras model (its call in a ``tf.function``, without
+    and with XLA), the exported SavedModel's ``serving_default`` and each TFLite variant;
+    ``images`` ``[N, S, S, 3]`` float32 in ``[0, 1]``, each call returns numpy arrays.
+    Export times are logged."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ctxenc_tf import masks
+    from ctxenc_tf.export import export_saved_model
+    from ctxenc_tf.tflite import export_tflite
+
+    config = model.config
+    centre = masks.center_mask(config.image_size, config.hole_size).numpy()[None]
+    runners = {}
+    for name, jit in (("Keras", False), ("Keras + XLA", True)):
+        call = tf.function(lambda x, m: model([x * 2.0 - 1.0, m], training=False), jit_compile=jit)
+        runners[name] = (lambda f: lambda x: f(x, np.repeat(centre, len(x), axis=0)).numpy())(call)
+    seconds = time.perf_counter()
+    saved = export_saved_model(model, out_dir)
+    log(f"SavedModel export: {time.perf_counter() - seconds:.1f} s")
+    signature = tf.saved_model.load(saved).signatures["serving_default"]
+    runners["SavedModel serving_default"] = lambda x: {
+        k: v.numpy() for k, v in signature(images=tf.constant(x)).items()}
+    seconds = time.perf_counter()
+    paths = export_tflite(model, out_dir, variants=variants, representative_images=calibration)
+    log(f"TFLite conversion of {len(paths)} variant(s): {time.perf_counter() - seconds:.1f} s")
+    for variant, path in paths.items():
+        interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+        runner = interpreter.get_signature_runner("serving_default")
+        runners[f"TFLite {variant}"] = (lambda r: lambda x: [r(images=x[i:i + 1]) for i in range(len(x))])(runner)
+    return runners
+
+
+# ---- the run ------------------------------------------------------------------------
+
+class Table:
+    """Rows of ``(measurement, setting, result, relative)`` printed as Markdown."""
+
+    def __init__(self, out=print):
+        self.rows, self.out = [], out
+
+    def add(self, measurement: str, setting: str, result: str, relative: str = "") -> None:
+        self.rows.append({"measurement": measurement, "setting": setting, "result": result,
+                          "relative": relative})
+        self.out(f"  {measurement} [{setting}]: {result}" + (f" ({relative})" if relative else ""))
+
+    def markdown(self) -> str:
+        lines = ["| measurement | setting | result | relative |", "|---|---|---:|---|"]
+        lines += [f"| {r['measurement']} | {r['setting']} | {r['result']} | {r['relative']} |"
+                  for r in self.rows]
+        return "\n".join(lines)
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def run(config: Config, args, log=print) -> Table:
+    """All measurements for ``config`` (the model and global batch benchmarked); ``args``
+    carries the bench's own flags. Returns the filled :class:`Table`."""
+    import tensorflow as tf
+
+    from ctxenc_tf import data, tfrecords
+    from ctxenc_tf.tflite import real_images
+    from ctxenc_tf.trainer import ContextEncoder
+
+    table = Table(log)
+    machine = machine_description()
+    table.add("machine", "", machine)
+    compute = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}[config.precision]
+    peak = matmul_peak(args.matmul_size, compute, args.matmul_repeats)
+    table.add("matmul peak", f"{args.matmul_size}x{args.matmul_size} {compute}, measured",
+              f"{peak / 1e9:.1f} GFLOP/s")
+
+    if not config.fill_value:
+        config = config.replace(fill_value=(0.0, 0.0, 0.0))
+    model = ContextEncoder(config)
+    g_flops = conv_flops(model.generator)
+    d_flops = conv_flops(model.discriminator) if model.discriminator is not None else 0
+    step_flops = train_flops_per_image(g_flops, d_flops)
+    geometry = (f"{config.image_size}px, bottleneck {config.bottleneck}, "
+                f"{model.generator.count_params() / 1e6:.1f}M G params")
+    table.add("FLOPs / image", f"generator forward, {geometry}", _si(g_flops, "FLOP"))
+    table.add("FLOPs / image", "discriminator forward", _si(d_flops, "FLOP"))
+    table.add("FLOPs / image", "training step (3 G + 7 D)", _si(step_flops, "FLOP"))
+
+    if "train" not in args.skip:
+        speeds = {}
+        for jit in (True, False):
+            r = training_throughput(config.replace(jit_compile=jit), args.steps, args.warmup)
+            speeds[jit] = r["images_per_s"]
+            table.add("training", f"batch {config.batch_size}, {config.precision}, XLA {'on' if jit else 'off'}, "
+                      f"{r['replicas']} replica(s)",
+                      f"{r['images_per_s']:.1f} images/s",
+                      f"{r['step_ms']:.0f} ms/step, {100 * r['images_per_s'] * step_flops / peak:.1f}% of "
+                      f"matmul peak, first {args.warmup} step(s) incl. compile {r['compile_s']:.1f} s")
+        table.add("training", "XLA speed-up", f"{speeds[True] / speeds[False]:.2f}x", "XLA on / off")
+
+    with tempfile.TemporaryDirectory(prefix="ctxenc-bench-") as tmp:
+        if "pipeline" not in args.skip:
+            source = config.replace(data_dir=args.data_dir, train_limit=PIPELINE_IMAGES, val_limit=1)
+            files = data.find_split(source).train
+            jpeg = pipeline_throughput(files, config, args.pipeline_batches)
+            prepared = os.path.join(tmp, "prepared")
+            tfrecords.prepare(source, prepared, log=lambda *a: None)
+            records = tfrecords.find_prepared(config.replace(data_dir=prepared)).train
+            shards = pipeline_throughput(records, config, args.pipeline_batches)
+            needed = f"{jpeg / speeds[True]:.1f}x XLA training's need" if "train" not in args.skip else ""
+            table.add("input pipeline", f"{len(files)} JPEGs: decode + crop + resize + flip + mask, "
+                      f"batch {config.batch_size}", f"{jpeg:.0f} images/s", needed)
+            table.add("input pipeline", "prepared TFRecord shards: read + flip + mask",
+                      f"{shards:.0f} images/s", f"{shards / jpeg:.1f}x JPEG decoding")
+
+        if "inference" not in args.skip:
+            calibration = real_images(config, args.calibration_images, data_dir=args.data_dir or None)
+            runners = inference_runners(model, os.path.join(tmp, "export"), args.variants, calibration, log)
+            faces = real_images(config, max(LATENCY_BATCHES), data_dir=args.data_dir or None)
+            images = np.resize(faces, (max(LATENCY_BATCHES),) + faces.shape[1:]).astype(np.float32)
+            for name, fn in runners.items():
+                results = []
+                for batch in LATENCY_BATCHES:
+                    ms = latency_ms(lambda: fn(images[:batch]), args.repeats)
+                    results.append(f"batch {batch}: {ms:.1f} ms ({1000 * batch / ms:.0f} images/s)")
+                note = "64 invocations of batch 1" if name.startswith("TFLite") else ""
+                table.add("inference latency", name, "; ".join(results), note)
+    return table
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, only=("image_size", "hole_size", "overlap", "mask_type", "bottleneck",
+                                       "gen_filters", "disc_filters", "discriminator", "adversarial_loss",
+                                       "batch_size", "precision", "strategy", "steps_per_execution", "data_dir"))
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny 32x32 model, batch 8, few steps: a smoke test, figures meaningless")
+    parser.add_argument("--steps", type=int, help="timed training steps per setting (default 10, quick 2)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default 2)")
+    parser.add_argument("--repeats", type=int, help="timed calls per latency figure (default 10, quick 2)")
+    parser.add_argument("--pipeline-batches", type=int, help="timed input batches (default 20, quick 3)")
+    parser.add_argument("--matmul-size", type=int, help="side of the peak matmul (default 4096 with a GPU, "
+                                                        "else 2048; quick 256)")
+    parser.add_argument("--matmul-repeats", type=int, default=5, help="chained matmuls per trial (default 5)")
+    parser.add_argument("--calibration-images", type=int, default=16,
+                        help="real images calibrating the full_int8 TFLite variant (default 16)")
+    parser.add_argument("--variants", default="float32,float16,dynamic_int8,full_int8",
+                        help="TFLite variants to time, comma separated (default all four)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: train, pipeline, inference")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from ctxenc_tf.tflite import VARIANTS
+
+    args.variants = tuple(v for v in args.variants.split(",") if v)
+    args.skip = tuple(s for s in args.skip.split(",") if s)
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad:
+        raise ConfigError(f"--variants: unknown {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+    bad = [s for s in args.skip if s not in ("train", "pipeline", "inference")]
+    if bad:
+        raise ConfigError(f"--skip: unknown part(s) {', '.join(bad)}; choose from train, pipeline, inference")
+    for name in ("steps", "warmup", "repeats", "pipeline_batches", "matmul_size", "matmul_repeats",
+                 "calibration_images"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}={value}: must be positive")
+    base = Config(**QUICK, batch_size=8) if args.quick else Config(batch_size=64)
+    config = config_from_args(args, base=base)
+    import tensorflow as tf
+
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    args.steps = args.steps or (2 if args.quick else 10)
+    args.repeats = args.repeats or (2 if args.quick else 10)
+    args.pipeline_batches = args.pipeline_batches or (3 if args.quick else 20)
+    args.matmul_size = args.matmul_size or (256 if args.quick else 4096 if gpu else 2048)
+    args.data_dir = config.data_dir
+    print(f"benchmarking {config.image_size}x{config.image_size} model, global batch {config.batch_size}"
+          + (" (--quick: toy sizes, figures meaningless)" if args.quick else ""))
+    table = run(config, args)
+    print()
+    print(table.markdown())
+    if args.json:
+        from ctxenc_tf import atomic
+
+        atomic.write_bytes(args.json, json.dumps(table.rows, indent=1).encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,224 @@
+"""Every command given a wrong flag value, a missing file or a wrong model type exits
+non-zero with one clear line on stderr (``error: ...``, or argparse's usage + one
+``prog: error: ...`` line) and no traceback.
+
+The cases run in-process through each command's ``main`` via ``cli.run_main`` (cheap); a
+few run as real subprocesses too, in parallel, to check the actual entry points.
+
+| id  | command        | bad input                                          | the line must contain            |
+|-----|----------------|----------------------------------------------------|----------------------------------|
+| T1  | train.py       | --epochs 0                                         | --epochs=0                       |
+| T2  | train.py       | --batch-size abc                                   | invalid int value: 'abc'         |
+| T3  | train.py       | --data-dir <missing dir>                           | the dir, does not exist          |
+| T4  | train.py       | --data-dir <a text file>                           | the file, not a directory        |
+| T5  | train.py       | --precision float64                                | --precision='float64'            |
+| T6  | train.py       | --learning-rate -1                                 | --learning-rate=-1.0             |
+| T7  | train.py       | --preset bogus                                     | invalid choice: 'bogus'          |
+| T8  | train.py       | --output-dir <below a regular file>                | the dir, not writable            |
+| T9  | train.py       | --backup-steps -1                                  | --backup-steps=-1                |
+| T10 | train.py       | --no-such-flag                                     | unrecognized arguments           |
+| T11 | train.py       | --data-dir <empty dir>                             | no image files                   |
+| T12 | train.py       | --data-dir <3 images> --batch-size 64              | fewer than --batch-size=64       |
+| T13 | train.py       | --data-dir <only non-images named .jpg>            | no usable training image         |
+| T14 | train.py       | --output-dir <run of another architecture>         | --bottleneck 16 -> 8             |
+| E1  | export.py      | --checkpoint <missing .keras>                      | the file, not found              |
+| E2  | export.py      | --checkpoint <text file>                           | the file, not a .keras           |
+| E3  | export.py      | --checkpoint <a plain keras model>                 | not a ContextEncoder             |
+| E4  | export.py      | --variants onnx                                    | invalid choice: 'onnx'           |
+| E5  | export.py      | --version 0                                        | positive integer                 |
+| E6  | export.py      | (no --checkpoint)                                  | required: --checkpoint           |
+| I1  | inpaint        | --model <missing .keras>                           | the file                         |
+| I2  | inpaint        | <missing photo>                                    | the photo                        |
+| I3  | inpaint        | --batch-size 0                                     | --batch-size=0                   |
+| I4  | inpaint        | --model <a plain keras model>                      | not a ContextEncoder             |
+| I5  | inpaint        | --mask <missing file>                              | the mask file                    |
+| I6  | inpaint        | --model <text file>                                | the file                         |
+| V1  | evaluate       | --model <missing .keras>                           | the file                         |
+| V2  | evaluate       | --split bogus                                      | invalid choice: 'bogus'          |
+| V3  | evaluate       | --limit -1                                         | --limit=-1                       |
+| V4  | evaluate       | --data-dir <missing dir>                           | the dir                          |
+| V5  | evaluate       | --baselines magic                                  | unknown magic                    |
+| V6  | evaluate       | --model <a plain keras model>                      | not a ContextEncoder             |
+| S1  | serving_client | <missing photo>                                    | the photo                        |
+| S2  | serving_client | --protocol ftp                                     | invalid choice: 'ftp'            |
+| S3  | serving_client | <text file as photo>                               | not a JPEG/PNG/GIF/BMP image     |
+| S4  | serving_client | --port 1 (no server there)                         | localhost:1                      |
+| S5  | serving_client | --timeout abc                                      | invalid float value: 'abc'       |
+"""
+
+import concurrent.futures
+import dataclasses
+import importlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FACES, REPO, tiny_config, write_images
+
+# id: (command, argv, substrings the error line must contain); {names} are filled from `paths`.
+CASES = {
+    "T1": ("train", ["--epochs", "0"], ["--epochs=0"]),
+    "T2": ("train", ["--batch-size", "abc"], ["invalid int value: 'abc'"]),
+    "T3": ("train", ["--data-dir", "{missing}"], ["{missing}", "does not exist"]),
+    "T4": ("train", ["--data-dir", "{text}"], ["{text}", "not a directory"]),
+    "T5": ("train", ["--precision", "float64"], ["--precision='float64'"]),
+    "T6": ("train", ["--learning-rate", "-1"], ["--learning-rate=-1.0"]),
+    "T7": ("train", ["--preset", "bogus"], ["invalid choice: 'bogus'"]),
+    "T8": ("train", ["--data-dir", "{few}", "--output-dir", "{text}/run"], ["{text}/run", "not writable"]),
+    "T9": ("train", ["--backup-steps", "-1"], ["--backup-steps=-1"]),
+    "T10": ("train", ["--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
+    "T11": ("train", ["--data-dir", "{empty}"], ["{empty}", "no image files"]),
+    "T12": ("train", ["--data-dir", "{few}", "--batch-size", "64"], ["fewer than --batch-size=64"]),
+    "T13": ("train", ["--data-dir", "{junk}"], ["{junk}", "no usable training image"]),
+    "T14": ("train", ["--data-dir", "{few}", "--output-dir", "{old_run}", "--bottleneck", "8"],
+            ["--bottleneck 16 -> 8", "new --output-dir"]),
+    "E1": ("export", ["--checkpoint", "{missing}.keras"], ["{missing}.keras", "not found"]),
+    "E2": ("export", ["--checkpoint", "{text}"], ["{text}", "not a .keras"]),
+    "E3": ("export", ["--checkpoint", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),
+    "E4": ("export", ["--checkpoint", "{good}", "--variants", "onnx"], ["invalid choice: 'onnx'"]),
+    "E5": ("export", ["--checkpoint", "{good}", "--version", "0"], ["positive integer"]),
+    "E6": ("export", [], ["required: --checkpoint"]),
+    "I1": ("inpaint", ["{photo}", "--model", "{missing}.keras", "--out", "{out}"], ["{missing}.keras"]),
+    "I2": ("inpaint", ["{missing}.jpg", "--model", "{good}", "--out", "{out}"], ["{missing}.jpg"]),
+    "I3": ("inpaint", ["{photo}", "--model", "{good}", "--out", "{out}", "--batch-size", "0"],
+           ["--batch-size=0"]),
+    "I4": ("inpaint", ["{photo}", "--model", "{foreign}", "--out", "{out}"], ["{foreign}", "not a ContextEncoder"]),
+    "I5": ("inpaint", ["{photo}", "--model", "{good}", "--out", "{out}", "--mask", "{missing}.png"],
+           ["{missing}.png"]),
+    "I6": ("inpaint", ["{photo}", "--model", "{text}", "--out", "{out}"], ["{text}"]),
+    "V1": ("evaluate", ["--model", "{missing}.keras", "--out", "{out}"], ["{missing}.keras"]),
+    "V2": ("evaluate", ["--model", "{good}", "--out", "{out}", "--split", "bogus"], ["invalid choice: 'bogus'"]),
+    "V3": ("evaluate", ["--model", "{good}", "--out", "{out}", "--limit", "-1"], ["--limit=-1"]),
+    "V4": ("evaluate", ["--model", "{good}", "--out", "{out}", "--data-dir", "{missing}"], ["{missing}"]),
+    "V5": ("evaluate", ["--model", "{good}", "--out", "{out}", "--baselines", "magic"], ["unknown magic"]),
+    "V6": ("evaluate", ["--model", "{foreign}", "--out", "{out}"], ["{foreign}", "not a ContextEncoder"]),
+    "S1": ("serving", ["{missing}.jpg"], ["{missing}.jpg"]),
+    "S2": ("serving", ["{photo}", "--protocol", "ftp"], ["invalid choice: 'ftp'"]),
+    "S3": ("serving", ["{text}"], ["{text}", "not a JPEG/PNG/GIF/BMP image"]),
+    "S4": ("serving", ["{photo}", "--port", "1", "--timeout", "5", "--out", "{out}"], ["localhost:1"]),
+    "S5": ("serving", ["{photo}", "--timeout", "abc"], ["invalid float value: 'abc'"]),
+}
+SUBPROCESS_CASES = ("T3", "E3", "I2", "V5", "S3")  # one per command, through the real entry point
+
+SCRIPTS = {"train": "train.py", "export": "export.py"}
+MODULES = {"inpaint": "ctxenc_tf.inpaint", "evaluate": "ctxenc_tf.evaluate",
+           "serving": "ctxenc_tf.serving_client"}
+TF_NOISE = ("WARNING: All log messages", "I0000", "E0000", "W0000")
+
+
+def _main(command):
+    if command in MODULES:
+        return importlib.import_module(MODULES[command]).main
+    spec = importlib.util.spec_from_file_location(f"{command}_cli", os.path.join(REPO, SCRIPTS[command]))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _argv_prefix(command):
+    if command in MODULES:
+        return [sys.executable, "-m", MODULES[command]]
+    return [sys.executable, os.path.join(REPO, SCRIPTS[command])]
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    """The files the cases point at."""
+    import keras
+
+    from ctxenc_tf import atomic, resume
+    from ctxenc_tf.trainer import ContextEncoder
+    root = tmp_path_factory.mktemp("bad_input")
+    p = {k: str(root / k) for k in ("missing", "empty", "few", "junk", "out", "old_run")}
+    os.makedirs(p["empty"])
+    write_images(p["few"], 3)
+    os.makedirs(p["junk"])
+    for i in range(4):
+        with open(os.path.join(p["junk"], f"junk{i}.jpg"), "w") as f:
+            f.write("not an image\n")
+    p["text"] = str(root / "notes.txt")
+    with open(p["text"], "w") as f:
+        f.write("hello\n")
+    p["photo"] = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
+    p["good"] = str(root / "good.keras")
+    atomic.save_model(ContextEncoder(tiny_config(fill_value=(0.1, 0.0, -0.1))), p["good"])
+    p["foreign"] = str(root / "dense.keras")
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(p["foreign"])
+    # The resume state of a run with another architecture (bottleneck 16) in old_run/.
+    backup = os.path.join(p["old_run"], "backup")
+    os.makedirs(backup)
+    old = tiny_config(data_dir=p["few"], output_dir=p["old_run"], bottleneck=16, batch_size=2)
+    state = resume.TrainingState(1, 0, "state-e0001-s000000.weights.h5", 1.0, {}, old.to_dict())
+    open(os.path.join(backup, state.weights), "w").close()
+    with open(os.path.join(backup, resume.STATE_FILE), "w") as f:
+        json.dump(dataclasses.asdict(state), f)
+    return p
+
+
+def _expand(items, paths):
+    return [item.format(**paths) for item in items]
+
+
+def _argv(case, paths):
+    command, argv, _ = CASES[case]
+    if command == "train":  # tiny, quick settings unless the case sets them
+        given = set(argv)
+        defaults = {"--image-size": "32", "--bottleneck": "16", "--gen-filters": "8", "--disc-filters": "8",
+                    "--batch-size": "2", "--epochs": "1", "--output-dir": paths["out"] + "/train"}
+        argv = argv + [x for k, v in defaults.items() if k not in given for x in (k, v)]
+    return _expand(argv, paths)
+
+
+def check_one_error_line(code, stderr, needles):
+    """Non-zero exit, no traceback, one ``error:`` line (argparse: usage + one error line)
+    that contains every needle. Returns the line."""
+    assert code not in (0, None), f"exit status {code}; stderr:\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    lines = [l for l in stderr.splitlines() if l.strip() and not l.startswith(TF_NOISE)]
+    assert lines, "nothing on stderr"
+    if lines[0].startswith("usage:"):  # argparse: usage block, then 'prog: error: ...'
+        errors = [l for l in lines if re.match(r"^\S.*: error: ", l)]
+        assert errors == [lines[-1]], stderr
+    else:
+        assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for needle in needles:
+        assert needle in lines[-1], (needle, lines[-1])
+    return lines[-1]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_in_process(case, paths, capsys):
+    from ctxenc_tf.cli import run_main
+    command, _, needles = CASES[case]
+    main = _main(command)
+    try:
+        code = run_main(main, _argv(case, paths))
+    except SystemExit as e:
+        code = e.code
+    except Exception as e:  # an escaped exception is what a user would see as a traceback
+        pytest.fail(f"{case}: Traceback ({type(e).__name__}: {e})")
+    check_one_error_line(code, capsys.readouterr().err, _expand(needles, paths))
+
+
+def test_bad_input_subprocesses(paths):
+    """A few cases through the real command lines, in parallel."""
+    def run(case):
+        command = CASES[case][0]
+        env = dict(os.environ, PYTHONPATH=REPO)
+        return subprocess.run(_argv_prefix(command) + _argv(case, paths), cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    with concurrent.futures.ThreadPoolExecutor(len(SUBPROCESS_CASES)) as pool:
+        results = dict(zip(SUBPROCESS_CASES, pool.map(run, SUBPROCESS_CASES)))
+    for case, r in results.items():
+        check_one_error_line(r.returncode, r.stderr, _expand(CASES[case][2], paths))
+
+
+def test_table_lists_every_case():
+    table = {row.split("|")[1].strip() for row in __doc__.splitlines() if re.match(r"^\| [A-Z]\d", row)}
+    assert table == set(CASES) and len(CASES) >= 20

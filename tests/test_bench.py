@@ -1,0 +1,77 @@
+"""python -m ctxenc_tf.bench: every row printed in quick mode, FLOPs counted right."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, tiny_config
+from ctxenc_tf import bench
+from ctxenc_tf.config import ConfigError
+
+
+def test_quick_bench_prints_every_row(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "ctxenc_tf.bench", "--quick", "--variants", "float32,full_int8",
+                        "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    table = r.stdout[r.stdout.index("| measurement |"):]
+    for row in rows:  # the Markdown table shows every row
+        assert f"| {row['measurement']} | {row['setting']} | {row['result']} |" in table
+    settings = {(row["measurement"], row["setting"].split(",")[0]): row for row in rows}
+    assert "no GPU" in rows[0]["result"] or "GPU" in rows[0]["result"]
+    assert float(settings["matmul peak", "256x256 float32"]["result"].split()[0]) > 0
+    assert [row["setting"].split(",")[0] for row in rows if row["measurement"] == "FLOPs / image"] == [
+        "generator forward", "discriminator forward", "training step (3 G + 7 D)"]
+    training = [row for row in rows if row["measurement"] == "training"]
+    assert [("XLA on" in t["setting"], "XLA off" in t["setting"]) for t in training[:2]] == [(True, False),
+                                                                                            (False, True)]
+    for t in training[:2]:
+        assert float(t["result"].split()[0]) > 0 and "% of matmul peak" in t["relative"]
+    assert training[2]["setting"] == "XLA speed-up" and training[2]["result"].endswith("x")
+    pipeline = [row for row in rows if row["measurement"] == "input pipeline"]
+    assert len(pipeline) == 2 and "JPEG" in pipeline[0]["setting"] and "TFRecord" in pipeline[1]["setting"]
+    latency = {row["setting"]: row["result"] for row in rows if row["measurement"] == "inference latency"}
+    assert list(latency) == ["Keras", "Keras + XLA", "SavedModel serving_default", "TFLite float32",
+                             "TFLite full_int8"]
+    for result in latency.values():
+        assert "batch 1:" in result and "batch 64:" in result
+
+
+def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
+    import tensorflow as tf
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    from ctxenc_tf.models import build_discriminator, build_generator
+
+    config = tiny.replace(fill_value=(0.0, 0.0, 0.0))
+    discriminator = build_discriminator(config)
+    spec = tf.TensorSpec([1, config.output_size, config.output_size, 3])
+    graph = tf.function(lambda x: discriminator(x, training=False)).get_concrete_function(spec).graph
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profiled = model_analyzer.profile(graph, options=options).total_float_ops
+    counted = bench.conv_flops(discriminator)
+    assert counted == pytest.approx(profiled, rel=0.02)  # the rest is bias/BN/activation
+    # A stride-2 transposed convolution costs what the strided convolution it transposes
+    # does (the backward-data pass of that convolution), not a dense conv on its output.
+    import keras
+
+    small = keras.Input((4, 4, 8))
+    up = keras.Model(small, keras.layers.Conv2DTranspose(16, 4, strides=2, padding="same")(small))
+    big = keras.Input((8, 8, 16))
+    down = keras.Model(big, keras.layers.Conv2D(8, 4, strides=2, padding="same")(big))
+    assert bench.conv_flops(up) == bench.conv_flops(down) == 2 * 4 * 4 * 8 * 4 * 4 * 16
+    assert bench.train_flops_per_image(10, 1) == 37 and bench.train_flops_per_image(10, 0) == 30
+
+
+def test_bad_flags_are_one_line_errors():
+    with pytest.raises(ConfigError, match="--variants: unknown int4"):
+        bench.main(["--variants", "float32,int4"])
+    with pytest.raises(ConfigError, match="--skip: unknown part"):
+        bench.main(["--skip", "everything"])
+    with pytest.raises(ConfigError, match="--steps=0: must be positive"):
+        bench.main(["--steps", "0"])

@@ -1,0 +1,120 @@
+"""The evaluate command on a tiny model and a few images: table, JSON, CSV and grid."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import exit_code, tiny_config, write_images
+from ctxenc_tf import atomic, data, evaluate
+from ctxenc_tf.trainer import ContextEncoder
+
+COLUMNS = ("l1_pct", "l2_pct", "psnr_db", "ssim")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
+    atomic.save_model(ContextEncoder(tiny_config(fill_value=(0.1, 0.0, -0.1))), path)
+    return path
+
+
+def run(argv):
+    """``python -m ctxenc_tf.evaluate argv``; returns the exit status."""
+    return exit_code(evaluate.main, argv)
+
+
+def test_table_json_csv_and_grid(model_path, tmp_path):
+    folder = tmp_path / "images"
+    write_images(str(folder), 10, size=(40, 36))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "eval"
+    assert run(["--model", model_path, "--data-dir", str(folder), "--out", str(out),
+                "--batch-size", "4", "--grid-count", "2", "--quiet"]) == 0
+
+    table = (out / "metrics.md").read_text()
+    for name in ("context encoder", "mean-colour fill", "Telea (OpenCV)"):
+        assert f"| {name} | hole |" in table and f"| {name} | image |" in table
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["images"] == 10 and report["split"] == "all"
+    assert [s["file"] for s in report["skipped"]] == [str(folder / "broken.png")]
+
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10 and len({r["file"] for r in rows}) == 10
+    for method in ("model", "mean", "telea"):
+        for key in COLUMNS:
+            values = [float(r[f"{method}/hole/{key}"]) for r in rows]
+            assert report["metrics"][method]["hole"][key]["mean"] == pytest.approx(np.mean(values))
+        # Only the 16x16 hole of the 32x32 image changes: whole-image errors are 1/4 of it.
+        hole_l1 = report["metrics"][method]["hole"]["l1_pct"]["mean"]
+        image_l1 = report["metrics"][method]["image"]["l1_pct"]["mean"]
+        assert image_l1 == pytest.approx(hole_l1 / 4, rel=1e-4)
+        assert report["metrics"][method]["image"]["psnr_db"]["mean"] > \
+            report["metrics"][method]["hole"]["psnr_db"]["mean"]
+    model_row = [line for line in table.splitlines() if line.startswith("| context encoder | hole")][0]
+    assert f"{report['metrics']['model']['hole']['psnr_db']['mean']:.2f}" in model_row
+
+    grid = Image.open(out / "worst_best.png")
+    columns = 5  # masked input, model, mean fill, Telea, original
+    assert grid.width > columns * 32 and grid.height > 4 * 32  # 2 worst + 2 best rows of 32 px
+
+
+def test_folder_val_split_matches_training_split(model_path, tmp_path):
+    folder = tmp_path / "images"
+    write_images(str(folder), 20, size=(32, 32))
+    out = tmp_path / "eval"
+    assert run(["--model", model_path, "--data-dir", str(folder), "--split", "val", "--out",
+                str(out), "--baselines", "none", "--quiet"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert set(report["metrics"]) == {"model"}
+    with open(out / "per_image.csv") as f:
+        evaluated = sorted(r["file"] for r in csv.DictReader(f))
+    split = data.find_split(tiny_config(data_dir=str(folder)))
+    assert evaluated == sorted(p.split("/")[-1] for p in split.val)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--split", "test"], "--split test"),
+    (["--baselines", "mean,bogus"], "bogus"),
+    (["--mask-type", "random_square"], "--mask-type"),
+])
+def test_bad_arguments_are_one_line_errors(model_path, tmp_path, capsys, argv, needle):
+    write_images(str(tmp_path / "images"), 2, size=(32, 32))
+    code = run(["--model", model_path, "--data-dir", str(tmp_path / "images"),
+                "--out", str(tmp_path / "eval"), "--quiet"] + argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and needle in err[-1]
+    assert not any(line.startswith("Traceback") for line in err)
+
+
+def test_celeba_layout_defaults_to_its_test_split(model_path, tmp_path):
+    root = tmp_path / "celeba"
+    paths = write_images(str(root / "img_align_celeba"), 6, size=(36, 44))
+    names = [p.split("/")[-1] for p in paths]
+    (root / "list_eval_partition.txt").write_text(
+        "".join(f"{n} {i % 3}\n" for i, n in enumerate(names)))  # 0 train, 1 val, 2 test
+    out = tmp_path / "eval"
+    assert run(["--model", model_path, "--data-dir", str(root), "--out", str(out),
+                "--baselines", "mean", "--quiet"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["split"] == "test" and report["images"] == 2
+    with open(out / "per_image.csv") as f:
+        assert sorted(r["file"] for r in csv.DictReader(f)) == sorted(
+            f"img_align_celeba/{n}" for n in names[2::3])
+
+
+def test_random_mask_model_gets_fixed_holes(tmp_path):
+    model = str(tmp_path / "random.keras")
+    atomic.save_model(ContextEncoder(tiny_config(fill_value=(0.0, 0.0, 0.0),
+                                                 mask_type="random_square")), model)
+    write_images(str(tmp_path / "images"), 6, size=(32, 32))
+    tables = []
+    for name, extra in (("a", []), ("b", []), ("centre", ["--mask-type", "center"])):
+        assert run(["--model", model, "--data-dir", str(tmp_path / "images"), "--out",
+                    str(tmp_path / name), "--baselines", "mean", "--quiet"] + extra) == 0
+        tables.append((tmp_path / name / "per_image.csv").read_text())
+    assert tables[0] == tables[1]  # the same holes every run
+    assert tables[0] != tables[2]  # the centre hole is another hole

@@ -1,0 +1,263 @@
+"""Export: SavedModel signatures and TFLite variants match Keras; versions are atomic;
+export.py reports parity and fails with one line on bad checkpoints."""
+
+import glob
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import FACES, REPO, tiny_config
+from ctxenc_tf import atomic, data, masks, tflite
+from ctxenc_tf.config import Config
+from ctxenc_tf.export import SIGNATURES, export_saved_model, next_version
+from ctxenc_tf.trainer import ContextEncoder
+
+FACE_FILES = sorted(glob.glob(os.path.join(FACES, "*.jpg")))
+
+# Bounds for the quantised TFLite variants on the predicted region (pixels in [0, 1]):
+# (max abs diff, min PSNR in dB vs Keras). float32 must match within 1e-4.
+QUANTISED_BOUNDS = {"float16": (2e-3, 50.0), "dynamic_int8": (0.05, 35.0), "full_int8": (0.1, 28.0)}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A briefly trained 32x32 model (real faces, so quantisation sees real activations)
+    and its checkpoint path."""
+    from ctxenc_tf.training import train
+
+    out = tmp_path_factory.mktemp("run")
+    config = tiny_config(train_limit=64, val_limit=8, output_dir=str(out))
+    model, _, paths = train(config, log=lambda *a: None)
+    return model, paths.final
+
+
+@pytest.fixture(scope="module")
+def faces(trained):
+    """16 real faces at the model's size, ``[16, 32, 32, 3]`` in [0, 1]."""
+    return tflite.real_images(trained[0].config, 16, skip=32)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("export"))
+    return out, export_saved_model(trained[0], out)
+
+
+def keras_inpaint(model, images, hole):
+    """Keras ``ContextEncoder.call`` and generator output, rescaled to [0, 1]."""
+    x = images * 2.0 - 1.0
+    completed = (model([x, hole]).numpy() + 1.0) / 2.0
+    prediction = (model.generator([x, hole]).numpy() + 1.0) / 2.0
+    return completed, prediction
+
+
+def centre_masks(config, n):
+    return np.broadcast_to(masks.center_mask(config.image_size, config.hole_size).numpy()[None],
+                           (n, config.image_size, config.image_size, 1)).astype(np.float32)
+
+
+def test_saved_model_layout_and_signature_specs(trained, exported):
+    model, _ = trained
+    out, path = exported
+    assert path == os.path.join(out, "saved_model", "1")
+    assert json.load(open(os.path.join(out, "config.json")))["fill_value"] == list(model.config.fill_value)
+    assert os.path.isfile(os.path.join(path, "assets.extra", "config.json"))
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".")]  # no temp dirs
+
+    sigs = tf.saved_model.load(path).signatures
+    assert set(SIGNATURES) <= set(sigs)
+    s, o = model.config.image_size, model.config.output_size
+
+    def spec(name):
+        inputs = sigs[name].structured_input_signature[1]
+        return ({k: (v.dtype, tuple(v.shape)) for k, v in inputs.items()},
+                {k: (v.dtype, tuple(v.shape)) for k, v in sigs[name].structured_outputs.items()})
+
+    pixels = {"completed": (tf.float32, (None, s, s, 3)), "prediction": (tf.float32, (None, o, o, 3))}
+    assert spec("serving_default") == ({"images": (tf.float32, (None, s, s, 3))}, pixels)
+    assert spec("inpaint") == ({"images": (tf.float32, (None, s, s, 3)),
+                                "masks": (tf.float32, (None, s, s, 1))}, pixels)
+    assert spec("serving_uint8") == ({"images": (tf.uint8, (None, s, s, 3))},
+                                     {k: (tf.uint8, v[1]) for k, v in pixels.items()})
+    assert spec("serving_bytes") == ({"image_bytes": (tf.string, (None,))},
+                                     {"completed_png": (tf.string, (None,))})
+
+
+def test_saved_model_matches_keras(trained, exported, faces):
+    model, _ = trained
+    sigs = tf.saved_model.load(exported[1]).signatures
+    n, config = len(faces), model.config
+
+    out = sigs["serving_default"](images=tf.constant(faces))
+    completed, prediction = keras_inpaint(model, faces, centre_masks(config, n))
+    assert np.abs(out["completed"].numpy() - completed).max() <= 1e-5
+    assert np.abs(out["prediction"].numpy() - prediction).max() <= 1e-5
+    # the context outside the hole is passed through untouched
+    hole = centre_masks(config, n).astype(bool)[..., 0]
+    assert np.abs(out["completed"].numpy() - faces)[~hole].max() <= 1e-6
+
+    # user-drawn holes anywhere (random squares) through `inpaint`
+    hole = np.stack([masks.random_square_mask(tf.constant([i, 7]), config.image_size, config.hole_size)
+                     for i in range(n)]).astype(np.float32)
+    out = sigs["inpaint"](images=tf.constant(faces), masks=tf.constant(hole))
+    assert np.abs(out["completed"].numpy() - keras_inpaint(model, faces, hole)[0]).max() <= 1e-5
+
+    as_uint8 = np.round(faces * 255).astype(np.uint8)
+    out = sigs["serving_uint8"](images=tf.constant(as_uint8))
+    expected = keras_inpaint(model, as_uint8 / np.float32(255), centre_masks(config, n))[0]
+    assert out["completed"].dtype == tf.uint8
+    assert np.abs(out["completed"].numpy().astype(int) - np.round(expected * 255)).max() <= 1
+
+
+def test_serving_bytes_decodes_any_size_and_returns_png(trained, exported):
+    model, _ = trained
+    sig = tf.saved_model.load(exported[1]).signatures["serving_bytes"]
+    face_jpeg = open(FACE_FILES[3], "rb").read()  # 178x218
+    wide = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 90, 3), np.uint8)).save(wide, "PNG")
+    photos = [face_jpeg, wide.getvalue()]
+
+    pngs = sig(image_bytes=tf.constant(photos))["completed_png"].numpy()
+    assert pngs.shape == (2,)
+    for photo, png in zip(photos, pngs):
+        got = np.asarray(Image.open(io.BytesIO(png)))
+        s = model.config.image_size
+        assert got.shape == (s, s, 3)
+        image = ((data.decode_image(photo, s).numpy() + 1) / 2)[None]
+        expected = keras_inpaint(model, image, centre_masks(model.config, 1))[0][0]
+        assert np.abs(got.astype(int) - np.round(expected * 255)).max() <= 1
+
+
+def test_versions_are_numbered_and_atomic(trained, tmp_path, monkeypatch):
+    model, _ = trained
+    out = str(tmp_path / "exp")
+    assert export_saved_model(model, out).endswith(os.path.join("saved_model", "1"))
+    assert export_saved_model(model, out, version=5).endswith("5")
+    assert next_version(os.path.join(out, "saved_model")) == 6
+    with pytest.raises(FileExistsError):
+        export_saved_model(model, out, version=5)
+
+    def broken_save(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    with pytest.raises(OSError):
+        export_saved_model(model, out)
+    # the failed version 6 left nothing behind that TF Serving could pick up
+    assert sorted(os.listdir(os.path.join(out, "saved_model"))) == ["1", "5"]
+
+
+def test_tflite_variants_match_keras(trained, faces, tmp_path):
+    model, _ = trained
+    calibration = tflite.real_images(model.config, 32)
+    paths = tflite.export_tflite(model, str(tmp_path), representative_images=calibration)
+    assert set(paths) == set(tflite.VARIANTS)
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    s, o = model.config.image_size, model.config.output_size
+    for path in paths.values():
+        interpreter = Interpreter(model_path=path)
+        signatures = interpreter.get_signature_list()
+        assert signatures["serving_default"] == {"inputs": ["images"], "outputs": ["completed", "prediction"]}
+        assert sorted(signatures["inpaint"]["inputs"]) == ["images", "masks"]
+        details = interpreter.get_signature_runner("inpaint").get_input_details()
+        assert tuple(details["images"]["shape"]) == (1, s, s, 3)
+        assert details["images"]["dtype"] == np.float32  # float I/O even for full_int8
+        outputs = interpreter.get_signature_runner("serving_default").get_output_details()
+        assert tuple(outputs["prediction"]["shape"]) == (1, o, o, 3)
+
+    sizes = {v: os.path.getsize(p) for v, p in paths.items()}
+    assert sizes["float16"] < sizes["float32"] and sizes["full_int8"] < sizes["float16"]
+
+    rows = {r["name"]: r for r in tflite.measure_parity(model, paths, faces)}
+    print("\n" + tflite.format_table(list(rows.values()), len(faces)))
+    assert rows["float32"]["max_abs"] <= 1e-4 and rows["float32"]["completed_max_abs"] <= 1e-4
+    for variant, (max_abs, min_psnr) in QUANTISED_BOUNDS.items():
+        assert rows[variant]["max_abs"] <= max_abs, (variant, rows[variant])
+        assert rows[variant]["psnr"] >= min_psnr, (variant, rows[variant])
+
+    # the inpaint signature of the float32 file with user-drawn holes
+    hole = np.stack([masks.random_square_mask(tf.constant([i, 3]), s, model.config.hole_size)
+                     for i in range(4)]).astype(np.float32)
+    got = tflite.run_tflite(paths["float32"], faces[:4], hole)
+    assert np.abs(got["completed"] - keras_inpaint(model, faces[:4], hole)[0]).max() <= 1e-4
+
+
+def test_default_geometry_signatures(tmp_path):
+    """The real 128/64/4 geometry (narrow layers to stay fast): shapes in SavedModel and TFLite."""
+    config = Config(bottleneck=64, gen_filters=8, disc_filters=8, fill_value=(0.2, 0.0, -0.1))
+    model = ContextEncoder(config)
+    path = export_saved_model(model, str(tmp_path))
+    sigs = tf.saved_model.load(path).signatures
+    assert sigs["serving_default"].structured_outputs["completed"].shape.as_list() == [None, 128, 128, 3]
+    assert sigs["serving_default"].structured_outputs["prediction"].shape.as_list() == [None, 64, 64, 3]
+    face = open(FACE_FILES[0], "rb").read()
+    png = sigs["serving_bytes"](image_bytes=tf.constant([face]))["completed_png"].numpy()[0]
+    assert Image.open(io.BytesIO(png)).size == (128, 128)
+
+    paths = tflite.export_tflite(model, str(tmp_path), variants=("float32",))
+    images = tflite.real_images(config, 2)
+    got = tflite.run_tflite(paths["float32"], images)
+    assert got["completed"].shape == (2, 128, 128, 3) and got["prediction"].shape == (2, 64, 64, 3)
+    assert np.abs(got["completed"] - tflite.keras_reference(model, images)["completed"]).max() <= 1e-4
+
+
+def run_export(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "export.py"), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_export_cli_writes_everything_and_prints_parity(trained, tmp_path):
+    out = str(tmp_path / "exp")
+    result = run_export("--checkpoint", trained[1], "--out", out, "--variants", "float32",
+                        "--calibration-images", "4", "--parity-images", "4")
+    assert result.returncode == 0, result.stderr
+    assert os.path.isdir(os.path.join(out, "saved_model", "1", "variables"))
+    assert os.path.isfile(os.path.join(out, "tflite", "ctxenc_float32.tflite"))
+    assert os.path.isfile(os.path.join(out, "config.json"))
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    table = {r[1].strip(): float(r[3]) for r in rows[1:]}  # name -> max abs diff
+    assert set(table) == {"saved_model", "float32"}
+    assert table["saved_model"] <= 1e-5 and table["float32"] <= 1e-4
+
+
+def one_error_line(stderr):
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_export_cli_bad_checkpoints(tmp_path):
+    missing = str(tmp_path / "nope.keras")
+    result = run_export("--checkpoint", missing, "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and missing in one_error_line(result.stderr)
+
+    import keras
+
+    other = str(tmp_path / "other.keras")
+    atomic.save_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), other)
+    result = run_export("--checkpoint", other, "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "not a ContextEncoder" in one_error_line(result.stderr)
+    assert not os.path.exists(tmp_path / "o" / "saved_model")
+
+
+def test_export_cli_help_and_existing_version(trained, exported, capsys):
+    import export as export_cli
+    from ctxenc_tf.cli import run_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        export_cli.parse_args(["--help"])
+    assert exit_info.value.code == 0 and "--checkpoint" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(export_cli.main, ["--checkpoint", trained[1], "--out", exported[0], "--version", "1"])
+    assert exit_info.value.code == 2
+    assert "already exists" in one_error_line(capsys.readouterr().err)

@@ -1,0 +1,199 @@
+"""Kill ``train.py`` (SIGKILL) in the middle of an epoch, rerun the same command: it resumes
+from the last saved state and ends with the weights, optimiser state and epoch logs of an
+uninterrupted run. Also: finished runs are not retrained, resume refuses other settings,
+the best checkpoint is never replaced by a worse one, NaN keeps the last good state, a
+full disk is reported before training."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_config, write_images
+
+EPOCHS = 3
+FLAGS = ["--image-size", "32", "--hole-size", "16", "--overlap", "2", "--bottleneck", "16",
+         "--gen-filters", "8", "--disc-filters", "8", "--batch-size", "4", "--epochs", str(EPOCHS),
+         "--no-jit-compile", "--seed", "3", "--mask-type", "random_square"]
+# 48 images -> 43 train (10 steps of 4 per epoch) and 5 validation images.
+
+
+def _command(data_dir, out, *extra):
+    return [sys.executable, os.path.join(REPO, "train.py"), *FLAGS, "--data-dir", data_dir,
+            "--output-dir", str(out), *extra]
+
+
+def _start(data_dir, out, *extra):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.Popen(_command(data_dir, out, *extra), cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _state(out):
+    try:
+        with open(os.path.join(out, "backup", "state.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _kill_when(procs, conditions, timeout=240):
+    """SIGKILL each of ``procs`` (name -> Popen with its output dir) as soon as its saved
+    state satisfies its condition; return the states left on disk after the kills."""
+    left, killed = dict(procs), {}
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        for name, (proc, out) in list(left.items()):
+            state = _state(out)
+            if state and conditions[name](state):
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+                killed[name] = _state(out)
+                del left[name]
+            else:
+                assert proc.poll() is None, f"{name} ended before the kill point: " + proc.communicate()[0][-3000:]
+        time.sleep(0.01)
+    for proc, _ in left.values():
+        proc.kill()
+    assert not left, f"never reached the kill point: {sorted(left)}"
+    return killed
+
+
+def _weights(path):
+    from ctxenc_tf.checkpoint import load_context_encoder
+    model = load_context_encoder(path)
+    return model.generator.get_weights() + model.discriminator.get_weights()
+
+
+def _epoch_rows(out):
+    with open(os.path.join(out, "log.csv")) as f:
+        return {row["epoch"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One uninterrupted run and two killed ones (step and epoch granularity), in parallel;
+    then the killed ones rerun with the same command."""
+    root = tmp_path_factory.mktemp("resume")
+    data_dir = str(root / "images")
+    write_images(data_dir, 48, seed=5)
+    outs = {k: str(root / k) for k in ("full", "steps", "epochs")}
+    full = _start(data_dir, outs["full"], "--backup-steps", "2")
+    steps = _start(data_dir, outs["steps"], "--backup-steps", "2")
+    epochs = _start(data_dir, outs["epochs"])
+    killed = _kill_when({"steps": (steps, outs["steps"]), "epochs": (epochs, outs["epochs"])}, {
+        "steps": lambda s: s["epoch"] == 1 and s["step"] >= 2,  # inside epoch 2, after a step backup
+        "epochs": lambda s: s["epoch"] == 1,  # epoch granularity: just after epoch 1's state
+    })
+    reruns = {k: _start(data_dir, outs[k], *(["--backup-steps", "2"] if k == "steps" else []))
+              for k in killed}
+    logs = {k: p.communicate(timeout=300)[0] for k, p in reruns.items()}
+    full_log = full.communicate(timeout=300)[0]
+    assert full.returncode == 0, full_log[-3000:]
+    for k, p in reruns.items():
+        assert p.returncode == 0, logs[k][-3000:]
+    return dict(outs=outs, killed=killed, logs=logs, data_dir=data_dir)
+
+
+def test_kill_mid_epoch_resumes_from_step_state_with_identical_result(runs):
+    state = runs["killed"]["steps"]
+    assert state["epoch"] == 1 and 0 < state["step"] < 10, state  # killed inside epoch 2
+    assert f"resuming from epoch 2, step {state['step']} of {EPOCHS}" in runs["logs"]["steps"]
+    full, resumed = _weights(os.path.join(runs["outs"]["full"], "final.keras")), \
+        _weights(os.path.join(runs["outs"]["steps"], "final.keras"))
+    for a, b in zip(full, resumed):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # The resumed epoch's logged averages include the steps done before the kill.
+    rows_full, rows_resumed = _epoch_rows(runs["outs"]["full"]), _epoch_rows(runs["outs"]["steps"])
+    assert sorted(rows_resumed) == ["0", "1", "2"]
+    for epoch in rows_full:
+        for key in ("g_loss", "d_loss", "rec_loss", "val_rec_loss"):
+            assert float(rows_resumed[epoch][key]) == pytest.approx(float(rows_full[epoch][key]), rel=1e-4)
+
+
+def test_kill_with_epoch_granularity_restarts_the_epoch_with_identical_result(runs):
+    assert runs["killed"]["epochs"]["step"] == 0
+    assert "resuming from the end of epoch 1 of 3" in runs["logs"]["epochs"]
+    full, resumed = _weights(os.path.join(runs["outs"]["full"], "final.keras")), \
+        _weights(os.path.join(runs["outs"]["epochs"], "final.keras"))
+    for a, b in zip(full, resumed):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _config(runs, out, **overrides):
+    """The in-process twin of the runs' command line."""
+    values = dict(data_dir=runs["data_dir"], output_dir=str(out), bottleneck=16, batch_size=4,
+                  epochs=EPOCHS, seed=3, mask_type="random_square", backup_steps=2)
+    return tiny_config(**{**values, **overrides})
+
+
+def _copy_run(runs, tmp_path):
+    import shutil
+    out = tmp_path / "run"
+    shutil.copytree(runs["outs"]["full"], out)
+    return out
+
+
+def test_finished_run_is_not_retrained_and_best_is_kept(runs, tmp_path, capsys):
+    from ctxenc_tf.training import train
+    out = _copy_run(runs, tmp_path)
+    best = out / "best.keras"
+    before = (os.path.getmtime(best), _state(out))
+    _, history, _ = train(_config(runs, out), log=print)
+    assert history.epoch == []
+    assert "all 3 epochs are already done" in capsys.readouterr().out
+    assert (os.path.getmtime(best), _state(out)) == before
+
+
+def test_resume_refuses_other_settings(runs, tmp_path):
+    from ctxenc_tf.config import ConfigError
+    from ctxenc_tf.training import train
+    with pytest.raises(ConfigError, match=r"--bottleneck 16 -> 32.*new --output-dir"):
+        train(_config(runs, _copy_run(runs, tmp_path), bottleneck=32), log=lambda *a: None)
+
+
+def test_existing_best_is_not_replaced_by_a_worse_model(runs, tmp_path):
+    """An output dir with a good best.keras but no resume state: a fresh, worse run
+    (another seed, no learning) must not overwrite it."""
+    from ctxenc_tf.training import train
+    out = _copy_run(runs, tmp_path)
+    before = _weights(out / "best.keras")
+    good = min(float(row["val_rec_loss"]) for row in _epoch_rows(out).values())
+    os.remove(out / "backup" / "state.json")
+    train(_config(runs, out, seed=1, epochs=1, learning_rate=1e-9), log=lambda *a: None)
+    fresh = float(_epoch_rows(out)["0"]["val_rec_loss"])  # CSV appended: the fresh run's row
+    assert fresh > good  # the test's premise: the fresh model is worse
+    for a, b in zip(before, _weights(out / "best.keras")):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_state(runs, tmp_path):
+    from ctxenc_tf.callbacks import TrainingError
+    from ctxenc_tf.training import train
+    out = _copy_run(runs, tmp_path)
+    good_state, best_mtime = _state(out), os.path.getmtime(out / "best.keras")
+    os.remove(out / "final.keras")
+    # Resume for a 4th epoch with a huge learning rate: the losses become inf/NaN.
+    with pytest.raises(TrainingError, match=r"training stopped: \w+ became (nan|inf|-inf) in epoch 4\. "
+                                            r"Kept the last good files: .*best.keras and the resume "
+                                            r"state from the end of epoch 3; .*final.keras was not written"):
+        train(_config(runs, out, epochs=4, learning_rate=1e30), log=lambda *a: None)
+    assert _state(out) == good_state and os.path.getmtime(out / "best.keras") == best_mtime
+    assert not (out / "final.keras").exists()
+
+
+def test_full_disk_is_reported_before_training(tmp_path, image_folder, monkeypatch):
+    import shutil
+    from ctxenc_tf.training import train
+    usage = shutil.disk_usage(str(tmp_path))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    with pytest.raises(OSError, match="MiB free; the checkpoints of this model need about"):
+        train(tiny_config(data_dir=image_folder, output_dir=str(tmp_path / "run")), log=lambda *a: None)
+    assert not os.path.exists(tmp_path / "run" / "best.keras")
+    assert not os.path.exists(tmp_path / "run" / "backup")

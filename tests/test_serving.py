@@ -1,0 +1,385 @@
+"""serving/: the client builds REST and gRPC requests from the exported SavedModel's
+signatures, parses what the same signatures return, and fails with one line on bad input.
+
+Without Docker, two stand-ins for TF Serving run here on 127.0.0.1 (a REST server writing
+JSON the way TF Serving's json_tensor.cc does, and a gRPC PredictionService), both
+executing the exported SavedModel in-process. With ``tensorflow_model_server`` on PATH
+the real server is tested end to end.
+"""
+
+import base64
+import glob
+import http.server
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import json_format, text_format
+from PIL import Image
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
+                                     prediction_service_pb2_grpc)
+from tensorflow_serving.config import model_server_config_pb2
+
+from conftest import FACES, REPO, tiny_config
+from ctxenc_tf import data, serving_client
+from ctxenc_tf.cli import run_main
+from ctxenc_tf.export import export_saved_model
+from ctxenc_tf.tflite import keras_reference
+from ctxenc_tf.trainer import ContextEncoder
+
+MODEL = "ctxenc"
+FACE_FILES = sorted(glob.glob(os.path.join(FACES, "*.jpg")))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A tiny exported model: ``(keras_model, version_dir, signature_defs, loaded)``."""
+    model = ContextEncoder(tiny_config(fill_value=(0.1, 0.0, -0.1), seed=3))
+    path = export_saved_model(model, str(tmp_path_factory.mktemp("export")))
+    saved = saved_model_pb2.SavedModel.FromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    signature_defs = dict(saved.meta_graphs[0].signature_def)
+    return model, path, signature_defs, tf.saved_model.load(path)
+
+
+def metadata_json(signature_defs) -> dict:
+    """GET /v1/models/ctxenc/metadata as TF Serving writes it (GetModelMetadataResponse
+    JSON, the SignatureDefMap packed in an Any)."""
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = MODEL
+    response.model_spec.version.value = 1
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature in signature_defs.items():
+        signature_map.signature_def[name].CopyFrom(signature)
+    response.metadata["signature_def"].Pack(signature_map)
+    return json_format.MessageToDict(response, preserving_proto_field_name=True)
+
+
+def run_signature(loaded, name, inputs: dict) -> dict:
+    signature = loaded.signatures[name]
+    specs = signature.structured_input_signature[1]
+    outputs = signature(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def tf_serving_rest_json(outputs: dict) -> bytes:
+    """Columnar REST predict response the way TF Serving writes it: one output unnamed;
+    DT_STRING values raw inside JSON strings (control characters escaped) unless the
+    output name ends in ``_bytes`` (then ``{"b64": ...}``)."""
+
+    def jsonable(name, value):
+        if value.dtype == object:
+            return [{"b64": base64.b64encode(v).decode()} if name.endswith("_bytes")
+                    else v.decode("latin-1") for v in value]
+        return value.tolist()
+
+    tensors = {k: jsonable(k, v) for k, v in outputs.items()}
+    body = {"outputs": next(iter(tensors.values())) if len(tensors) == 1 else tensors}
+    return json.dumps(body, ensure_ascii=False).encode("latin-1")
+
+
+def rest_inputs(body: dict, signature_def) -> dict:
+    """Decode a REST predict body the way TF Serving does, checked against the signature."""
+    inputs = {}
+    for name, value in body["inputs"].items():
+        info = signature_def.inputs[name]  # KeyError = a name the model does not have
+        if info.dtype == types_pb2.DT_STRING:
+            inputs[name] = np.array([base64.b64decode(v["b64"]) for v in value], dtype=object)
+        else:
+            inputs[name] = np.asarray(value)
+    return inputs
+
+
+def face_bytes(i=0):
+    return open(FACE_FILES[i], "rb").read()
+
+
+def keras_completed_png_pixels(model, photo):
+    """What Keras makes of a photo: uint8 [S, S, 3] completed image."""
+    image = (data.decode_image(photo, model.config.image_size).numpy()[None] + 1.0) / 2.0
+    return np.round(keras_reference(model, image)["completed"][0] * 255.0)
+
+
+def assert_png_matches(png, expected):
+    got = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1
+
+
+# ---- requests built from the exported signatures -------------------------------------
+
+@pytest.mark.parametrize("signature_name", ["serving_bytes", "serving_uint8", "serving_default"])
+def test_rest_body_follows_exported_signature(served, signature_name):
+    model, _, signature_defs, loaded = served
+    signatures = serving_client.signature_map_from_json(metadata_json(signature_defs))
+    assert signatures[signature_name] == signature_defs[signature_name]
+    signature = serving_client.pick_signature(signatures, signature_name, MODEL)
+    name, dtype, size = serving_client.image_input(signature)
+    assert (name, dtype) == next((k, v.dtype) for k, v in signature_defs[signature_name].inputs.items())
+
+    photos = [face_bytes(0), face_bytes(1)]
+    body = serving_client.rest_predict_body(signature_name, name, serving_client.encode_inputs(photos, dtype, size))
+    body = json.loads(json.dumps(body))  # what goes over the wire
+    assert body["signature_name"] == signature_name and set(body["inputs"]) == {name}
+    inputs = rest_inputs(body, signature_defs[signature_name])
+    if dtype == types_pb2.DT_STRING:
+        assert list(inputs[name]) == photos  # the original bytes, b64 in JSON
+    else:
+        s = model.config.image_size
+        assert inputs[name].shape == (2, s, s, 3)
+        assert inputs[name].min() >= 0 and inputs[name].max() <= (255 if dtype == types_pb2.DT_UINT8 else 1)
+    # the body runs on the exported signature, and the client reads the answer back
+    outputs = run_signature(loaded, signature_name, inputs)
+    response, codec = serving_client.decode_rest_json(tf_serving_rest_json(outputs))
+    pngs = serving_client.completed_pngs(signature, serving_client.rest_outputs(response, codec, signature))
+    for photo, png in zip(photos, pngs):
+        assert_png_matches(png, keras_completed_png_pixels(model, photo))
+
+
+def test_grpc_request_follows_exported_signature(served):
+    model, _, signature_defs, loaded = served
+    signature = signature_defs["serving_bytes"]
+    name, dtype, size = serving_client.image_input(signature)
+    photos = [face_bytes(2)]
+    request = serving_client.grpc_predict_request(MODEL, "serving_bytes", name,
+                                                  serving_client.encode_inputs(photos, dtype, size), dtype, 1)
+    request = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+    assert (request.model_spec.name, request.model_spec.signature_name) == (MODEL, "serving_bytes")
+    assert request.model_spec.version.value == 1
+    assert set(request.inputs) == set(signature.inputs)
+    for key, proto in request.inputs.items():
+        assert proto.dtype == signature.inputs[key].dtype
+        dims = [d.size for d in signature.inputs[key].tensor_shape.dim]
+        assert len(proto.tensor_shape.dim) == len(dims)
+        assert all(want in (-1, d.size) for want, d in zip(dims, proto.tensor_shape.dim))
+    assert list(tf.make_ndarray(request.inputs[name])) == photos
+
+    outputs = run_signature(loaded, "serving_bytes", {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+    response = predict_pb2.PredictResponse()
+    for key, value in outputs.items():
+        response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+    response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
+    png = serving_client.completed_pngs(signature, serving_client.grpc_outputs(response))[0]
+    assert_png_matches(png, keras_completed_png_pixels(model, photos[0]))
+
+
+def test_inputs_the_client_cannot_build_are_refused(served):
+    _, _, signature_defs, _ = served
+    with pytest.raises(serving_client.ServingError, match="one image input"):
+        serving_client.image_input(signature_defs["inpaint"])
+    with pytest.raises(serving_client.ServingError, match="no signature 'nope'.*serving_bytes"):
+        serving_client.pick_signature(signature_defs, "nope", MODEL)
+
+
+# ---- stand-in servers on 127.0.0.1 -----------------------------------------------------
+
+class FakeRestServing(http.server.BaseHTTPRequestHandler):
+    """TF Serving's REST routes for model ``ctxenc``, run by the exported SavedModel."""
+
+    served = None  # (signature_defs, loaded), set per server
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, code, body: bytes):
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _model(self):
+        path = self.path.split(":")[0]
+        parts = path.strip("/").split("/")
+        if parts[:2] != ["v1", "models"] or parts[2] != MODEL:
+            self._reply(404, json.dumps({"error": f"Servable not found for request: Latest({parts[2]})"}).encode())
+            return None
+        return parts
+
+    def do_GET(self):
+        parts = self._model()
+        if parts is None:
+            return
+        if parts[-1] == "metadata":
+            self._reply(200, json.dumps(metadata_json(self.served[0])).encode())
+        else:
+            self._reply(200, json.dumps({"model_version_status": [
+                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}}]}).encode())
+
+    def do_POST(self):
+        if self._model() is None:
+            return
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        signature_defs, loaded = self.served
+        name = body.get("signature_name", "serving_default")
+        outputs = run_signature(loaded, name, rest_inputs(body, signature_defs[name]))
+        self._reply(200, tf_serving_rest_json(outputs))
+
+
+class FakeGrpcServing(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """TF Serving's PredictionService (metadata + predict) for model ``ctxenc``."""
+
+    def __init__(self, signature_defs, loaded):
+        self.signature_defs, self.loaded = signature_defs, loaded
+
+    def _check(self, model_spec, context):
+        if model_spec.name != MODEL:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({model_spec.name})")
+
+    def GetModelMetadata(self, request, context):
+        self._check(request.model_spec, context)
+        return json_format.ParseDict(metadata_json(self.signature_defs),
+                                     get_model_metadata_pb2.GetModelMetadataResponse())
+
+    def Predict(self, request, context):
+        self._check(request.model_spec, context)
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        response = predict_pb2.PredictResponse()
+        for key, value in run_signature(self.loaded, request.model_spec.signature_name, inputs).items():
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+
+@pytest.fixture(scope="module")
+def servers(served):
+    """``{"rest": port, "grpc": port}`` of the stand-ins, listening on 127.0.0.1."""
+    _, _, signature_defs, loaded = served
+    handler = type("Handler", (FakeRestServing,), {"served": (signature_defs, loaded)})
+    rest = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=rest.serve_forever, daemon=True).start()
+    rpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FakeGrpcServing(signature_defs, loaded), rpc)
+    grpc_port = rpc.add_insecure_port("127.0.0.1:0")
+    rpc.start()
+    yield {"rest": rest.server_address[1], "grpc": grpc_port}
+    rest.shutdown()
+    rpc.stop(0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client(*args):
+    return run_main(serving_client.main, [*args, "--host", "127.0.0.1", "--timeout", "20"])
+
+
+def one_error_line(text):
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    return lines[0]
+
+
+@pytest.mark.parametrize("protocol,signature", [("rest", "serving_bytes"), ("grpc", "serving_bytes"),
+                                                ("rest", "serving_uint8"), ("grpc", "serving_default")])
+def test_client_saves_what_keras_computes(served, servers, tmp_path, protocol, signature, capsys):
+    model = served[0]
+    photos = FACE_FILES[:2]
+    out = tmp_path / "completed"
+    assert client(*photos, "--out", str(out), "--protocol", protocol, "--port", str(servers[protocol]),
+                  "--signature", signature) == 0
+    assert "2 image(s) completed" in capsys.readouterr().out
+    for photo in photos:
+        name = os.path.splitext(os.path.basename(photo))[0] + "_completed.png"
+        assert_png_matches((out / name).read_bytes(), keras_completed_png_pixels(model, open(photo, "rb").read()))
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_client_wrong_model_name(servers, tmp_path, protocol, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        client(FACE_FILES[0], "--out", str(tmp_path / "x.png"), "--protocol", protocol,
+               "--port", str(servers[protocol]), "--model", "nosuchmodel")
+    assert exit_info.value.code == 2
+    assert "not found" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_client_server_down_and_bad_files(tmp_path, capsys):
+    port = str(free_port())
+    for protocol in ("rest", "grpc"):
+        with pytest.raises(SystemExit) as exit_info:
+            client(FACE_FILES[0], "--out", str(tmp_path / "x.png"), "--protocol", protocol, "--port", port)
+        assert exit_info.value.code == 2
+        assert "cannot reach TF Serving" in one_error_line(capsys.readouterr().err)
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("not a photo")
+    for path, reason in ((str(tmp_path / "missing.jpg"), "No such file"), (str(not_image), "not a JPEG")):
+        with pytest.raises(SystemExit) as exit_info:
+            client(path, "--port", port)
+        assert exit_info.value.code == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert path in line and reason in line
+
+
+def test_client_cli_process_reports_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ctxenc_tf.serving_client", FACE_FILES[0],
+                             "--host", "127.0.0.1", "--port", str(free_port()), "--out", str(tmp_path / "x.png")],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2
+    assert "cannot reach TF Serving" in one_error_line(result.stderr)
+
+
+# ---- the serving/ files ------------------------------------------------------------------
+
+def test_serving_files_agree_with_the_export():
+    serving = os.path.join(REPO, "serving")
+    config = text_format.Parse(open(os.path.join(serving, "models.config")).read(),
+                               model_server_config_pb2.ModelServerConfig())
+    (model,) = config.model_config_list.config
+    assert model.name == MODEL and model.model_platform == "tensorflow"
+    assert model.model_version_policy.WhichOneof("policy_choice") is not None
+    dockerfile = open(os.path.join(serving, "Dockerfile")).read()
+    assert "FROM tensorflow/serving:" in dockerfile
+    assert f"/saved_model {model.base_path}" in dockerfile  # the export's version dirs land there
+    compose = open(os.path.join(serving, "docker-compose.yml")).read()
+    assert '"8500:8500"' in compose and '"8501:8501"' in compose
+
+
+# ---- the real TF Serving ------------------------------------------------------------------
+
+def test_tensorflow_model_server_end_to_end(served, tmp_path):
+    binary = shutil.which("tensorflow_model_server")
+    if binary is None:
+        pytest.skip("tensorflow_model_server is not on PATH; install it (apt repository "
+                    "storage.googleapis.com/tensorflow-serving-apt, package tensorflow-model-server) "
+                    "or run inside the tensorflow/serving image to test against the real server")
+    model, path = served[0], served[1]
+    grpc_port, rest_port = free_port(), free_port()
+    server = subprocess.Popen([binary, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+                               f"--model_name={MODEL}", f"--model_base_path={os.path.dirname(path)}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}", timeout=5) as r:
+                    if json.load(r)["model_version_status"][0]["state"] == "AVAILABLE":
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.time() < deadline, "tensorflow_model_server did not start"
+            time.sleep(0.5)
+        photo = open(FACE_FILES[0], "rb").read()
+        expected = keras_completed_png_pixels(model, photo)
+        for protocol, port in (("rest", rest_port), ("grpc", grpc_port)):
+            out = tmp_path / f"{protocol}.png"
+            assert client(FACE_FILES[0], "--out", str(out), "--protocol", protocol, "--port", str(port)) == 0
+            assert_png_matches(out.read_bytes(), expected)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

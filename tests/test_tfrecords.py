@@ -1,0 +1,139 @@
+"""Prepared TFRecord shards: conversion (atomic, once), read-back pixels, the training
+stream over shards (every image once per epoch, seeded, resumable) and train.py --prepare."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_config, write_images
+from ctxenc_tf import data, tfrecords
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "images"
+    write_images(str(d), 30, size=(40, 48))
+    # Looks like a JPEG to the cheap screen (magic and end marker) but does not decode.
+    (d / "img_9999.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"garbage" * 50 + b"\xff\xd9")
+    return str(d)
+
+
+def _prepare(folder, out, **overrides):
+    config = tiny_config(data_dir=folder, val_fraction=0.2, **overrides)
+    return config, tfrecords.prepare(config, str(out), images_per_shard=4, log=lambda *a: None)
+
+
+def test_prepare_writes_shards_that_read_back_as_the_decoded_images(folder, tmp_path):
+    out = tmp_path / "prepared"
+    config, meta = _prepare(folder, out)
+    split = data.find_split(config)
+    train_names = [os.path.basename(p) for p in split.train if "9999" not in p]
+    assert meta["splits"]["train"]["names"] == train_names
+    assert meta["splits"]["val"]["count"] == len(split.val) - any("9999" in p for p in split.val)
+    assert [os.path.basename(p) for p, _ in meta["skipped"]] == ["img_9999.jpg"]
+    assert len(meta["splits"]["train"]["shards"]) == -(-len(train_names) // 4)
+    assert sorted(os.listdir(out)) == sorted([tfrecords.METADATA] + meta["splits"]["train"]["shards"]
+                                             + meta["splits"]["val"]["shards"])
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+    prepared = tfrecords.find_prepared(config.replace(data_dir=str(out)))
+    assert prepared.source == "tfrecord" and len(prepared.train) == len(train_names)
+    stored = np.stack(list(prepared.train.images().as_numpy_iterator()))
+    decoded = np.stack([data.load_image(p, 32).numpy() for p in split.train if "9999" not in p])
+    assert stored.shape == decoded.shape == (len(train_names), 32, 32, 3)
+    np.testing.assert_allclose(stored, decoded, atol=1 / 127.5 + 1e-6)  # uint8 rounding only
+    np.testing.assert_allclose(data.estimate_mean(prepared.train, 32), decoded.mean(axis=(0, 1, 2)),
+                               atol=2e-3)
+
+
+def test_prepare_is_done_once_and_refuses_foreign_directories(folder, tmp_path):
+    out = tmp_path / "prepared"
+    config, meta = _prepare(folder, out)
+    stamp = os.path.getmtime(out / meta["splits"]["train"]["shards"][0])
+    assert tfrecords.prepare(config, str(out), log=lambda *a: None) == meta
+    assert os.path.getmtime(out / meta["splits"]["train"]["shards"][0]) == stamp
+    with pytest.raises(data.DataError, match="already holds 32px images"):
+        tfrecords.prepare(config.replace(image_size=64, hole_size=32), str(out), log=lambda *a: None)
+    with pytest.raises(data.DataError, match="prepared at 32x32, but --image-size=64"):
+        tfrecords.find_prepared(config.replace(data_dir=str(out), image_size=64, hole_size=32))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(data.DataError, match="not an empty directory"):
+        tfrecords.prepare(config, str(other), log=lambda *a: None)
+    os.remove(out / meta["splits"]["val"]["shards"][0])
+    with pytest.raises(data.DataError, match="shard listed in prepared.json is missing"):
+        tfrecords.find_prepared(config.replace(data_dir=str(out)))
+
+
+def test_failed_prepare_leaves_nothing_behind(folder, tmp_path, monkeypatch):
+    calls = []
+
+    def failing(pixels, name):
+        calls.append(name)
+        if len(calls) == 7:
+            raise OSError(28, "No space left on device")
+        return real(pixels, name)
+
+    real = tfrecords._example
+    monkeypatch.setattr(tfrecords, "_example", failing)
+    with pytest.raises(OSError):
+        _prepare(folder, tmp_path / "prepared")
+    assert os.listdir(tmp_path) == ["images"]
+
+
+def test_training_stream_over_shards(folder, tmp_path):
+    out = tmp_path / "prepared"
+    config, meta = _prepare(folder, out)
+    config = config.replace(data_dir=str(out), batch_size=4, epochs=2)
+    records = tfrecords.find_prepared(config).train
+    n = len(records)
+    steps = data.steps_per_epoch(n, 4)
+
+    def epoch(e, skip=0):
+        batches = list(data.training_batches(records, config, e, skip, e + 1).as_numpy_iterator())
+        return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+    (first, masks), (again, _), (second, _) = epoch(0), epoch(0), epoch(1)
+    assert first.shape == (steps * 4, 32, 32, 3) and masks.shape == (steps * 4, 32, 32, 1)
+    np.testing.assert_array_equal(first, again)  # a pure function of (seed, epoch)
+    assert not np.array_equal(first, second)  # reshuffled and re-flipped every epoch
+    # Every stored image appears at most once per epoch (up to a horizontal flip).
+    stored = np.stack(list(records.images().as_numpy_iterator()))
+    keys = {round(float(abs(im).sum()), 2) for im in stored}
+    seen = [round(float(abs(im).sum()), 2) for im in first]
+    assert set(seen) <= keys and len(set(seen)) == len(seen)
+    # Resuming at step 2 gives the rest of the same epoch.
+    resumed, _ = epoch(0, skip=2)
+    np.testing.assert_array_equal(resumed, first[8:])
+    # train_limit cuts the prepared split to a prefix.
+    assert len(tfrecords.find_prepared(config.replace(train_limit=5)).train) == 5
+
+
+def test_train_py_prepare_then_train_from_shards(folder, tmp_path):
+    out = tmp_path / "prepared"
+    r = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--prepare", str(out),
+                        "--data-dir", folder, "--image-size", "32", "--val-fraction", "0.2"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"--data-dir {out}" in r.stdout
+    meta = json.loads((out / tfrecords.METADATA).read_text())
+    assert meta["image_size"] == 32 and meta["splits"]["train"]["count"] == 24
+
+    from ctxenc_tf.training import train
+
+    lines = []
+    model, history, paths = train(tiny_config(data_dir=str(out), output_dir=str(tmp_path / "run")),
+                                  log=lines.append)
+    assert any("(tfrecord): 24 train / 6 val images" in str(line) for line in lines)
+    np.testing.assert_allclose(model.config.fill_value, meta["mean"], atol=1e-6)
+    assert np.isfinite(history.history["val_rec_loss"]).all() and os.path.isfile(paths.final)
+
+    r = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--prepare", str(out),
+                        "--data-dir", folder, "--image-size", "64"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "already holds 32px" in r.stderr
