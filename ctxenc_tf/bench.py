@@ -306,7 +306,7 @@ def run(config: Config, args, log=print) -> Table:
             tfrecords.prepare(source, prepared, log=lambda *a: None)
             records = tfrecords.find_prepared(config.replace(data_dir=prepared)).train
             shards = pipeline_throughput(records, config, args.pipeline_batches)
-            needed = f"{jpeg / speeds[True]:.1f}x XLA training's need" if "train" not in args.skip else ""
+            needed = f"{jpeg / speeds[True]:.1f}x what XLA training consumes" if "train" not in args.skip else ""
             table.add("input pipeline", f"{len(files)} JPEGs: decode + crop + resize + flip + mask, "
                       f"batch {config.batch_size}", f"{jpeg:.0f} images/s", needed)
             table.add("input pipeline", "prepared TFRecord shards: read + flip + mask",

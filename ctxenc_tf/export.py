@@ -9,7 +9,7 @@ mean, pasting the prediction back), so clients send plain images:
   float32 ``[N, S, S, 3]`` and ``prediction`` float32 ``[N, O, O, 3]``, both in ``[0, 1]``.
 * ``serving_uint8``: the same with uint8 ``[0, 255]`` images in and out.
 * ``serving_bytes``: ``image_bytes`` string ``[N]`` (encoded JPEG/PNG/GIF/BMP of any size,
-  the REST ``{"b64": ...}`` convention) -> ``completed_png`` string ``[N]`` (PNG, ``S x S``).
+  the REST ``{"b64": ...}`` convention) -> ``completed_png_bytes`` string ``[N]`` (PNG, ``S x S``).
 * ``inpaint``: ``images`` float32 ``[N, S, S, 3]`` in ``[0, 1]`` and ``masks`` float32
   ``[N, S, S, 1]`` (1 = hole) -> ``completed``, ``prediction`` as above.
 
@@ -116,7 +116,7 @@ class InpaintingModule(tf.Module):
         return {name: to_uint8(value) for name, value in out.items()}
 
     def complete_bytes(self, image_bytes):
-        """Encoded images ``[N]`` string (any size) -> ``{"completed_png": [N] string}``:
+        """Encoded images ``[N]`` string (any size) -> ``{"completed_png_bytes": [N] string}``:
         each decoded, centre-square cropped and resized to ``S`` (:func:`data.decode_image`),
         completed at the centre, PNG-encoded."""
         s = self.config.image_size
@@ -124,7 +124,7 @@ class InpaintingModule(tf.Module):
                            fn_output_signature=tf.TensorSpec([s, s, 3], tf.float32))
         completed = to_uint8(self.complete_centre(images)["completed"])
         pngs = tf.map_fn(tf.io.encode_png, completed, fn_output_signature=tf.TensorSpec([], tf.string))
-        return {"completed_png": pngs}
+        return {"completed_png_bytes": pngs}
 
 
 def next_version(base_dir: str) -> int:

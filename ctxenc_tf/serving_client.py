@@ -132,21 +132,16 @@ def rest_predict_body(signature_name: str, input_name: str, values: np.ndarray) 
     return {"signature_name": signature_name, "inputs": {input_name: tensor}}
 
 
-def decode_rest_json(body: bytes):
-    """Parse a TF Serving REST response. A DT_STRING output whose name does not end in
-    ``_bytes`` is written as raw bytes inside a JSON string (control characters escaped),
-    so a body that is not UTF-8 is read as Latin-1. Returns ``(json, codec)``; ``codec``
-    turns such strings back into the exact bytes."""
-    for codec in ("utf-8", "latin-1"):
-        try:
-            return json.loads(body.decode(codec)), codec
-        except UnicodeDecodeError:
-            continue
-        except ValueError as e:
-            raise ServingError(f"server sent invalid JSON ({e})") from e
+def decode_rest_json(body: bytes) -> dict:
+    """Parse a TF Serving REST response body (JSON; binary outputs, whose names end in
+    ``_bytes``, come as ``{"b64": ...}``)."""
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise ServingError(f"server sent invalid JSON ({e})") from e
 
 
-def rest_outputs(response: dict, codec: str, signature) -> dict:
+def rest_outputs(response: dict, signature) -> dict:
     """``{output_name: np.ndarray}`` from a columnar REST predict response, dtypes taken
     from the signature (strings as bytes, ``{"b64": ...}`` decoded)."""
     if "outputs" not in response:
@@ -159,8 +154,10 @@ def rest_outputs(response: dict, codec: str, signature) -> dict:
     for name, value in outputs.items():
         info = signature.outputs[name]
         if info.dtype == types_pb2.DT_STRING:
-            result[name] = np.array([base64.b64decode(v["b64"]) if isinstance(v, dict)
-                                     else v.encode(codec) for v in value], dtype=object)
+            if not all(isinstance(v, dict) and "b64" in v for v in value):
+                raise ServingError(f"output '{name}' is not {{\"b64\": ...}} encoded; binary "
+                                   "outputs must be named '*_bytes' in the SavedModel")
+            result[name] = np.array([base64.b64decode(v["b64"]) for v in value], dtype=object)
         else:
             result[name] = np.asarray(value, np.uint8 if info.dtype == types_pb2.DT_UINT8 else np.float32)
     return result
@@ -193,12 +190,12 @@ def _rest_call(url: str, timeout: float, body: dict | None = None):
 def rest_complete(photos, base_url, model, signature_name, version=None, timeout=60.0) -> list:
     """Complete ``photos`` (encoded bytes) through TF Serving's REST API; returns PNG bytes."""
     url = model_url(base_url, model, version)
-    metadata, _ = _rest_call(f"{url}/metadata", timeout)
+    metadata = _rest_call(f"{url}/metadata", timeout)
     signature = pick_signature(signature_map_from_json(metadata), signature_name, model)
     input_name, dtype, size = image_input(signature)
     body = rest_predict_body(signature_name, input_name, encode_inputs(photos, dtype, size))
-    response, codec = _rest_call(f"{url}:predict", timeout, body)
-    return completed_pngs(signature, rest_outputs(response, codec, signature))
+    response = _rest_call(f"{url}:predict", timeout, body)
+    return completed_pngs(signature, rest_outputs(response, signature))
 
 
 # ---- gRPC ---------------------------------------------------------------------------

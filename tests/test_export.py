@@ -87,7 +87,7 @@ def test_saved_model_layout_and_signature_specs(trained, exported):
     assert spec("serving_uint8") == ({"images": (tf.uint8, (None, s, s, 3))},
                                      {k: (tf.uint8, v[1]) for k, v in pixels.items()})
     assert spec("serving_bytes") == ({"image_bytes": (tf.string, (None,))},
-                                     {"completed_png": (tf.string, (None,))})
+                                     {"completed_png_bytes": (tf.string, (None,))})
 
 
 def test_saved_model_matches_keras(trained, exported, faces):
@@ -124,7 +124,7 @@ def test_serving_bytes_decodes_any_size_and_returns_png(trained, exported):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 90, 3), np.uint8)).save(wide, "PNG")
     photos = [face_jpeg, wide.getvalue()]
 
-    pngs = sig(image_bytes=tf.constant(photos))["completed_png"].numpy()
+    pngs = sig(image_bytes=tf.constant(photos))["completed_png_bytes"].numpy()
     assert pngs.shape == (2,)
     for photo, png in zip(photos, pngs):
         got = np.asarray(Image.open(io.BytesIO(png)))
@@ -200,7 +200,7 @@ def test_default_geometry_signatures(tmp_path):
     assert sigs["serving_default"].structured_outputs["completed"].shape.as_list() == [None, 128, 128, 3]
     assert sigs["serving_default"].structured_outputs["prediction"].shape.as_list() == [None, 64, 64, 3]
     face = open(FACE_FILES[0], "rb").read()
-    png = sigs["serving_bytes"](image_bytes=tf.constant([face]))["completed_png"].numpy()[0]
+    png = sigs["serving_bytes"](image_bytes=tf.constant([face]))["completed_png_bytes"].numpy()[0]
     assert Image.open(io.BytesIO(png)).size == (128, 128)
 
     paths = tflite.export_tflite(model, str(tmp_path), variants=("float32",))

@@ -78,7 +78,7 @@ def run_signature(loaded, name, inputs: dict) -> dict:
 def tf_serving_rest_json(outputs: dict) -> bytes:
     """Columnar REST predict response the way TF Serving writes it: one output unnamed;
     DT_STRING values raw inside JSON strings (control characters escaped) unless the
-    output name ends in ``_bytes`` (then ``{"b64": ...}``)."""
+    output name ends in ``_bytes`` (then ``{"b64": ...}``, as our exports name them)."""
 
     def jsonable(name, value):
         if value.dtype == object:
@@ -143,8 +143,8 @@ def test_rest_body_follows_exported_signature(served, signature_name):
         assert inputs[name].min() >= 0 and inputs[name].max() <= (255 if dtype == types_pb2.DT_UINT8 else 1)
     # the body runs on the exported signature, and the client reads the answer back
     outputs = run_signature(loaded, signature_name, inputs)
-    response, codec = serving_client.decode_rest_json(tf_serving_rest_json(outputs))
-    pngs = serving_client.completed_pngs(signature, serving_client.rest_outputs(response, codec, signature))
+    response = serving_client.decode_rest_json(tf_serving_rest_json(outputs))
+    pngs = serving_client.completed_pngs(signature, serving_client.rest_outputs(response, signature))
     for photo, png in zip(photos, pngs):
         assert_png_matches(png, keras_completed_png_pixels(model, photo))
 
@@ -355,9 +355,10 @@ def test_serving_files_agree_with_the_export():
 def test_tensorflow_model_server_end_to_end(served, tmp_path):
     binary = shutil.which("tensorflow_model_server")
     if binary is None:
-        pytest.skip("tensorflow_model_server is not on PATH; install it (apt repository "
-                    "storage.googleapis.com/tensorflow-serving-apt, package tensorflow-model-server) "
-                    "or run inside the tensorflow/serving image to test against the real server")
+        pytest.skip("tensorflow_model_server is not on PATH; to test against the real server, copy it "
+                    "out of the image (docker create --name tfs tensorflow/serving:2.20.0 && docker cp "
+                    "tfs:/usr/bin/tensorflow_model_server ~/.local/bin/) or install the apt package "
+                    "tensorflow-model-server (storage.googleapis.com/tensorflow-serving-apt)")
     model, path = served[0], served[1]
     grpc_port, rest_port = free_port(), free_port()
     server = subprocess.Popen([binary, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
