@@ -37,6 +37,10 @@ from ctxenc_tf.config import Config, ConfigError  # noqa: E402
 QUICK = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8, disc_filters=8)
 LATENCY_BATCHES = (1, 64)
 PIPELINE_IMAGES = 2048  # images the input-pipeline rows read (and prepare), cycled as epochs
+PARTS = ("train", "pipeline", "inference")
+MODEL_FLAGS = ("image_size", "hole_size", "overlap", "mask_type", "bottleneck", "gen_filters",
+               "disc_filters", "discriminator", "adversarial_loss", "batch_size", "precision",
+               "strategy", "steps_per_execution", "data_dir")
 
 
 # ---- machine ------------------------------------------------------------------------
@@ -53,11 +57,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def machine_description() -> str:
     """One line naming the CPU, the cores this process may use, the GPUs and TF's version."""
     import tensorflow as tf
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
     return (f"{cpu_name()}, {cores} core(s) usable, "
@@ -157,8 +166,11 @@ def training_throughput(config: Config, steps: int, warmup: int) -> dict:
             model.compile(jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
             build_optimizers(model)
         per_call = config.steps_per_execution
-        compile_s = _timed(lambda: model.fit(ds, steps_per_epoch=max(warmup, 1) * per_call, shuffle=False, verbose=0))
-        elapsed = _timed(lambda: model.fit(ds, steps_per_epoch=steps * per_call, shuffle=False, verbose=0))
+
+        def fit(count):
+            return _timed(lambda: model.fit(ds, steps_per_epoch=count * per_call, shuffle=False, verbose=0))
+
+        compile_s, elapsed = fit(max(warmup, 1)), fit(steps)
     finally:
         set_precision("float32")
     done = steps * per_call
@@ -223,9 +235,10 @@ def inference_runners(model, out_dir: str, variants, calibration, log) -> dict:
     paths = export_tflite(model, out_dir, variants=variants, representative_images=calibration)
     log(f"TFLite conversion of {len(paths)} variant(s): {time.perf_counter() - seconds:.1f} s")
     for variant, path in paths.items():
-        interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
+        interpreter = Interpreter(model_path=path, num_threads=usable_cores())
         runner = interpreter.get_signature_runner("serving_default")
-        runners[f"TFLite {variant}"] = (lambda r: lambda x: [r(images=x[i:i + 1]) for i in range(len(x))])(runner)
+        runners[f"TFLite {variant}"] = (
+            lambda r: lambda x: [r(images=x[i:i + 1]) for i in range(len(x))])(runner)
     return runners
 
 
@@ -256,25 +269,73 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+
+
+def _training_rows(table: Table, config: Config, args, step_flops: int, peak: float) -> float:
+    """Training throughput with XLA on and off; returns the XLA images/s."""
+    speeds = {}
+    for jit in (True, False):
+        r = training_throughput(config.replace(jit_compile=jit), args.steps, args.warmup)
+        speeds[jit] = r["images_per_s"]
+        setting = (f"batch {config.batch_size}, {config.precision}, XLA {'on' if jit else 'off'}, "
+                   f"{r['replicas']} replica(s)")
+        table.add("training", setting, f"{r['images_per_s']:.1f} images/s",
+                  f"{r['step_ms']:.0f} ms/step, {100 * r['images_per_s'] * step_flops / peak:.1f}% of "
+                  f"matmul peak, first {args.warmup} step(s) incl. compile {r['compile_s']:.1f} s")
+    table.add("training", "XLA speed-up", f"{speeds[True] / speeds[False]:.2f}x", "XLA on / off")
+    return speeds[True]
+
+
+def _pipeline_rows(table: Table, config: Config, args, tmp: str, training_speed) -> None:
+    """Input pipeline alone: JPEG files, then the same images prepared as TFRecords."""
+    from ctxenc_tf import data, tfrecords
+
+    source = config.replace(data_dir=args.data_dir, train_limit=PIPELINE_IMAGES, val_limit=1)
+    files = data.find_split(source).train
+    jpeg = pipeline_throughput(files, config, args.pipeline_batches)
+    prepared = os.path.join(tmp, "prepared")
+    tfrecords.prepare(source, prepared, log=lambda *a: None)
+    records = tfrecords.find_prepared(config.replace(data_dir=prepared)).train
+    shards = pipeline_throughput(records, config, args.pipeline_batches)
+    table.add("input pipeline", f"{len(files)} JPEGs: decode + crop + resize + flip + mask, "
+              f"batch {config.batch_size}", f"{jpeg:.0f} images/s",
+              f"{jpeg / training_speed:.1f}x what XLA training consumes" if training_speed else "")
+    table.add("input pipeline", "prepared TFRecord shards: read + flip + mask",
+              f"{shards:.0f} images/s", f"{shards / jpeg:.1f}x JPEG decoding")
+
+
+def _inference_rows(table: Table, model, args, tmp: str, log) -> None:
+    """Latency at each of :data:`LATENCY_BATCHES` for Keras, SavedModel and TFLite."""
+    from ctxenc_tf.tflite import real_images
+
+    data_dir = args.data_dir or None
+    calibration = real_images(model.config, args.calibration_images, data_dir=data_dir)
+    runners = inference_runners(model, os.path.join(tmp, "export"), args.variants, calibration, log)
+    faces = real_images(model.config, max(LATENCY_BATCHES), data_dir=data_dir)
+    images = np.resize(faces, (max(LATENCY_BATCHES),) + faces.shape[1:]).astype(np.float32)
+    for name, fn in runners.items():
+        results = []
+        for batch in LATENCY_BATCHES:
+            ms = latency_ms(lambda: fn(images[:batch]), args.repeats)
+            results.append(f"batch {batch}: {ms:.1f} ms ({1000 * batch / ms:.0f} images/s)")
+        note = f"64 invocations of batch 1, {usable_cores()} threads" if name.startswith("TFLite") else ""
+        table.add("inference latency", name, "; ".join(results), note)
+
+
 def run(config: Config, args, log=print) -> Table:
     """All measurements for ``config`` (the model and global batch benchmarked); ``args``
-    carries the bench's own flags. Returns the filled :class:`Table`."""
-    import tensorflow as tf
-
-    from ctxenc_tf import data, tfrecords
-    from ctxenc_tf.tflite import real_images
+    carries the bench's own flags (see :func:`parse_args`). Returns the filled :class:`Table`."""
     from ctxenc_tf.trainer import ContextEncoder
 
     table = Table(log)
-    machine = machine_description()
-    table.add("machine", "", machine)
-    compute = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}[config.precision]
+    table.add("machine", "", machine_description())
+    compute = COMPUTE_DTYPES[config.precision]
     peak = matmul_peak(args.matmul_size, compute, args.matmul_repeats)
     table.add("matmul peak", f"{args.matmul_size}x{args.matmul_size} {compute}, measured",
               f"{peak / 1e9:.1f} GFLOP/s")
 
-    if not config.fill_value:
-        config = config.replace(fill_value=(0.0, 0.0, 0.0))
+    config = config if config.fill_value else config.replace(fill_value=(0.0, 0.0, 0.0))
     model = ContextEncoder(config)
     g_flops = conv_flops(model.generator)
     d_flops = conv_flops(model.discriminator) if model.discriminator is not None else 0
@@ -285,53 +346,21 @@ def run(config: Config, args, log=print) -> Table:
     table.add("FLOPs / image", "discriminator forward", _si(d_flops, "FLOP"))
     table.add("FLOPs / image", "training step (3 G + 7 D)", _si(step_flops, "FLOP"))
 
-    if "train" not in args.skip:
-        speeds = {}
-        for jit in (True, False):
-            r = training_throughput(config.replace(jit_compile=jit), args.steps, args.warmup)
-            speeds[jit] = r["images_per_s"]
-            table.add("training", f"batch {config.batch_size}, {config.precision}, XLA {'on' if jit else 'off'}, "
-                      f"{r['replicas']} replica(s)",
-                      f"{r['images_per_s']:.1f} images/s",
-                      f"{r['step_ms']:.0f} ms/step, {100 * r['images_per_s'] * step_flops / peak:.1f}% of "
-                      f"matmul peak, first {args.warmup} step(s) incl. compile {r['compile_s']:.1f} s")
-        table.add("training", "XLA speed-up", f"{speeds[True] / speeds[False]:.2f}x", "XLA on / off")
-
+    training_speed = None if "train" in args.skip else _training_rows(table, config, args, step_flops, peak)
     with tempfile.TemporaryDirectory(prefix="ctxenc-bench-") as tmp:
         if "pipeline" not in args.skip:
-            source = config.replace(data_dir=args.data_dir, train_limit=PIPELINE_IMAGES, val_limit=1)
-            files = data.find_split(source).train
-            jpeg = pipeline_throughput(files, config, args.pipeline_batches)
-            prepared = os.path.join(tmp, "prepared")
-            tfrecords.prepare(source, prepared, log=lambda *a: None)
-            records = tfrecords.find_prepared(config.replace(data_dir=prepared)).train
-            shards = pipeline_throughput(records, config, args.pipeline_batches)
-            needed = f"{jpeg / speeds[True]:.1f}x what XLA training consumes" if "train" not in args.skip else ""
-            table.add("input pipeline", f"{len(files)} JPEGs: decode + crop + resize + flip + mask, "
-                      f"batch {config.batch_size}", f"{jpeg:.0f} images/s", needed)
-            table.add("input pipeline", "prepared TFRecord shards: read + flip + mask",
-                      f"{shards:.0f} images/s", f"{shards / jpeg:.1f}x JPEG decoding")
-
+            _pipeline_rows(table, config, args, tmp, training_speed)
         if "inference" not in args.skip:
-            calibration = real_images(config, args.calibration_images, data_dir=args.data_dir or None)
-            runners = inference_runners(model, os.path.join(tmp, "export"), args.variants, calibration, log)
-            faces = real_images(config, max(LATENCY_BATCHES), data_dir=args.data_dir or None)
-            images = np.resize(faces, (max(LATENCY_BATCHES),) + faces.shape[1:]).astype(np.float32)
-            for name, fn in runners.items():
-                results = []
-                for batch in LATENCY_BATCHES:
-                    ms = latency_ms(lambda: fn(images[:batch]), args.repeats)
-                    results.append(f"batch {batch}: {ms:.1f} ms ({1000 * batch / ms:.0f} images/s)")
-                note = "64 invocations of batch 1" if name.startswith("TFLite") else ""
-                table.add("inference latency", name, "; ".join(results), note)
+            _inference_rows(table, model, args, tmp, log)
     return table
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, only=("image_size", "hole_size", "overlap", "mask_type", "bottleneck",
-                                       "gen_filters", "disc_filters", "discriminator", "adversarial_loss",
-                                       "batch_size", "precision", "strategy", "steps_per_execution", "data_dir"))
+    """The bench's flags: the model and batch (the :class:`Config` fields in :data:`MODEL_FLAGS`)
+    and how long to measure."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, only=MODEL_FLAGS)
     parser.add_argument("--quick", action="store_true",
                         help="tiny 32x32 model, batch 8, few steps: a smoke test, figures meaningless")
     parser.add_argument("--steps", type=int, help="timed training steps per setting (default 10, quick 2)")
@@ -345,7 +374,8 @@ def parse_args(argv):
                         help="real images calibrating the full_int8 TFLite variant (default 16)")
     parser.add_argument("--variants", default="float32,float16,dynamic_int8,full_int8",
                         help="TFLite variants to time, comma separated (default all four)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: train, pipeline, inference")
+    parser.add_argument("--skip", default="",
+                        help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     return parser.parse_args(argv)
 
@@ -359,9 +389,9 @@ def main(argv=None) -> int:
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad:
         raise ConfigError(f"--variants: unknown {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
-    bad = [s for s in args.skip if s not in ("train", "pipeline", "inference")]
+    bad = [s for s in args.skip if s not in PARTS]
     if bad:
-        raise ConfigError(f"--skip: unknown part(s) {', '.join(bad)}; choose from train, pipeline, inference")
+        raise ConfigError(f"--skip: unknown part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
     for name in ("steps", "warmup", "repeats", "pipeline_batches", "matmul_size", "matmul_repeats",
                  "calibration_images"):
         value = getattr(args, name)

@@ -16,6 +16,12 @@ class TrainingError(RuntimeError):
     message says what happened and which files were kept."""
 
 
+def scalar(value) -> float:
+    """A logged value (Python, NumPy or TF scalar, or the one-element array Keras logs under
+    multi-worker training) as a float."""
+    return float(np.asarray(value, np.float64).reshape(-1)[0])
+
+
 def to_uint8(images):
     """NHWC float in ``[-1, 1]`` -> uint8 ``[0, 255]`` numpy array (NaN -> 0)."""
     pixels = np.nan_to_num(np.asarray(images, np.float32), nan=-1.0)  # a diverged model: black
@@ -62,14 +68,15 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or not np.isfinite(value) or value >= self.best:
+        if value is None or not np.isfinite(scalar(value)) or scalar(value) >= self.best:
             return
+        value = scalar(value)
         try:
             atomic.save_model(self.model, self.filepath)
         except OSError as e:
             raise TrainingError(f"cannot write {self.filepath} ({e.strerror or e}); "
                                 "the previous best checkpoint is intact") from e
-        self.best = float(value)
+        self.best = value
         print(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.5f}, saved {self.filepath}")
 
 
@@ -106,8 +113,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         for key in self.keys:
             value = (logs or {}).get(key)
-            if value is not None and not np.isfinite(float(value)):
-                self.stopped = f"{key} became {float(value)} in epoch {self.epoch + 1}"
+            if value is not None and not np.isfinite(scalar(value)):
+                self.stopped = f"{key} became {scalar(value)} in epoch {self.epoch + 1}"
                 print(f"\nstopping: {self.stopped}")
                 self.model.stop_training = True
                 return

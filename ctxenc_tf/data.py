@@ -22,7 +22,7 @@ CELEBA_SPLITS = {"train": 0, "val": 1, "test": 2}
 BUNDLED_FACES = os.path.join(os.path.dirname(__file__), "assets", "faces")
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 100_000_000  # a decoded 10000x10000 RGB image is 300 MB (1.2 GB as float32)
-HEADER_BYTES = 65536  # read this much of each file to find its pixel size
+HEADER_BYTES = (4096, 65536)  # read this much to find the pixel size; more if EXIF pushes it back
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 
@@ -133,17 +133,20 @@ def screen_file(path: str):
         if size > MAX_FILE_BYTES:
             return f"file larger than {MAX_FILE_BYTES // 2**20} MiB"
         with open(path, "rb") as f:
-            head = f.read(HEADER_BYTES)
+            head = f.read(HEADER_BYTES[0])
+            if not head.startswith(_MAGIC):
+                return "not a JPEG/PNG/GIF/BMP image"
+            try:
+                dims = _pixel_size(head)
+                if dims is None and size > len(head):
+                    head += f.read(HEADER_BYTES[1] - len(head))
+                    dims = _pixel_size(head)
+            except ValueError as e:
+                return str(e)
             f.seek(max(0, size - 16))
             tail = f.read()
     except OSError as e:
         return e.strerror or str(e)
-    if not head.startswith(_MAGIC):
-        return "not a JPEG/PNG/GIF/BMP image"
-    try:
-        dims = _pixel_size(head)
-    except ValueError as e:
-        return str(e)
     if dims and (dims[0] * dims[1] == 0 or dims[0] * dims[1] > MAX_PIXELS):
         return f"{dims[0]}x{dims[1]} pixels ({'none' if 0 in dims else f'over {MAX_PIXELS // 10**6} megapixels'})"
     if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:

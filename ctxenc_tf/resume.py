@@ -15,12 +15,13 @@ import dataclasses
 import glob
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
 
 from ctxenc_tf import atomic
-from ctxenc_tf.callbacks import TrainingError
+from ctxenc_tf.callbacks import TrainingError, scalar
 from ctxenc_tf.config import Config, ConfigError
 
 STATE_FILE = "state.json"
@@ -54,10 +55,11 @@ def optimizers(model) -> list:
 
 def build_optimizers(model) -> None:
     """Create both optimisers' slot variables now (Adam moments, step counter), so that
-    state can be loaded into them and their size is known before training."""
-    model.g_optimizer.build(model.generator.trainable_variables)
-    if model.d_optimizer is not None:
-        model.d_optimizer.build(model.discriminator.trainable_variables)
+    state can be loaded into them and their size is known before training. Idempotent
+    (``LossScaleOptimizer.build`` is not: a second call adds variables)."""
+    for opt, network in ((model.g_optimizer, model.generator), (model.d_optimizer, model.discriminator)):
+        if opt is not None and not opt.built:
+            opt.build(network.trainable_variables)
 
 
 def state_bytes(model) -> int:
@@ -88,27 +90,44 @@ def load_state(directory: str, config: Config) -> TrainingState | None:
         raise ConfigError(f"{path}: unreadable resume state ({e}); use a new --output-dir") from e
     if not os.path.isfile(os.path.join(directory, state.weights)):
         raise ConfigError(f"{path}: names {state.weights}, which is missing; use a new --output-dir")
-    old, new = state.config, config.to_dict()
-    differ = [k for k in new if k not in MAY_CHANGE and old.get(k) != new[k]]
+    differ = differences(state.config, config)
     if differ:
-        changes = ", ".join(f"--{k.replace('_', '-')} {old.get(k)!r} -> {new[k]!r}" for k in differ)
-        raise ConfigError(f"{config.output_dir} holds a run with other settings ({changes}); "
+        raise ConfigError(f"{config.output_dir} holds a run with other settings ({', '.join(differ)}); "
                           "rerun with the same flags to resume it, or use a new --output-dir")
     return state
 
 
-def changed_settings(state: TrainingState, config: Config) -> list:
-    """``'name old -> new'`` for each :data:`MAY_CHANGE` setting that differs from the state's."""
+def _changes(old: dict, config: Config, keys) -> list:
+    """``'--flag old -> new'`` for each of ``keys`` whose value in ``config`` differs from
+    the config dict ``old`` of an earlier run."""
     new = config.to_dict()
-    return [f"{k} {state.config.get(k)!r} -> {new[k]!r}" for k in MAY_CHANGE
-            if k not in ("output_dir", "notes") and state.config.get(k) != new[k]]
+    return [f"--{k.replace('_', '-')} {old.get(k)!r} -> {new[k]!r}" for k in keys if old.get(k) != new[k]]
+
+
+def differences(old: dict, config: Config) -> list:
+    """The changes (see :func:`_changes`) outside :data:`MAY_CHANGE`: a run cannot go on."""
+    return _changes(old, config, [k for k in config.to_dict() if k not in MAY_CHANGE])
+
+
+def changed_settings(state: TrainingState, config: Config) -> list:
+    """The changes (see :func:`_changes`) in :data:`MAY_CHANGE` settings, to report."""
+    return _changes(state.config, config, [k for k in MAY_CHANGE if k not in ("output_dir", "notes")])
 
 
 def restore(model, directory: str, state: TrainingState) -> None:
     """Load ``state``'s weights and optimiser state into the compiled ``model``, then set
-    the learning rates from the model's (possibly changed) config."""
+    the learning rates from the model's (possibly changed) config. Raises
+    :class:`ConfigError` if any of it does not fit (nothing is skipped silently)."""
     build_optimizers(model)
-    model.load_weights(os.path.join(directory, state.weights))
+    path = os.path.join(directory, state.weights)
+    try:
+        with warnings.catch_warnings():  # Keras only warns when it skips an optimiser's state
+            warnings.filterwarnings("error", "Skipping variable loading", UserWarning)
+            model.load_weights(path)
+    except (UserWarning, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{path}: the resume state does not fit this model ({first}); "
+                          "use a new --output-dir") from e
     model.g_optimizer.learning_rate.assign(model.config.g_learning_rate)
     if model.d_optimizer is not None:
         model.d_optimizer.learning_rate.assign(model.config.learning_rate)
@@ -178,10 +197,10 @@ class TrainingBackup(keras.callbacks.Callback):
 
     def _save(self, epoch, step, logs):
         losses = [v for k, v in (logs or {}).items() if k.endswith("loss")]
-        if not all(np.isfinite(float(v)) for v in losses) or not all_finite(self.model):
+        if not all(np.isfinite(scalar(v)) for v in losses) or not all_finite(self.model):
             return
         best = self.best_checkpoint.best if self.best_checkpoint is not None else float("inf")
-        trackers = {name: [float(np.asarray(v)) for v in t.variables]
+        trackers = {name: [scalar(v) for v in t.variables]
                     for name, t in self.model.trackers.items()}
         state = TrainingState(epoch, step, f"state-e{epoch:04d}-s{step:06d}.weights.h5",
                               float(best), trackers, self.config.to_dict())

@@ -87,6 +87,12 @@ class ContextEncoder(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' pre-fit symbolic build has nothing to build here (both networks are built
+        # functional models, the optimisers are our own attributes), and under
+        # MultiWorkerMirroredStrategy its strategy.reduce of an (images, masks) batch fails.
+        return
+
     def _step_values(self, images, mask, training):
         c = self.config
         prediction = self.generator([images, mask], training=training)
@@ -113,7 +119,14 @@ class ContextEncoder(keras.Model):
     def _update_trackers(self, values):
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        strategy = tf.distribute.get_strategy()
+        multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        if multi_worker and strategy.extended._in_multi_worker_mode():
+            # Keras averages logs across workers with strategy.reduce(MEAN, axis=0), which
+            # needs an axis to reduce (scalars fail: tensorflow/tensorflow#72388).
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def train_step(self, data):
         images, mask = data

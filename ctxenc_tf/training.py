@@ -4,6 +4,7 @@ import errno
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import keras
@@ -12,7 +13,7 @@ import numpy as np
 from ctxenc_tf import atomic, data, resume, tfrecords
 from ctxenc_tf.callbacks import BestCheckpoint, SampleGrid, StopOnNonFinite, TimeLimit, TrainingError
 from ctxenc_tf.checkpoint import load_context_encoder
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import Config, ConfigError
 from ctxenc_tf.strategy import check_global_batch, make_strategy, set_precision
 from ctxenc_tf.trainer import ContextEncoder
 
@@ -103,14 +104,19 @@ def build_callbacks(config: Config, paths: RunPaths, val_batch, monitor: str, st
     return callbacks
 
 
-def existing_best(path: str, val_ds, monitor: str) -> float:
+def existing_best(path: str, config: Config, val_ds, monitor: str) -> float:
     """``monitor`` of a ``best.keras`` left in the output directory by a run that has no
     resume state, measured on ``val_ds``, so that a worse model never replaces it; ``inf``
     when there is none (or no validation data to measure it on). Raises
-    :class:`~ctxenc_tf.checkpoint.CheckpointError` if the file cannot be loaded."""
+    :class:`~ctxenc_tf.checkpoint.CheckpointError` if the file cannot be loaded and
+    :class:`ConfigError` if it is a model with other settings than ``config``."""
     if not os.path.exists(path) or val_ds is None:
         return np.inf
     model = load_context_encoder(path)
+    differ = resume.differences(model.config.to_dict(), config)
+    if differ:
+        raise ConfigError(f"{path} is a checkpoint of another run ({', '.join(differ)}); "
+                          "use a new --output-dir (or move it away)")
     model.compile(jit_compile=False)
     return float(model.evaluate(val_ds, verbose=0, return_dict=True)[monitor.removeprefix("val_")])
 
@@ -127,8 +133,12 @@ def fit_remaining(model, files, config: Config, val_ds, callbacks, steps: int, s
     for start, skip, end in parts:
         if start >= end:
             continue
-        part = model.fit(data.training_batches(files, config, start, skip, end), steps_per_epoch=steps - skip,
-                         initial_epoch=start, epochs=end, validation_data=val_ds, callbacks=callbacks)
+        with warnings.catch_warnings():
+            # Keras warns at the end of every validation pass over a dataset of unknown length.
+            warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+            part = model.fit(data.training_batches(files, config, start, skip, end), shuffle=False,
+                             steps_per_epoch=steps - skip, initial_epoch=start, epochs=end,
+                             validation_data=val_ds, callbacks=callbacks)
         history.epoch += part.epoch
         for key, values in part.history.items():
             history.history.setdefault(key, []).extend(values)
@@ -141,9 +151,10 @@ def non_finite_message(stopped: str, paths: RunPaths, backup) -> str:
     """One line for a run stopped by NaN/inf: what happened and which good files were kept."""
     kept = [f"{paths.best}" if os.path.exists(paths.best) else "",
             f"the resume state from {backup.last_saved.describe()}" if backup.last_saved else ""]
-    kept = " and ".join(k for k in kept if k) or "nothing (no epoch finished with finite losses)"
-    return (f"training stopped: {stopped}. Kept the last good files: {kept}; {paths.final} was not "
-            "written. Lower --learning-rate and rerun the same command to continue from the resume state")
+    kept = " and ".join(k for k in kept if k)
+    then = "continue from the resume state" if backup.last_saved else "start again"
+    return (f"training stopped: {stopped}. Kept the last good files: {kept or 'none yet'}; {paths.final} "
+            f"was not written. Lower --learning-rate and rerun the same command to {then}")
 
 
 def train(config: Config, time_limit: float | None = None, log=print):
@@ -155,15 +166,15 @@ def train(config: Config, time_limit: float | None = None, log=print):
     Rerunning with the same settings resumes from ``backup/`` (see :mod:`ctxenc_tf.resume`).
     Raises :class:`~ctxenc_tf.callbacks.TrainingError` if a loss becomes NaN/inf.
     """
+    # First: multi-worker collectives must be configured before TF starts its runtime.
+    strategy = make_strategy(config.strategy)
+    check_global_batch(strategy, config.batch_size)
     keras.utils.set_random_seed(config.seed)
     set_precision(config.precision)
     config, split = prepare(config, log)
     paths = RunPaths(config.output_dir)
     state = resume.load_state(paths.backup, config)
-    config.save_json(paths.config)
 
-    strategy = make_strategy(config.strategy)
-    check_global_batch(strategy, config.batch_size)
     steps = data.steps_per_epoch(len(split.train), config.batch_size)
     val_ds = data.image_dataset(split.val, config, training=False) if split.val else None
     sample_files = (split.val or split.train)[:SAMPLE_COUNT]
@@ -177,14 +188,15 @@ def train(config: Config, time_limit: float | None = None, log=print):
         if state is not None:
             resume.restore(model, paths.backup, state)
     if state is None:
-        best = existing_best(paths.best, val_ds, monitor)
+        best = existing_best(paths.best, config, val_ds, monitor)
     else:
         best = state.best
         changed = resume.changed_settings(state, config)
-        log(f"resuming from {state.describe()} of {config.epochs} (state in {paths.backup})"
+        log(f"resuming from {state.describe()} ({config.epochs} epochs in all; state in {paths.backup})"
             + (f"; changed settings: {', '.join(changed)}" if changed else ""))
         if state.epoch >= config.epochs:
             log(f"all {config.epochs} epochs are already done; raise --epochs to train longer")
+    config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
     callbacks = build_callbacks(config, paths, (np.asarray(images), np.asarray(mask)), monitor, steps,
                                 best, state, time_limit)
     log(f"training on {strategy.num_replicas_in_sync} replica(s), {steps} steps per epoch, "

@@ -21,10 +21,25 @@ def _png_header(width, height):
             + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
 
 
+def _with_exif(jpeg_path, out_path, exif_bytes=10000):
+    """Save ``jpeg_path`` again with a large EXIF block before its frame header."""
+    from PIL import Image
+    with Image.open(jpeg_path) as im:
+        im.save(out_path, exif=b"Exif\x00\x00" + b"\x00" * exif_bytes)
+    return open(out_path, "rb").read()
+
+
+def _claim_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """``jpeg`` with the baseline frame header (SOF0) claiming ``width`` x ``height``."""
+    i = jpeg.index(b"\xff\xc0")
+    return jpeg[:i + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[i + 9:]
+
+
 def write_bad_files(directory, good_jpeg, good_png):
     """Write one file of each kind of damage; returns ``{name: expected reason}``."""
     os.makedirs(directory, exist_ok=True)
     jpeg, png = open(good_jpeg, "rb").read(), open(good_png, "rb").read()
+    exif_jpeg = _with_exif(good_jpeg, os.path.join(directory, "exif_bomb.jpg"))
     files = {
         "zero.jpg": (b"", "empty file"),
         "notes.jpg": (b"this is a text file, not a photo\n", "not a JPEG/PNG/GIF/BMP image"),
@@ -32,6 +47,8 @@ def write_bad_files(directory, good_jpeg, good_png):
         "cut.png": (png[:len(png) // 2], "truncated PNG"),
         "garbled.jpg": (jpeg[:4] + b"\x00" * 64 + jpeg[68:], "corrupt JPEG header"),
         "bomb.png": (_png_header(30000, 30000) + b"IEND\xaeB`\x82", "30000x30000 pixels"),
+        # frame header beyond the first 4 KiB, behind EXIF
+        "exif_bomb.jpg": (_claim_size(exif_jpeg, 20000, 20000), "20000x20000 pixels"),
     }
     for name, (content, _) in files.items():
         with open(os.path.join(directory, name), "wb") as f:
@@ -60,6 +77,9 @@ def test_screen_file_names_each_kind_of_damage(damaged_folder):
         assert why in (data.screen_file(os.path.join(folder, name)) or ""), name
     assert data.screen_file(os.path.join(folder, "missing.jpg")) == "No such file or directory"
     assert data.screen_file(os.path.join(folder, "img_0000.jpg")) is None
+    big_exif = os.path.join(folder, "..", "exif.jpg")
+    assert len(_with_exif(os.path.join(folder, "img_0001.jpg"), big_exif)) > 8192
+    assert data.screen_file(big_exif) is None
 
 
 def test_training_uses_the_good_images_and_reports_the_skipped(damaged_folder, tmp_path):

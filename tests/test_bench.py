@@ -1,13 +1,12 @@
 """python -m ctxenc_tf.bench: every row printed in quick mode, FLOPs counted right."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, tiny_config
+from conftest import REPO
 from ctxenc_tf import bench
 from ctxenc_tf.config import ConfigError
 
@@ -45,7 +44,7 @@ def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
-    from ctxenc_tf.models import build_discriminator, build_generator
+    from ctxenc_tf.models import build_discriminator
 
     config = tiny.replace(fill_value=(0.0, 0.0, 0.0))
     discriminator = build_discriminator(config)

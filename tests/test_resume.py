@@ -5,6 +5,7 @@ the best checkpoint is never replaced by a worse one, NaN keeps the last good st
 full disk is reported before training."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -104,7 +105,7 @@ def runs(tmp_path_factory):
 def test_kill_mid_epoch_resumes_from_step_state_with_identical_result(runs):
     state = runs["killed"]["steps"]
     assert state["epoch"] == 1 and 0 < state["step"] < 10, state  # killed inside epoch 2
-    assert f"resuming from epoch 2, step {state['step']} of {EPOCHS}" in runs["logs"]["steps"]
+    assert f"resuming from epoch 2, step {state['step']} ({EPOCHS} epochs in all" in runs["logs"]["steps"]
     full, resumed = _weights(os.path.join(runs["outs"]["full"], "final.keras")), \
         _weights(os.path.join(runs["outs"]["steps"], "final.keras"))
     for a, b in zip(full, resumed):
@@ -119,7 +120,7 @@ def test_kill_mid_epoch_resumes_from_step_state_with_identical_result(runs):
 
 def test_kill_with_epoch_granularity_restarts_the_epoch_with_identical_result(runs):
     assert runs["killed"]["epochs"]["step"] == 0
-    assert "resuming from the end of epoch 1 of 3" in runs["logs"]["epochs"]
+    assert f"resuming from the end of epoch 1 ({EPOCHS} epochs in all" in runs["logs"]["epochs"]
     full, resumed = _weights(os.path.join(runs["outs"]["full"], "final.keras")), \
         _weights(os.path.join(runs["outs"]["epochs"], "final.keras"))
     for a, b in zip(full, resumed):
@@ -140,6 +141,20 @@ def _copy_run(runs, tmp_path):
     return out
 
 
+def test_time_limit_saves_a_mid_epoch_state_that_resumes_exactly(runs, tmp_path):
+    """--time-limit stops after a batch; the rerun finishes that epoch and the others and
+    matches the uninterrupted run."""
+    from ctxenc_tf.training import train
+    out = tmp_path / "run"
+    train(_config(runs, out), time_limit=1e-9, log=lambda *a: None)  # stops after the first batch
+    assert {k: _state(out)[k] for k in ("epoch", "step")} == {"epoch": 0, "step": 1}
+    model, history, _ = train(_config(runs, out), log=lambda *a: None)
+    assert history.epoch == [0, 1, 2]
+    full = _weights(os.path.join(runs["outs"]["full"], "final.keras"))
+    for a, b in zip(full, model.generator.get_weights() + model.discriminator.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_finished_run_is_not_retrained_and_best_is_kept(runs, tmp_path, capsys):
     from ctxenc_tf.training import train
     out = _copy_run(runs, tmp_path)
@@ -154,19 +169,25 @@ def test_finished_run_is_not_retrained_and_best_is_kept(runs, tmp_path, capsys):
 def test_resume_refuses_other_settings(runs, tmp_path):
     from ctxenc_tf.config import ConfigError
     from ctxenc_tf.training import train
+    out = _copy_run(runs, tmp_path)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(ConfigError, match=r"--bottleneck 16 -> 32.*new --output-dir"):
-        train(_config(runs, _copy_run(runs, tmp_path), bottleneck=32), log=lambda *a: None)
+        train(_config(runs, out, bottleneck=32), log=lambda *a: None)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
 
 
 def test_existing_best_is_not_replaced_by_a_worse_model(runs, tmp_path):
-    """An output dir with a good best.keras but no resume state: a fresh, worse run
-    (another seed, no learning) must not overwrite it."""
+    """An output dir with a good best.keras but no resume state: a fresh, worse run (no
+    learning) must not overwrite it; a run with other settings is refused."""
+    from ctxenc_tf.config import ConfigError
     from ctxenc_tf.training import train
     out = _copy_run(runs, tmp_path)
     before = _weights(out / "best.keras")
     good = min(float(row["val_rec_loss"]) for row in _epoch_rows(out).values())
     os.remove(out / "backup" / "state.json")
-    train(_config(runs, out, seed=1, epochs=1, learning_rate=1e-9), log=lambda *a: None)
+    with pytest.raises(ConfigError, match=r"best.keras is a checkpoint of another run \(--seed 3 -> 1\)"):
+        train(_config(runs, out, seed=1), log=lambda *a: None)
+    train(_config(runs, out, epochs=1, learning_rate=1e-9), log=lambda *a: None)
     fresh = float(_epoch_rows(out)["0"]["val_rec_loss"])  # CSV appended: the fresh run's row
     assert fresh > good  # the test's premise: the fresh model is worse
     for a, b in zip(before, _weights(out / "best.keras")):
@@ -197,3 +218,38 @@ def test_full_disk_is_reported_before_training(tmp_path, image_folder, monkeypat
         train(tiny_config(data_dir=image_folder, output_dir=str(tmp_path / "run")), log=lambda *a: None)
     assert not os.path.exists(tmp_path / "run" / "best.keras")
     assert not os.path.exists(tmp_path / "run" / "backup")
+
+
+def test_failed_writes_keep_the_previous_checkpoint_and_state(tmp_path, monkeypatch):
+    """A write that dies half-way (full disk) leaves the previous best checkpoint and
+    resume state byte-for-byte intact, no temp files, and one clear error."""
+    from ctxenc_tf import resume
+    from ctxenc_tf.callbacks import BestCheckpoint, TrainingError
+    from ctxenc_tf.trainer import ContextEncoder
+    model = ContextEncoder(tiny_config(fill_value=(0.0, 0.0, 0.0)))
+    model.compile()
+    resume.build_optimizers(model)
+    best = BestCheckpoint(str(tmp_path / "best.keras"), monitor="val_rec_loss")
+    best.set_model(model)
+    best.on_epoch_end(0, {"val_rec_loss": 1.0})
+    backup = str(tmp_path / "backup")
+    state = resume.TrainingState(1, 0, "state-e0001-s000000.weights.h5", 1.0, {}, model.config.to_dict())
+    resume.save_state(model, backup, state)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def half_written(path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model, "save", half_written)
+    monkeypatch.setattr(model, "save_weights", half_written)
+    with pytest.raises(TrainingError, match=r"cannot write .*best.keras \(No space left on device\); "
+                                            r"the previous best checkpoint is intact"):
+        best.on_epoch_end(1, {"val_rec_loss": 0.5})
+    assert best.best == 1.0
+    with pytest.raises(TrainingError, match=r"cannot write the resume state to .*backup \(No space left "
+                                            r"on device\); the previous state is intact"):
+        resume.save_state(model, backup, dataclasses.replace(state, epoch=2, weights="state-e0002-s000000.weights.h5"))
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # same files, same bytes: no temp file left behind

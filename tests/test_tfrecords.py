@@ -137,3 +137,23 @@ def test_train_py_prepare_then_train_from_shards(folder, tmp_path):
                         "--data-dir", folder, "--image-size", "64"],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "already holds 32px" in r.stderr
+
+
+@pytest.mark.parametrize("cache", ["memory", "file"])
+def test_cached_stream_is_seeded_per_epoch_under_a_global_seed(folder, tmp_path, cache):
+    import keras
+
+    keras.utils.set_random_seed(0)  # as train() does; Dataset.shuffle(seed=tensor) then fails
+    config = tiny_config(data_dir=folder, batch_size=4, val_fraction=0.2,
+                         cache="memory" if cache == "memory" else str(tmp_path / "cache" / "decoded"))
+    (tmp_path / "cache").mkdir()
+    files = [p for p in data.find_split(config).train if "9999" not in p]
+
+    def epoch(e):
+        return np.concatenate([b[0] for b in data.training_batches(files, config, e, 0, e + 1)
+                               .as_numpy_iterator()])
+
+    first, again, second = epoch(0), epoch(0), epoch(1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+    assert len(first) == data.steps_per_epoch(len(files), 4) * 4
