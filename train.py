@@ -40,6 +40,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise ConfigError(f"--time-limit={args.time_limit:g}: must be a positive number of minutes")
     if args.mixed_precision:
         if args.precision:
             raise ConfigError("--mixed-precision: give either it or --precision, not both")

@@ -151,7 +151,6 @@ def training_throughput(config: Config, steps: int, warmup: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from ctxenc_tf.resume import build_optimizers
     from ctxenc_tf.strategy import check_global_batch, make_strategy, set_precision
     from ctxenc_tf.trainer import ContextEncoder
 
@@ -164,7 +163,6 @@ def training_throughput(config: Config, steps: int, warmup: int) -> dict:
         with strategy.scope():
             model = ContextEncoder(config)
             model.compile(jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
-            build_optimizers(model)
         per_call = config.steps_per_execution
 
         def fit(count):

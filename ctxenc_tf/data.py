@@ -168,11 +168,15 @@ def screen_files(paths):
 def find_split(config: Config) -> Split:
     """Train/val files for ``config.data_dir``: CelebA's official partition when the layout
     is there, else a seeded random ``val_fraction`` split of an image folder; the bundled
-    faces when ``data_dir`` is empty. Applies ``train_limit``/``val_limit``.
+    faces when ``data_dir`` is empty. Applies ``train_limit``/``val_limit``. A directory of
+    prepared TFRecords stands for the image folder it was prepared from (training reads the
+    shards themselves, :func:`ctxenc_tf.tfrecords.find_prepared`).
 
     Raises :class:`DataError` for a missing or empty directory or no usable image.
     """
-    data_dir = config.data_dir or BUNDLED_FACES
+    from ctxenc_tf.tfrecords import image_source
+
+    data_dir = image_source(config.data_dir or BUNDLED_FACES)
     if not os.path.exists(data_dir):
         raise DataError(f"{data_dir}: data directory does not exist")
     if not os.path.isdir(data_dir):

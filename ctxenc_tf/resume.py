@@ -53,15 +53,6 @@ def optimizers(model) -> list:
     return [opt for opt in (model.g_optimizer, model.d_optimizer) if opt is not None]
 
 
-def build_optimizers(model) -> None:
-    """Create both optimisers' slot variables now (Adam moments, step counter), so that
-    state can be loaded into them and their size is known before training. Idempotent
-    (``LossScaleOptimizer.build`` is not: a second call adds variables)."""
-    for opt, network in ((model.g_optimizer, model.generator), (model.d_optimizer, model.discriminator)):
-        if opt is not None and not opt.built:
-            opt.build(network.trainable_variables)
-
-
 def state_bytes(model) -> int:
     """Bytes of one saved state: every model and optimiser variable."""
     variables = list(model.weights) + [v for opt in optimizers(model) for v in opt.variables]
@@ -118,7 +109,6 @@ def restore(model, directory: str, state: TrainingState) -> None:
     """Load ``state``'s weights and optimiser state into the compiled ``model``, then set
     the learning rates from the model's (possibly changed) config. Raises
     :class:`ConfigError` if any of it does not fit (nothing is skipped silently)."""
-    build_optimizers(model)
     path = os.path.join(directory, state.weights)
     try:
         with warnings.catch_warnings():  # Keras only warns when it skips an optimiser's state

@@ -211,6 +211,19 @@ def prepare(config: Config, out_dir: str, images_per_shard: int = IMAGES_PER_SHA
     return meta
 
 
+def image_source(directory: str) -> str:
+    """``directory`` itself, or for a prepared directory the image folder it was prepared
+    from, for commands that need image files (export's int8 calibration, evaluation).
+    Raises :class:`~ctxenc_tf.data.DataError` if that folder is not on this machine."""
+    meta = _read_metadata(directory) if os.path.isdir(directory) else None
+    if meta is None:
+        return directory
+    if not os.path.isdir(meta["source"]):
+        raise data.DataError(f"{directory}: prepared TFRecords whose source images ({meta['source']}) "
+                             "are not on this machine; give a folder of images instead")
+    return meta["source"]
+
+
 def find_prepared(config: Config):
     """:class:`~ctxenc_tf.data.Split` of :class:`Records` when ``config.data_dir`` is a
     prepared directory (``train_limit``/``val_limit`` applied), else ``None``.

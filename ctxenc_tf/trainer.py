@@ -71,8 +71,11 @@ class ContextEncoder(keras.Model):
 
     def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
         """Adam(lr, beta_1) for each network by default, the generator's lr x10 when mixing;
-        wrapped in ``LossScaleOptimizer`` under a float16 policy. Other kwargs (``jit_compile``,
-        ``steps_per_execution``) go to ``keras.Model.compile``."""
+        wrapped in ``LossScaleOptimizer`` under a float16 policy. Both optimisers' slot
+        variables (Adam moments, step counter) are created here, in the caller's strategy
+        scope: created lazily inside a distributed step they fail, and resuming loads state
+        into them. Other kwargs (``jit_compile``, ``steps_per_execution``) go to
+        ``keras.Model.compile``."""
         c = self.config
         super().compile(**kwargs)
         g_optimizer = g_optimizer or keras.optimizers.Adam(c.g_learning_rate, beta_1=c.beta_1)
@@ -82,6 +85,9 @@ class ContextEncoder(keras.Model):
             g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
             d_optimizer = d_optimizer and keras.optimizers.LossScaleOptimizer(d_optimizer)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        for optimizer, network in ((g_optimizer, self.generator), (d_optimizer, self.discriminator)):
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(network.trainable_variables)
 
     @property
     def metrics(self):

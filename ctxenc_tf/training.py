@@ -183,7 +183,6 @@ def train(config: Config, time_limit: float | None = None, log=print):
     with strategy.scope():
         model = ContextEncoder(config)
         model.compile(jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
-        resume.build_optimizers(model)
         check_disk_space(config.output_dir, resume.state_bytes(model))
         if state is not None:
             resume.restore(model, paths.backup, state)

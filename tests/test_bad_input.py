@@ -21,6 +21,7 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | T12 | train.py       | --data-dir <3 images> --batch-size 64              | fewer than --batch-size=64       |
 | T13 | train.py       | --data-dir <only non-images named .jpg>            | no usable training image         |
 | T14 | train.py       | --output-dir <run of another architecture>         | --bottleneck 16 -> 8             |
+| T15 | train.py       | --time-limit -5                                    | --time-limit=-5                  |
 | E1  | export.py      | --checkpoint <missing .keras>                      | the file, not found              |
 | E2  | export.py      | --checkpoint <text file>                           | the file, not a .keras           |
 | E3  | export.py      | --checkpoint <a plain keras model>                 | not a ContextEncoder             |
@@ -77,6 +78,7 @@ CASES = {
     "T13": ("train", ["--data-dir", "{junk}"], ["{junk}", "no usable training image"]),
     "T14": ("train", ["--data-dir", "{few}", "--output-dir", "{old_run}", "--bottleneck", "8"],
             ["--bottleneck 16 -> 8", "new --output-dir"]),
+    "T15": ("train", ["--time-limit", "-5"], ["--time-limit=-5", "positive"]),
     "E1": ("export", ["--checkpoint", "{missing}.keras"], ["{missing}.keras", "not found"]),
     "E2": ("export", ["--checkpoint", "{text}"], ["{text}", "not a .keras"]),
     "E3": ("export", ["--checkpoint", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),

@@ -22,7 +22,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras, numpy as np
 sys.path.insert(0, "tests")
 from conftest import tiny_config
-from ctxenc_tf import data, resume
+from ctxenc_tf import data
 from ctxenc_tf.strategy import make_strategy
 from ctxenc_tf.trainer import ContextEncoder
 
@@ -41,7 +41,6 @@ for optimizer, name in [(o, n) for o in ("sgd", "adam") for n in ("default", "mi
         model = ContextEncoder(config)
         opts = {"sgd": lambda: keras.optimizers.SGD(0.05), "adam": lambda: None}[optimizer]
         model.compile(g_optimizer=opts(), d_optimizer=opts(), jit_compile=False)
-        resume.build_optimizers(model)  # slot variables created in the scope, as train() does
     initial = [float(np.abs(w).sum()) for w in model.generator.get_weights()]
     steps = []
     cb = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: steps.append(

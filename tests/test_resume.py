@@ -228,7 +228,6 @@ def test_failed_writes_keep_the_previous_checkpoint_and_state(tmp_path, monkeypa
     from ctxenc_tf.trainer import ContextEncoder
     model = ContextEncoder(tiny_config(fill_value=(0.0, 0.0, 0.0)))
     model.compile()
-    resume.build_optimizers(model)
     best = BestCheckpoint(str(tmp_path / "best.keras"), monitor="val_rec_loss")
     best.set_model(model)
     best.on_epoch_end(0, {"val_rec_loss": 1.0})

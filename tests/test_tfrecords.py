@@ -157,3 +157,14 @@ def test_cached_stream_is_seeded_per_epoch_under_a_global_seed(folder, tmp_path,
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, second)
     assert len(first) == data.steps_per_epoch(len(files), 4) * 4
+
+
+def test_commands_needing_image_files_use_the_prepared_source(folder, tmp_path):
+    out = tmp_path / "prepared"
+    config, _ = _prepare(folder, out)
+    assert data.find_split(config.replace(data_dir=str(out))).train == data.find_split(config).train
+    meta = json.loads((out / tfrecords.METADATA).read_text())
+    meta["source"] = str(tmp_path / "gone")
+    (out / tfrecords.METADATA).write_text(json.dumps(meta))
+    with pytest.raises(data.DataError, match="source images .* are not on this machine"):
+        data.find_split(config.replace(data_dir=str(out)))
