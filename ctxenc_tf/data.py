@@ -328,7 +328,7 @@ def _epoch_examples(files, config: Config, epoch, skip, cached=None) -> tf.data.
         ds = ds.ignore_errors(log_warning=True).repeat().take(wanted)
     else:
         ds = seeded_block_shuffle(cached, example_seed(config.seed, epoch, -2), CACHED_SHUFFLE_BUFFER)
-        ds = ds.enumerate().skip(skip).map(lambda p, image: (image, p))
+        ds = ds.enumerate().skip(skip).map(lambda p, image: (image, p)).repeat().take(wanted)
     return ds.map(_augment(config, epoch, training=True), num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -370,23 +370,23 @@ def sharded_by_element() -> tf.data.Options:
     return options
 
 
-def image_dataset(files, config: Config, training: bool, drop_remainder=None, epoch: int = 0) -> tf.data.Dataset:
+def image_dataset(files, config: Config, training: bool) -> tf.data.Dataset:
     """Batched ``(images, masks)`` dataset over ``files``, one pass.
 
-    Training: epoch ``epoch`` of :func:`training_batches` (seeded order, flips, masks;
+    Training: the first epoch of :func:`training_batches` (seeded order, flips, masks;
     full batches only). Validation: files in the given order, fixed masks (the same every
-    pass), last partial batch kept unless ``drop_remainder``; decoded images are kept in
+    pass), last partial batch kept; decoded images are kept in
     memory when ``config.cache`` is set. Unreadable files that slipped past screening are
     dropped (``ignore_errors``).
     """
     if not files:
         raise DataError("no image files given to the input pipeline")
     if training:
-        return training_batches(files, config, epoch, 0, epoch + 1)
+        return training_batches(files, config, 0, 0, 1)
     ds = _decoded(files, config, "memory" if config.cache else "").enumerate()
     ds = ds.map(lambda p, image: _augment(config, -1, training=False)(image, p),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(config.batch_size, drop_remainder=bool(drop_remainder))
+    ds = ds.batch(config.batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

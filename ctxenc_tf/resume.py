@@ -53,16 +53,20 @@ def optimizers(model) -> list:
     return [opt for opt in (model.g_optimizer, model.d_optimizer) if opt is not None]
 
 
+def state_variables(model) -> list:
+    """Every variable a saved state holds: weights, batch-norm statistics, optimiser slots."""
+    return list(model.weights) + [v for opt in optimizers(model) for v in opt.variables]
+
+
 def state_bytes(model) -> int:
     """Bytes of one saved state: every model and optimiser variable."""
-    variables = list(model.weights) + [v for opt in optimizers(model) for v in opt.variables]
-    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in state_variables(model))
 
 
 def all_finite(model) -> bool:
     """Whether every weight, batch-norm statistic and optimiser slot is finite."""
-    variables = list(model.weights) + [v for opt in optimizers(model) for v in opt.variables]
-    return all(np.isfinite(np.asarray(v)).all() for v in variables if np.dtype(v.dtype).kind == "f")
+    return all(np.isfinite(np.asarray(v)).all() for v in state_variables(model)
+               if np.dtype(v.dtype).kind == "f")
 
 
 def load_state(directory: str, config: Config) -> TrainingState | None:
@@ -172,6 +176,15 @@ class TrainingBackup(keras.callbacks.Callback):
                 for variable, value in zip(self.model.trackers[name].variables, values):
                     variable.assign(value)
         self.steps_done = self.offset
+        self.train_trackers = None
+
+    def on_test_begin(self, logs=None):
+        # fit's validation pass runs before on_epoch_end and resets the shared metric
+        # trackers: keep the training epoch's running means for a mid-epoch save.
+        self.train_trackers = self._tracker_values()
+
+    def _tracker_values(self):
+        return {name: [scalar(v) for v in t.variables] for name, t in self.model.trackers.items()}
 
     def on_train_batch_end(self, batch, logs=None):
         before, self.steps_done = self.steps_done, self.offset + batch + 1
@@ -190,8 +203,7 @@ class TrainingBackup(keras.callbacks.Callback):
         if not all(np.isfinite(scalar(v)) for v in losses) or not all_finite(self.model):
             return
         best = self.best_checkpoint.best if self.best_checkpoint is not None else float("inf")
-        trackers = {name: [scalar(v) for v in t.variables]
-                    for name, t in self.model.trackers.items()}
+        trackers = self.train_trackers or self._tracker_values()
         state = TrainingState(epoch, step, f"state-e{epoch:04d}-s{step:06d}.weights.h5",
                               float(best), trackers, self.config.to_dict())
         save_state(self.model, self.directory, state)

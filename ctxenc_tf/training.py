@@ -126,7 +126,7 @@ def fit_remaining(model, files, config: Config, val_ds, callbacks, steps: int, s
     epoch (its own ``fit``, ``steps - state.step`` steps), then the remaining epochs.
     Returns one ``History`` for both."""
     epoch, step = (state.epoch, state.step) if state else (0, 0)
-    parts = [(epoch, step, epoch + 1)] if step else []
+    parts = [(epoch, step, min(epoch + 1, config.epochs))] if step else []
     parts += [(epoch + bool(step), 0, config.epochs)]
     history = keras.callbacks.History()
     history.epoch = []
@@ -178,7 +178,10 @@ def train(config: Config, time_limit: float | None = None, log=print):
     steps = data.steps_per_epoch(len(split.train), config.batch_size)
     val_ds = data.image_dataset(split.val, config, training=False) if split.val else None
     sample_files = (split.val or split.train)[:SAMPLE_COUNT]
-    images, mask = next(iter(data.image_dataset(sample_files, config, training=False)))
+    sample = next(iter(data.image_dataset(sample_files, config, training=False)), None)
+    if sample is None:
+        raise data.DataError(f"{sample_files[0]}: none of the {len(sample_files)} sample images decodes")
+    images, mask = sample
     monitor = "val_rec_loss" if val_ds is not None else "rec_loss"
     with strategy.scope():
         model = ContextEncoder(config)
