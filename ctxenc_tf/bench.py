@@ -185,7 +185,11 @@ def pipeline_throughput(files, config: Config, batches: int) -> float:
     are included), over as many epochs as that takes."""
     from ctxenc_tf import data
 
-    epochs = -(-batches // data.steps_per_epoch(len(files), config.batch_size))
+    per_epoch = data.steps_per_epoch(len(files), config.batch_size)
+    if per_epoch == 0:
+        raise data.DataError(f"{len(files)} images for the input-pipeline rows, fewer than "
+                             f"--batch-size={config.batch_size}")
+    epochs = -(-batches // per_epoch)
 
     def consume():
         iterator = iter(data.training_batches(files, config, 0, 0, epochs))

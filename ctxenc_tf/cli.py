@@ -56,6 +56,8 @@ def fail(message: str, code: int = 2):
 def run_main(main, argv=None) -> int:
     """Run ``main(argv)``, turning expected failures (bad config, data, files) into one
     ``error:`` line and exit status 2 instead of a traceback."""
+    import tensorflow as tf
+
     from ctxenc_tf.callbacks import TrainingError
     from ctxenc_tf.checkpoint import CheckpointError
     from ctxenc_tf.data import DataError
@@ -64,5 +66,7 @@ def run_main(main, argv=None) -> int:
         return main(argv) or 0
     except (ConfigError, DataError, CheckpointError, TrainingError, OSError) as e:
         fail(str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}")
+    except tf.errors.InvalidArgumentError as e:  # e.g. a JPEG whose header is fine but data is not
+        fail(f"cannot decode an input image ({e.message.strip().splitlines()[-1][:200]})")
     except KeyboardInterrupt:
         fail("interrupted", 130)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass, field, fields
 
 MASK_TYPES = ("center", "random_square", "random_region")
@@ -185,10 +184,9 @@ class Config:
 
     def save_json(self, path: str) -> None:
         """Write the config as JSON to ``path`` atomically (temp file + rename)."""
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        from ctxenc_tf import atomic
+
+        atomic.write_bytes(path, json.dumps(self.to_dict(), indent=2, sort_keys=True).encode())
 
 
 def _is_power_of_two(n) -> bool:

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
-from ctxenc_tf import atomic, baselines, data, masks, metrics  # noqa: E402
+from ctxenc_tf import atomic, baselines, data, masks, metrics, tfrecords  # noqa: E402
 from ctxenc_tf.callbacks import to_uint8  # noqa: E402
 from ctxenc_tf.cli import fail, run_main  # noqa: E402
 from ctxenc_tf.config import MASK_TYPES, Config, ConfigError  # noqa: E402
@@ -299,7 +299,7 @@ def main(argv=None):
     check_output_dir(args.out)
     predictor = load_predictor(args.model)
     config = evaluation_config(predictor.config, args.mask_type)
-    data_dir = args.data_dir or config.data_dir or data.BUNDLED_FACES
+    data_dir = tfrecords.image_source(args.data_dir or config.data_dir or data.BUNDLED_FACES)
     split = args.split or ("test" if data.celeba_layout(data_dir) else "all")
     files, described = list_files(data_dir, split, config)
     files, skipped = data.screen_files(files[:args.limit] if args.limit else files)

@@ -126,7 +126,7 @@ class TFLitePredictor(Predictor):
 
         config = _find_config(os.path.dirname(os.path.abspath(path)), levels=2, what=path)
         try:
-            self.interpreter = Interpreter(model_path=path)
+            self.interpreter = Interpreter(model_path=path, num_threads=len(os.sched_getaffinity(0)))
             signatures = self.interpreter.get_signature_list()
         except Exception as e:  # LiteRT raises ValueError/RuntimeError for bad flatbuffers
             raise CheckpointError(f"{path}: cannot load TFLite model ({_first_line(e)})") from e

@@ -36,8 +36,15 @@ def tflite_path(out_dir: str, variant: str) -> str:
 
 def load_images(files, image_size: int) -> np.ndarray:
     """Decode image files (centre-square crop + resize, :func:`data.load_image`) to
-    ``[N, S, S, 3]`` float32 in ``[0, 1]``."""
-    return np.stack([(data.load_image(f, image_size).numpy() + 1.0) / 2.0 for f in files])
+    ``[N, S, S, 3]`` float32 in ``[0, 1]``. A file that cannot be decoded raises
+    :class:`~ctxenc_tf.data.DataError` naming it."""
+    images = []
+    for f in files:
+        try:
+            images.append((data.load_image(f, image_size).numpy() + 1.0) / 2.0)
+        except tf.errors.InvalidArgumentError as e:
+            raise data.DataError(f"{f}: cannot decode image ({e.message.strip().splitlines()[-1][:200]})") from e
+    return np.stack(images)
 
 
 def real_images(config: Config, count: int, skip: int = 0, data_dir: str | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from conftest import REPO, tiny_config, write_images
+from conftest import FACES, REPO, tiny_config, write_images
 from ctxenc_tf import data
 
 
@@ -116,3 +116,17 @@ def test_no_usable_image_is_one_clear_error(tmp_path):
     assert lines[0].startswith(f"error: {folder}: no usable training image (")
     assert "skipped as unreadable, e.g. " in lines[0] and any(name in lines[0] for name in reasons)
     assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_undecodable_jpeg_behind_a_good_header_is_named(tmp_path):
+    # Header and trailer pass the screen; a broken Huffman table fails only at decode time.
+    from ctxenc_tf import tflite
+
+    good = open(os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0]), "rb").read()
+    dht = good.index(b"\xff\xc4")
+    bad = good[:dht + 4] + b"\xff" * 40 + good[dht + 44:]
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(bad)
+    assert data.screen_file(str(path)) is None
+    with pytest.raises(data.DataError, match="broken.jpg: cannot decode image"):
+        tflite.load_images([str(path)], 32)
