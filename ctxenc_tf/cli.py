@@ -53,6 +53,16 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+def unique_stems(stems) -> list:
+    """Output file-name stems with repeats numbered (``a``, ``a_2``, ``a_3``), so that two
+    inputs with one name never write the same output file."""
+    seen, unique = {}, []
+    for stem in stems:
+        n = seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if n == 1 else f"{stem}_{n}")
+    return unique
+
+
 def run_main(main, argv=None) -> int:
     """Run ``main(argv)``, turning expected failures (bad config, data, files) into one
     ``error:`` line and exit status 2 instead of a traceback."""

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from ctxenc_tf import atomic, data, masks  # noqa: E402
-from ctxenc_tf.cli import run_main  # noqa: E402
+from ctxenc_tf.cli import run_main, unique_stems  # noqa: E402
 from ctxenc_tf.config import Config  # noqa: E402
 
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's "L"
@@ -309,11 +309,7 @@ def collect_inputs(paths, out_dir: str):
             found += [(f, os.path.splitext(os.path.relpath(f, path))[0]) for f in files]
         else:
             found.append((path, os.path.splitext(os.path.basename(path))[0]))
-    seen, unique = {}, []
-    for path, stem in found:  # two inputs with one name: number the later ones
-        n = seen[stem] = seen.get(stem, 0) + 1
-        unique.append((path, stem if n == 1 else f"{stem}_{n}"))
-    return unique
+    return list(zip([path for path, _ in found], unique_stems([stem for _, stem in found])))
 
 
 def parse_args(argv):

@@ -30,7 +30,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from ctxenc_tf import atomic, data
-from ctxenc_tf.cli import fail, run_main
+from ctxenc_tf.cli import fail, run_main, unique_stems
 
 DEFAULT_PORTS = {"rest": 8501, "grpc": 8500}
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -267,10 +267,11 @@ def read_photo(path: str) -> bytes:
 
 def output_paths(inputs: list, out: str) -> list:
     """Where each completed image goes: ``out`` itself for one input and a ``.png``
-    ``out``; else ``out/<input name>_completed.png``."""
+    ``out``; else ``out/<input name>_completed.png`` (repeated names numbered ``_2``, ...)."""
     if len(inputs) == 1 and out.lower().endswith(".png"):
         return [out]
-    return [os.path.join(out, os.path.splitext(os.path.basename(p))[0] + "_completed.png") for p in inputs]
+    stems = unique_stems([os.path.splitext(os.path.basename(p))[0] for p in inputs])
+    return [os.path.join(out, stem + "_completed.png") for stem in stems]
 
 
 def parse_args(argv):

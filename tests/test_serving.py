@@ -384,3 +384,9 @@ def test_tensorflow_model_server_end_to_end(served, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_output_paths_never_collide():
+    paths = serving_client.output_paths(["a/x.jpg", "b/x.jpg", "x.png", "y.jpg"], "out")
+    assert paths == [os.path.join("out", n) for n in
+                     ("x_completed.png", "x_2_completed.png", "x_3_completed.png", "y_completed.png")]
