@@ -23,6 +23,9 @@ BUNDLED_FACES = os.path.join(os.path.dirname(__file__), "assets", "faces")
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 100_000_000  # a decoded 10000x10000 RGB image is 300 MB (1.2 GB as float32)
 HEADER_BYTES = (4096, 65536)  # read this much to find the pixel size; more if EXIF pushes it back
+# ... and this much of the end to find the end marker: cameras and editors may append data
+# after a JPEG's EOI; scan data never holds FF D9, so a wider window cannot hide truncation.
+TAIL_BYTES = 4096
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 
@@ -143,7 +146,7 @@ def screen_file(path: str):
                     dims = _pixel_size(head)
             except ValueError as e:
                 return str(e)
-            f.seek(max(0, size - 16))
+            f.seek(max(0, size - TAIL_BYTES))
             tail = f.read()
     except OSError as e:
         return e.strerror or str(e)

@@ -72,14 +72,17 @@ class KerasPredictor(Predictor):
     def __init__(self, path: str):
         from ctxenc_tf.checkpoint import load_context_encoder
 
+        from ctxenc_tf.export import float32_generator
+
         self.model = load_context_encoder(path)
+        self.generator = float32_generator(self.model)  # same numbers as the exports
         super().__init__(path, self.model.config)
 
     def _run(self, images, masks):
         from ctxenc_tf.trainer import paste_prediction
 
         x = images * 2.0 - 1.0
-        prediction = self.model.generator([x, masks], training=False)
+        prediction = self.generator([x, masks], training=False)
         completed = paste_prediction(x, prediction, masks, self.config)
         return (np.asarray(completed) + 1.0) / 2.0, (np.asarray(prediction) + 1.0) / 2.0
 

@@ -172,11 +172,15 @@ def prepare(config: Config, out_dir: str, images_per_shard: int = IMAGES_PER_SHA
     Raises :class:`~ctxenc_tf.data.DataError` if ``out_dir`` holds something else.
     """
     source = os.path.abspath(config.data_dir or data.BUNDLED_FACES)
+    settings = {k: getattr(config, k) for k in ("seed", "val_fraction", "train_limit", "val_limit")}
     existing = _read_metadata(out_dir)
     if existing is not None:
         if existing["image_size"] != config.image_size or existing["source"] != source:
             raise data.DataError(f"{out_dir}: already holds {existing['image_size']}px images prepared "
                                  f"from {existing['source']}; choose another --prepare directory")
+        if existing.get("split_settings") != settings:
+            raise data.DataError(f"{out_dir}: prepared with split settings {existing.get('split_settings')}, "
+                                 f"not {settings}; choose another --prepare directory")
         log(f"{out_dir}: already prepared ({existing['splits']['train']['count']} train / "
             f"{existing['splits']['val']['count']} val images), nothing to do")
         return existing
@@ -188,7 +192,7 @@ def prepare(config: Config, out_dir: str, images_per_shard: int = IMAGES_PER_SHA
     log(f"preparing {len(split.train)} train / {len(split.val)} val images from {source} "
         f"at {config.image_size}x{config.image_size} into {out_dir}")
     meta = {"format": FORMAT, "image_size": config.image_size, "source": source,
-            "source_kind": split.source, "seed": config.seed, "splits": {}}
+            "source_kind": split.source, "seed": config.seed, "split_settings": settings, "splits": {}}
     skipped = list(split.skipped)
     if os.path.isdir(out_dir):
         os.rmdir(out_dir)  # empty: atomic_directory renames the finished directory onto it

@@ -71,6 +71,10 @@ def prepare(config: Config, log=print):
     measure the fill colour if unset. Returns ``(config, split)`` with ``config.fill_value``
     filled in."""
     check_output_dir(config.output_dir)
+    if config.cache and config.cache != "memory":
+        cache_dir = os.path.dirname(os.path.abspath(config.cache))
+        if not os.path.isdir(cache_dir) or not os.access(cache_dir, os.W_OK):
+            raise ConfigError(f"--cache={config.cache}: {cache_dir} is not a writable directory")
     split = tfrecords.find_prepared(config) or data.find_split(config)
     where = config.data_dir or f"the {len(split.train) + len(split.val)} bundled demo faces"
     log(f"data: {where} ({split.source}): {len(split.train)} train / {len(split.val)} val images")

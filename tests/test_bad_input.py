@@ -22,6 +22,7 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | T13 | train.py       | --data-dir <only non-images named .jpg>            | no usable training image         |
 | T14 | train.py       | --output-dir <run of another architecture>         | --bottleneck 16 -> 8             |
 | T15 | train.py       | --time-limit -5                                    | --time-limit=-5                  |
+| T16 | train.py       | --cache <prefix in a missing dir>                  | --cache=..., not a writable dir  |
 | E1  | export.py      | --checkpoint <missing .keras>                      | the file, not found              |
 | E2  | export.py      | --checkpoint <text file>                           | the file, not a .keras           |
 | E3  | export.py      | --checkpoint <a plain keras model>                 | not a ContextEncoder             |
@@ -79,6 +80,8 @@ CASES = {
     "T14": ("train", ["--data-dir", "{few}", "--output-dir", "{old_run}", "--bottleneck", "8"],
             ["--bottleneck 16 -> 8", "new --output-dir"]),
     "T15": ("train", ["--time-limit", "-5"], ["--time-limit=-5", "positive"]),
+    "T16": ("train", ["--data-dir", "{few}", "--cache", "{missing}/cache"],
+            ["--cache={missing}/cache", "not a writable directory"]),
     "E1": ("export", ["--checkpoint", "{missing}.keras"], ["{missing}.keras", "not found"]),
     "E2": ("export", ["--checkpoint", "{text}"], ["{text}", "not a .keras"]),
     "E3": ("export", ["--checkpoint", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),

@@ -82,11 +82,12 @@ def test_bad_files_are_skipped_and_named(tmp_path):
     (folder / "notes.jpg").write_bytes(b"this is not an image at all")
     good = (folder / "img_0000.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "trailer.jpg").write_bytes(good + b"\x00camera trailer" * 100)  # data after EOI is fine
     split = data.find_split(tiny_config(data_dir=str(folder), val_fraction=0.2))
     reasons = {os.path.basename(p): r for p, r in split.skipped}
     assert reasons == {"empty.jpg": "empty file", "notes.jpg": "not a JPEG/PNG/GIF/BMP image",
                        "truncated.jpg": "truncated JPEG"}
-    assert len(split.train) + len(split.val) == 10
+    assert len(split.train) + len(split.val) == 11
 
 
 @pytest.mark.parametrize("setup,message", [

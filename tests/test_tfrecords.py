@@ -58,6 +58,8 @@ def test_prepare_is_done_once_and_refuses_foreign_directories(folder, tmp_path):
     assert os.path.getmtime(out / meta["splits"]["train"]["shards"][0]) == stamp
     with pytest.raises(data.DataError, match="already holds 32px images"):
         tfrecords.prepare(config.replace(image_size=64, hole_size=32), str(out), log=lambda *a: None)
+    with pytest.raises(data.DataError, match="prepared with split settings"):
+        tfrecords.prepare(config.replace(seed=1), str(out), log=lambda *a: None)
     with pytest.raises(data.DataError, match="prepared at 32x32, but --image-size=64"):
         tfrecords.find_prepared(config.replace(data_dir=str(out), image_size=64, hole_size=32))
     other = tmp_path / "other"
