@@ -21,7 +21,8 @@ RECONSTRUCTION_LOSSES = ("l2", "l1", "mix")
 ADVERSARIAL_LOSSES = ("bce", "lsgan", "none")
 DISCRIMINATORS = ("dcgan", "patchgan")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# float64 is for numerical checks (tests compare strategies in it), not for training speed.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "float64")
 
 PRESETS = {
     # Pathak et al. 2016, centre region: L2 + BCE adversarial, DCGAN discriminator.

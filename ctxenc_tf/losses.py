@@ -1,5 +1,7 @@
-"""Loss functions. Every function returns one value per example (shape ``[N]``, float32);
-the trainer averages over the global batch.
+"""Loss functions. Every function returns one value per example (shape ``[N]``);
+the trainer averages over the global batch. Losses compute in float32 when the network
+computes in 16 bits (mixed precision), and in float64 under a float64 policy (used to
+check distributed training exactly, see ``tests/test_distribute.py``).
 
 Images and predictions are NHWC in ``[-1, 1]``; ``weights`` and ``region`` are
 ``[N, H, W, 1]`` (see :func:`ctxenc_tf.masks.loss_weights`).
@@ -8,10 +10,16 @@ Images and predictions are NHWC in ``[-1, 1]``; ``weights`` and ``region`` are
 from keras import ops
 
 
+def loss_dtype(x) -> str:
+    """The dtype losses on ``x`` compute in: ``float64`` for float64 ``x``, else ``float32``."""
+    return "float64" if str(x.dtype).endswith("float64") else "float32"
+
+
 def pixel_error(prediction, target, kind: str, mix_l1_fraction: float = 0.5):
     """Element-wise reconstruction error: ``l2`` squared, ``l1`` absolute, or ``mix``
     (``f * l1 + (1 - f) * l2``). Same shape as the inputs."""
-    diff = ops.cast(prediction, "float32") - ops.cast(target, "float32")
+    dtype = loss_dtype(prediction)
+    diff = ops.cast(prediction, dtype) - ops.cast(target, dtype)
     if kind == "l2":
         return ops.square(diff)
     if kind == "l1":
@@ -27,14 +35,15 @@ def reconstruction_loss(prediction, target, weights, region, kind="l2", mix_l1_f
     For the centre model ``region`` is all ones, so this is the mean over the predicted
     patch with the overlap ring weighted ``overlap_weight`` times, as in the original code.
     """
-    err = pixel_error(prediction, target, kind, mix_l1_fraction) * weights
-    channels = ops.cast(ops.shape(prediction)[-1], "float32")
-    area = ops.maximum(ops.sum(region, axis=(1, 2, 3)), 1.0) * channels
+    err = pixel_error(prediction, target, kind, mix_l1_fraction)
+    err = err * ops.cast(weights, err.dtype)
+    channels = ops.cast(ops.shape(prediction)[-1], err.dtype)
+    area = ops.maximum(ops.sum(ops.cast(region, err.dtype), axis=(1, 2, 3)), 1.0) * channels
     return ops.sum(err, axis=(1, 2, 3)) / area
 
 
 def _per_example_mean(x):
-    return ops.mean(ops.reshape(ops.cast(x, "float32"), (ops.shape(x)[0], -1)), axis=1)
+    return ops.mean(ops.reshape(ops.cast(x, loss_dtype(x)), (ops.shape(x)[0], -1)), axis=1)
 
 
 def discriminator_loss(real_logits, fake_logits, kind="bce"):
@@ -43,6 +52,8 @@ def discriminator_loss(real_logits, fake_logits, kind="bce"):
     ``bce``: sigmoid cross-entropy on logits (the paper). ``lsgan``: least squares on the
     raw outputs (the seed project). Logits may be ``[N, 1]`` or ``[N, P, P, 1]`` patches.
     """
+    real_logits = ops.cast(real_logits, loss_dtype(real_logits))
+    fake_logits = ops.cast(fake_logits, loss_dtype(fake_logits))
     if kind == "bce":
         real = ops.binary_crossentropy(ops.ones_like(real_logits), real_logits, from_logits=True)
         fake = ops.binary_crossentropy(ops.zeros_like(fake_logits), fake_logits, from_logits=True)
@@ -56,6 +67,7 @@ def discriminator_loss(real_logits, fake_logits, kind="bce"):
 
 def generator_adversarial_loss(fake_logits, kind="bce"):
     """Generator's adversarial loss per example: make the discriminator say "real"."""
+    fake_logits = ops.cast(fake_logits, loss_dtype(fake_logits))
     if kind == "bce":
         return _per_example_mean(
             ops.binary_crossentropy(ops.ones_like(fake_logits), fake_logits, from_logits=True))

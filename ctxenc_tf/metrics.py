@@ -8,7 +8,8 @@ from keras import ops
 
 
 def _masked_mean(values, region):
-    channels = ops.cast(ops.shape(values)[-1], "float32")
+    region = ops.cast(region, values.dtype)
+    channels = ops.cast(ops.shape(values)[-1], values.dtype)
     area = ops.maximum(ops.sum(region, axis=(1, 2, 3)), 1.0) * channels
     return ops.sum(values * region, axis=(1, 2, 3)) / area
 

@@ -16,6 +16,13 @@ from ctxenc_tf.config import Config
 from ctxenc_tf.layers import FillHole
 from ctxenc_tf.strategy import synchronized_batch_norm
 
+def _output_dtype():
+    """Last layers compute in float32 under a 16-bit (mixed) policy, so predictions and
+    logits stay float32; otherwise in the policy's own dtype (float32, or float64)."""
+    compute = keras.config.dtype_policy().compute_dtype
+    return "float32" if compute in ("float16", "bfloat16") else None
+
+
 def _init():
     """DCGAN initialisation N(0, 0.02). A new initialiser per layer: its seed is drawn when
     the model is built (after ``keras.utils.set_random_seed``), so ``--seed`` fixes the
@@ -78,7 +85,7 @@ def build_generator(config: Config) -> keras.Model:
                                    kernel_initializer=_init(), name=f"dec{i}_deconv")(x)
         if not last:
             x = layers.ReLU(name=f"dec{i}_relu")(_bn(x, f"dec{i}_bn"))
-    out = layers.Activation("tanh", dtype="float32", name="prediction")(x)
+    out = layers.Activation("tanh", dtype=_output_dtype(), name="prediction")(x)
     return keras.Model([image, mask], out, name="generator")
 
 
@@ -109,5 +116,5 @@ def build_discriminator(config: Config) -> keras.Model:
         x = layers.Flatten(name="flatten")(x)
     else:
         x = _conv(x, 1, "logit_conv", strides=1, bias=True)
-    logits = layers.Activation("linear", dtype="float32", name="logits")(x)
+    logits = layers.Activation("linear", dtype=_output_dtype(), name="logits")(x)
     return keras.Model(patch, logits, name=f"discriminator_{config.discriminator}")

@@ -82,6 +82,7 @@ def test_screen_file_names_each_kind_of_damage(damaged_folder):
     assert data.screen_file(big_exif) is None
 
 
+@pytest.mark.slow
 def test_training_uses_the_good_images_and_reports_the_skipped(damaged_folder, tmp_path):
     from ctxenc_tf.training import train
     folder, reasons = damaged_folder

@@ -11,7 +11,7 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | T2  | train.py       | --batch-size abc                                   | invalid int value: 'abc'         |
 | T3  | train.py       | --data-dir <missing dir>                           | the dir, does not exist          |
 | T4  | train.py       | --data-dir <a text file>                           | the file, not a directory        |
-| T5  | train.py       | --precision float64                                | --precision='float64'            |
+| T5  | train.py       | --precision float16                                | --precision='float16'            |
 | T6  | train.py       | --learning-rate -1                                 | --learning-rate=-1.0             |
 | T7  | train.py       | --preset bogus                                     | invalid choice: 'bogus'          |
 | T8  | train.py       | --output-dir <below a regular file>                | the dir, not writable            |
@@ -68,7 +68,7 @@ CASES = {
     "T2": ("train", ["--batch-size", "abc"], ["invalid int value: 'abc'"]),
     "T3": ("train", ["--data-dir", "{missing}"], ["{missing}", "does not exist"]),
     "T4": ("train", ["--data-dir", "{text}"], ["{text}", "not a directory"]),
-    "T5": ("train", ["--precision", "float64"], ["--precision='float64'"]),
+    "T5": ("train", ["--precision", "float16"], ["--precision='float16'"]),
     "T6": ("train", ["--learning-rate", "-1"], ["--learning-rate=-1.0"]),
     "T7": ("train", ["--preset", "bogus"], ["invalid choice: 'bogus'"]),
     "T8": ("train", ["--data-dir", "{few}", "--output-dir", "{text}/run"], ["{text}/run", "not writable"]),
@@ -211,6 +211,7 @@ def test_bad_input_in_process(case, paths, capsys):
     check_one_error_line(code, capsys.readouterr().err, _expand(needles, paths))
 
 
+@pytest.mark.slow
 def test_bad_input_subprocesses(paths):
     """A few cases through the real command lines, in parallel."""
     def run(case):

@@ -11,6 +11,7 @@ from ctxenc_tf import bench
 from ctxenc_tf.config import ConfigError
 
 
+@pytest.mark.slow
 def test_quick_bench_prints_every_row(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "-m", "ctxenc_tf.bench", "--quick", "--variants", "float32,full_int8",

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO, tiny_config, write_images
 from ctxenc_tf import data
@@ -58,6 +59,7 @@ def test_validation_masks_are_fixed(tmp_path):
     assert not np.array_equal(runs[0][0][0], runs[0][0][1])  # but differ between images
 
 
+@pytest.mark.slow
 def test_two_processes_with_one_seed_train_identically(tmp_path):
     folder = str(tmp_path / "img")
     write_images(folder, 20)

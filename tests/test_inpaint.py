@@ -208,6 +208,7 @@ def test_missing_input_is_one_line_error(models, tmp_path, capsys):
     assert code == 2 and "nope.jpg" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_savedmodel_and_tflite_match_keras(tmp_path):
     """The same photo through a .keras checkpoint, its SavedModel and its float32 .tflite
     gives (almost) the same filled image, and each predictor reports the model's config."""

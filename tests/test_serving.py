@@ -326,6 +326,7 @@ def test_client_server_down_and_bad_files(tmp_path, capsys):
         assert path in line and reason in line
 
 
+@pytest.mark.slow
 def test_client_cli_process_reports_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ctxenc_tf.serving_client", FACE_FILES[0],
                              "--host", "127.0.0.1", "--port", str(free_port()), "--out", str(tmp_path / "x.png")],

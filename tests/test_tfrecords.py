@@ -116,6 +116,7 @@ def test_training_stream_over_shards(folder, tmp_path):
     assert len(tfrecords.find_prepared(config.replace(train_limit=5)).train) == 5
 
 
+@pytest.mark.slow
 def test_train_py_prepare_then_train_from_shards(folder, tmp_path):
     out = tmp_path / "prepared"
     r = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--prepare", str(out),

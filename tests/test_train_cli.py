@@ -19,6 +19,7 @@ def run_train(*args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_train_on_bundled_faces_writes_checkpoint_grid_and_logs(tmp_path):
     out = tmp_path / "run"
     r = run_train(*TINY_FLAGS, "--data-dir", os.path.join(REPO, "ctxenc_tf", "assets", "faces"),
@@ -35,6 +36,7 @@ def test_train_on_bundled_faces_writes_checkpoint_grid_and_logs(tmp_path):
     assert lines[0].startswith("epoch") and len(lines) == 3 and "val_rec_loss" in lines[0]
 
 
+@pytest.mark.slow
 def test_help_documents_every_flag():
     r = run_train("--help")
     assert r.returncode == 0
@@ -51,6 +53,7 @@ def test_help_documents_every_flag():
     (["--hole-size", "128"], "--hole-size=128"),
     (["--mask-type", "circle"], "--mask-type='circle'"),
 ])
+@pytest.mark.slow
 def test_bad_arguments_give_one_error_line(args, needle):
     r = run_train(*args, timeout=120)
     assert r.returncode != 0

@@ -18,6 +18,7 @@ def _dataset(folder, cfg, training=True):
     dict(),  # paper: L2 + BCE, DCGAN D
     dict(reconstruction_loss="l1", adversarial_loss="lsgan", discriminator="patchgan"),  # seed
 ])
+@pytest.mark.slow
 def test_fit_lowers_reconstruction_loss_and_reports_metrics(image_folder, preset):
     cfg = tiny_config(data_dir=image_folder, **preset)
     model = ContextEncoder(cfg)
@@ -51,6 +52,7 @@ def test_evaluate_reports_validation_metrics(image_folder):
     assert 0 < result["l1"] < 1 and result["psnr"] > 0
 
 
+@pytest.mark.slow
 def test_keras_file_reloads_and_predicts_identically(image_folder, tmp_path):
     cfg = tiny_config(data_dir=image_folder, fill_value=(0.2, -0.1, 0.0), mask_type="random_square")
     model = ContextEncoder(cfg)
