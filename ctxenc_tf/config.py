@@ -16,6 +16,8 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 
+from ctxenc_tf.errors import ConfigError
+
 MASK_TYPES = ("center", "random_square", "random_region")
 RECONSTRUCTION_LOSSES = ("l2", "l1", "mix")
 ADVERSARIAL_LOSSES = ("bce", "lsgan", "none")
@@ -38,10 +40,6 @@ def _opt(default, help, cli=True, factory=None):
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of range; the message names the field."""
 
 
 @dataclass
@@ -185,7 +183,7 @@ class Config:
 
     def save_json(self, path: str) -> None:
         """Write the config as JSON to ``path`` atomically (temp file + rename)."""
-        from ctxenc_tf import atomic
+        from ctxenc_tf.utils import atomic  # noqa: PLC0415 (config is imported before TensorFlow)
 
         atomic.write_bytes(path, json.dumps(self.to_dict(), indent=2, sort_keys=True).encode())
 

@@ -55,11 +55,21 @@ def image_folder(tmp_path):
 
 
 def exit_code(main, argv) -> int:
-    """Run a command's ``main`` through :func:`ctxenc_tf.cli.run_main` as the shell would
+    """Run a command's ``main`` through :func:`ctxenc_tf.cli.common.run_main` as the shell would
     and return its exit status (0 also when it returns normally)."""
-    from ctxenc_tf.cli import run_main
+    from ctxenc_tf.cli.common import run_main
 
     try:
         return run_main(main, argv)
     except SystemExit as e:
         return e.code
+
+
+def run_model(model_or_path, images, hole=None) -> dict:
+    """``{"completed", "prediction"}`` of a ContextEncoder or a model file, through the one
+    runner (:mod:`ctxenc_tf.inference.runner`); ``hole`` defaults to the centre hole."""
+    from ctxenc_tf.inference.runner import KerasRunner, load_runner
+
+    runner = load_runner(model_or_path) if isinstance(model_or_path, str) else KerasRunner(model_or_path)
+    hole = runner.centre_masks(len(images)) if hole is None else hole
+    return dict(zip(("completed", "prediction"), runner.inpaint(images, hole)))

@@ -11,7 +11,8 @@ import zlib
 import pytest
 
 from conftest import FACES, REPO, tiny_config, write_images
-from ctxenc_tf import data
+from ctxenc_tf.errors import DataError
+from ctxenc_tf.data import screening
 
 
 def _png_header(width, height):
@@ -74,17 +75,17 @@ def damaged_folder(tmp_path):
 def test_screen_file_names_each_kind_of_damage(damaged_folder):
     folder, reasons = damaged_folder
     for name, why in reasons.items():
-        assert why in (data.screen_file(os.path.join(folder, name)) or ""), name
-    assert data.screen_file(os.path.join(folder, "missing.jpg")) == "No such file or directory"
-    assert data.screen_file(os.path.join(folder, "img_0000.jpg")) is None
+        assert why in (screening.screen_file(os.path.join(folder, name)) or ""), name
+    assert screening.screen_file(os.path.join(folder, "missing.jpg")) == "No such file or directory"
+    assert screening.screen_file(os.path.join(folder, "img_0000.jpg")) is None
     big_exif = os.path.join(folder, "..", "exif.jpg")
     assert len(_with_exif(os.path.join(folder, "img_0001.jpg"), big_exif)) > 8192
-    assert data.screen_file(big_exif) is None
+    assert screening.screen_file(big_exif) is None
 
 
 @pytest.mark.slow
 def test_training_uses_the_good_images_and_reports_the_skipped(damaged_folder, tmp_path):
-    from ctxenc_tf.training import train
+    from ctxenc_tf.training.fit import train
     folder, reasons = damaged_folder
     lines = []
     _, history, paths = train(tiny_config(data_dir=folder, output_dir=str(tmp_path / "run"), batch_size=4),
@@ -121,13 +122,13 @@ def test_no_usable_image_is_one_clear_error(tmp_path):
 
 def test_undecodable_jpeg_behind_a_good_header_is_named(tmp_path):
     # Header and trailer pass the screen; a broken Huffman table fails only at decode time.
-    from ctxenc_tf import tflite
+    from ctxenc_tf.data import samples
 
     good = open(os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0]), "rb").read()
     dht = good.index(b"\xff\xc4")
     bad = good[:dht + 4] + b"\xff" * 40 + good[dht + 44:]
     path = tmp_path / "broken.jpg"
     path.write_bytes(bad)
-    assert data.screen_file(str(path)) is None
-    with pytest.raises(data.DataError, match="broken.jpg: cannot decode image"):
-        tflite.load_images([str(path)], 32)
+    assert screening.screen_file(str(path)) is None
+    with pytest.raises(DataError, match="broken.jpg: cannot decode image"):
+        samples.load_images([str(path)], 32)

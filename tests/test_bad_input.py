@@ -111,25 +111,21 @@ CASES = {
 # Through the real entry points, one per command (train.py's: tests/test_train_cli.py).
 SUBPROCESS_CASES = ("E3", "I2", "V5", "S3")
 
+# train and export run through their documented scripts, the others as python -m ctxenc_tf <command>.
 SCRIPTS = {"train": "train.py", "export": "export.py"}
-MODULES = {"inpaint": "ctxenc_tf.inpaint", "evaluate": "ctxenc_tf.evaluate",
-           "serving": "ctxenc_tf.serving_client"}
+COMMANDS = {"train": "train", "export": "export", "inpaint": "inpaint", "evaluate": "evaluate",
+            "serving": "serve_client"}
 TF_NOISE = ("WARNING: All log messages", "I0000", "E0000", "W0000")
 
 
 def _main(command):
-    if command in MODULES:
-        return importlib.import_module(MODULES[command]).main
-    spec = importlib.util.spec_from_file_location(f"{command}_cli", os.path.join(REPO, SCRIPTS[command]))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return importlib.import_module(f"ctxenc_tf.cli.{COMMANDS[command]}").main
 
 
 def _argv_prefix(command):
-    if command in MODULES:
-        return [sys.executable, "-m", MODULES[command]]
-    return [sys.executable, os.path.join(REPO, SCRIPTS[command])]
+    if command in SCRIPTS:
+        return [sys.executable, os.path.join(REPO, SCRIPTS[command])]
+    return [sys.executable, "-m", "ctxenc_tf", COMMANDS[command].replace("_", "-")]
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +133,9 @@ def paths(tmp_path_factory):
     """The files the cases point at."""
     import keras
 
-    from ctxenc_tf import atomic, resume
-    from ctxenc_tf.trainer import ContextEncoder
+    from ctxenc_tf.utils import atomic
+    from ctxenc_tf.training import resume
+    from ctxenc_tf.model.context_encoder import ContextEncoder
     root = tmp_path_factory.mktemp("bad_input")
     p = {k: str(root / k) for k in ("missing", "empty", "few", "junk", "out", "old_run")}
     os.makedirs(p["empty"])
@@ -199,7 +196,7 @@ def check_one_error_line(code, stderr, needles):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_in_process(case, paths, capsys):
-    from ctxenc_tf.cli import run_main
+    from ctxenc_tf.cli.common import run_main
     command, _, needles = CASES[case]
     main = _main(command)
     try:

@@ -1,4 +1,4 @@
-"""python -m ctxenc_tf.bench: every row printed in quick mode, FLOPs counted right."""
+"""python -m ctxenc_tf bench: every row printed in quick mode, FLOPs counted right."""
 
 import json
 import subprocess
@@ -7,14 +7,15 @@ import sys
 import pytest
 
 from conftest import REPO
-from ctxenc_tf import bench
-from ctxenc_tf.config import ConfigError
+from ctxenc_tf.benchmark import measurements as bench
+from ctxenc_tf.cli import bench as bench_cli
+from ctxenc_tf.errors import ConfigError
 
 
 @pytest.mark.slow
 def test_quick_bench_prints_every_row(tmp_path):
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "ctxenc_tf.bench", "--quick", "--variants", "float32,full_int8",
+    r = subprocess.run([sys.executable, "-m", "ctxenc_tf", "bench", "--quick", "--variants", "float32,full_int8",
                         "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())
@@ -35,7 +36,7 @@ def test_quick_bench_prints_every_row(tmp_path):
     pipeline = [row for row in rows if row["measurement"] == "input pipeline"]
     assert len(pipeline) == 2 and "JPEG" in pipeline[0]["setting"] and "TFRecord" in pipeline[1]["setting"]
     latency = {row["setting"]: row["result"] for row in rows if row["measurement"] == "inference latency"}
-    assert list(latency) == ["Keras", "Keras + XLA", "SavedModel serving_default", "TFLite float32",
+    assert list(latency) == ["Keras", "Keras + XLA", "SavedModel", "TFLite float32",
                              "TFLite full_int8"]
     for result in latency.values():
         assert "batch 1:" in result and "batch 64:" in result
@@ -45,7 +46,7 @@ def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
-    from ctxenc_tf.models import build_discriminator
+    from ctxenc_tf.model.networks import build_discriminator
 
     config = tiny.replace(fill_value=(0.0, 0.0, 0.0))
     discriminator = build_discriminator(config)
@@ -70,8 +71,8 @@ def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
 
 def test_bad_flags_are_one_line_errors():
     with pytest.raises(ConfigError, match="--variants: unknown int4"):
-        bench.main(["--variants", "float32,int4"])
+        bench_cli.main(["--variants", "float32,int4"])
     with pytest.raises(ConfigError, match="--skip: unknown part"):
-        bench.main(["--skip", "everything"])
+        bench_cli.main(["--skip", "everything"])
     with pytest.raises(ConfigError, match="--steps=0: must be positive"):
-        bench.main(["--steps", "0"])
+        bench_cli.main(["--steps", "0"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctxenc_tf import data
+from ctxenc_tf.errors import DataError
+from ctxenc_tf.data import pipeline, sources
 from conftest import tiny_config, write_images
 
 
@@ -27,11 +28,11 @@ def make_fake_celeba(root, n=12):
 
 def test_celeba_layout_and_partition(tmp_path):
     names, _ = make_fake_celeba(str(tmp_path))
-    assert [os.path.basename(p) for p in data.list_celeba(str(tmp_path), "val")] == names[-4:-2]
-    assert [os.path.basename(p) for p in data.list_celeba(str(tmp_path), "test")] == names[-2:]
+    assert [os.path.basename(p) for p in sources.list_celeba(str(tmp_path), "val")] == names[-4:-2]
+    assert [os.path.basename(p) for p in sources.list_celeba(str(tmp_path), "test")] == names[-2:]
     # pointing at img_align_celeba itself works too
-    assert len(data.list_celeba(str(tmp_path / "img_align_celeba"), "train")) == 8
-    split = data.find_split(tiny_config(data_dir=str(tmp_path), train_limit=5))
+    assert len(sources.list_celeba(str(tmp_path / "img_align_celeba"), "train")) == 8
+    split = sources.find_split(tiny_config(data_dir=str(tmp_path), train_limit=5))
     assert split.source == "celeba" and len(split.train) == 5 and len(split.val) == 2
 
 
@@ -39,15 +40,15 @@ def test_bad_partition_line_names_file_and_line(tmp_path):
     make_fake_celeba(str(tmp_path))
     with open(tmp_path / "list_eval_partition.txt", "a") as f:
         f.write("000099.jpg train\n")
-    with pytest.raises(data.DataError, match=r"list_eval_partition.txt:13"):
-        data.list_celeba(str(tmp_path), "train")
+    with pytest.raises(DataError, match=r"list_eval_partition.txt:13"):
+        sources.list_celeba(str(tmp_path), "train")
 
 
 def test_dataset_batches_shapes_ranges_and_masks(tmp_path):
     make_fake_celeba(str(tmp_path))
     cfg = tiny_config(data_dir=str(tmp_path), batch_size=4)
-    split = data.find_split(cfg)
-    images, mask = next(iter(data.image_dataset(split.train, cfg, training=True)))
+    split = sources.find_split(cfg)
+    images, mask = next(iter(pipeline.image_dataset(split.train, cfg, training=True)))
     assert images.shape == (4, 32, 32, 3) and mask.shape == (4, 32, 32, 1)
     assert images.dtype.name == "float32" and -1 <= images.numpy().min() and images.numpy().max() <= 1
     assert mask.numpy()[:, 8:24, 8:24].all() and mask.numpy().sum() == 4 * 256
@@ -60,7 +61,7 @@ def test_square_crop_never_squashes(tmp_path):
     img[20:198] = (255, 0, 0)
     path = str(tmp_path / "face.png")
     Image.fromarray(img).save(path)
-    out = data.load_image(path, 32).numpy()
+    out = pipeline.load_image(path, 32).numpy()
     assert out.shape == (32, 32, 3)
     np.testing.assert_allclose(out[..., 0], 1.0, atol=1e-5)  # all red: bands cropped away
     np.testing.assert_allclose(out[..., 1], -1.0, atol=1e-5)
@@ -69,7 +70,7 @@ def test_square_crop_never_squashes(tmp_path):
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
 def test_grayscale_rgba_palette_decode_to_rgb(tmp_path, mode):
     path = write_images(str(tmp_path), 1, mode=mode, ext="png")[0]
-    out = data.load_image(path, 16).numpy()
+    out = pipeline.load_image(path, 16).numpy()
     assert out.shape == (16, 16, 3)
     if mode == "L":
         np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-6)
@@ -83,7 +84,7 @@ def test_bad_files_are_skipped_and_named(tmp_path):
     good = (folder / "img_0000.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (folder / "trailer.jpg").write_bytes(good + b"\x00camera trailer" * 100)  # data after EOI is fine
-    split = data.find_split(tiny_config(data_dir=str(folder), val_fraction=0.2))
+    split = sources.find_split(tiny_config(data_dir=str(folder), val_fraction=0.2))
     reasons = {os.path.basename(p): r for p, r in split.skipped}
     assert reasons == {"empty.jpg": "empty file", "notes.jpg": "not a JPEG/PNG/GIF/BMP image",
                        "truncated.jpg": "truncated JPEG"}
@@ -98,8 +99,8 @@ def test_bad_files_are_skipped_and_named(tmp_path):
 def test_unusable_data_dir_errors_name_the_path(tmp_path, setup, message):
     d = str(tmp_path / "data")
     setup(d)
-    with pytest.raises(data.DataError, match=message) as e:
-        data.find_split(tiny_config(data_dir=d))
+    with pytest.raises(DataError, match=message) as e:
+        sources.find_split(tiny_config(data_dir=d))
     assert d in str(e.value)
 
 
@@ -109,4 +110,4 @@ def test_estimate_mean_of_uniform_images(tmp_path):
     for i in range(3):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(img).save(paths[-1])
-    np.testing.assert_allclose(data.estimate_mean(paths, 16), (1.0, -1.0, 127 / 127.5 - 1), atol=1e-5)
+    np.testing.assert_allclose(pipeline.estimate_mean(paths, 16), (1.0, -1.0, 127 / 127.5 - 1), atol=1e-5)

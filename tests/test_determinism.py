@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config, write_images
-from ctxenc_tf import data
+from ctxenc_tf.data import pipeline
 
 # Run in a fresh process: initial weights, then the weights after one epoch of train().
 RUN = """
@@ -17,8 +17,8 @@ import sys
 import keras, numpy as np
 sys.path.insert(0, {tests!r})
 from conftest import tiny_config
-from ctxenc_tf.trainer import ContextEncoder
-from ctxenc_tf.training import train
+from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.training.fit import train
 config = tiny_config(data_dir={data!r}, output_dir={out!r}, seed={seed}, batch_size=4,
                      mask_type="random_region")
 keras.utils.set_random_seed(config.seed)
@@ -29,7 +29,7 @@ np.savez({npz!r}, *initial, *model.generator.get_weights(), *model.discriminator
 
 
 def _stream(files, config):
-    return [(i.numpy(), m.numpy()) for i, m in data.training_batches(files, config)]
+    return [(i.numpy(), m.numpy()) for i, m in pipeline.training_batches(files, config)]
 
 
 def test_seed_fixes_order_flips_and_masks(tmp_path):
@@ -53,7 +53,7 @@ def test_seed_fixes_order_flips_and_masks(tmp_path):
 def test_validation_masks_are_fixed(tmp_path):
     files = write_images(str(tmp_path / "img"), 6)
     config = tiny_config(batch_size=4, mask_type="random_region")
-    runs = [[m.numpy() for _, m in data.image_dataset(files, config, training=False)] for _ in range(2)]
+    runs = [[m.numpy() for _, m in pipeline.image_dataset(files, config, training=False)] for _ in range(2)]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(runs[0][0][0], runs[0][0][1])  # but differ between images
@@ -85,7 +85,7 @@ def test_seed_sets_initial_weights_and_no_two_layers_start_alike():
     pre-seeded initialiser would give every layer of one shape the same kernel)."""
     import keras
 
-    from ctxenc_tf.trainer import ContextEncoder
+    from ctxenc_tf.model.context_encoder import ContextEncoder
     config = tiny_config(fill_value=(0.0, 0.0, 0.0))
     keras.utils.set_random_seed(0)
     model = ContextEncoder(config)

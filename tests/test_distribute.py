@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config, write_images
-from ctxenc_tf import strategy
-from ctxenc_tf.config import ConfigError
+from ctxenc_tf.training import strategy
+from ctxenc_tf.errors import ConfigError
 
 # Why float64: the one-device and the two-replica runs add the same numbers in another
 # order (each replica sums half the batch, then the all-reduce adds the halves), and which
@@ -36,15 +36,15 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras, numpy as np
 sys.path.insert(0, "tests")
 from conftest import tiny_config
-from ctxenc_tf import data
-from ctxenc_tf.strategy import make_strategy, set_precision
-from ctxenc_tf.trainer import ContextEncoder
+from ctxenc_tf.data import pipeline, screening, sources
+from ctxenc_tf.training.strategy import make_strategy, set_precision
+from ctxenc_tf.model.context_encoder import ContextEncoder
 
 folder = sys.argv[1]
 config = tiny_config(data_dir=folder, fill_value=(0.1, 0.0, -0.1), mask_type="random_square",
                      batch_size=8, train_limit=32, val_fraction=0.2)
 # Fixed batches (random-square masks drawn once), so both runs see identical global batches.
-fixed = data.image_dataset(data.find_split(config).train, config, training=False)
+fixed = pipeline.image_dataset(sources.find_split(config).train, config, training=False)
 images, masks = (np.concatenate(t).astype(np.float64) for t in zip(*[(i.numpy(), m.numpy()) for i, m in fixed]))
 set_precision("float64")
 out = {}
@@ -110,7 +110,7 @@ WORKER = r"""
 import json, sys
 sys.path.insert(0, "tests")
 from conftest import tiny_config
-from ctxenc_tf.training import train
+from ctxenc_tf.training.fit import train
 folder, out = sys.argv[1], sys.argv[2]
 model, history, _ = train(tiny_config(data_dir=folder, output_dir=out, epochs=2, train_limit=32,
                                       precision="float64"), log=lambda *a: print(*a))
@@ -133,7 +133,7 @@ def test_two_worker_cluster_matches_one_process(tmp_path, image_folder):
     means of the losses, logged in float32, agree to float32 resolution."""
     import os
 
-    from ctxenc_tf.training import train
+    from ctxenc_tf.training.fit import train
 
     workers = [f"localhost:{_free_port()}" for _ in range(2)]
     procs = []
@@ -161,7 +161,7 @@ def test_two_worker_cluster_matches_one_process(tmp_path, image_folder):
 
 
 def _train(tmp_path, image_folder, **overrides):
-    from ctxenc_tf.training import train
+    from ctxenc_tf.training.fit import train
 
     config = tiny_config(data_dir=image_folder, output_dir=str(tmp_path / "run"), **overrides)
     try:
@@ -192,7 +192,7 @@ def test_mixed_float16_wraps_optimizers_in_loss_scaling(tiny):
     import keras
     import tensorflow as tf
 
-    from ctxenc_tf.trainer import ContextEncoder
+    from ctxenc_tf.model.context_encoder import ContextEncoder
 
     strategy.set_precision("mixed_float16")
     try:
@@ -245,14 +245,11 @@ def test_strategy_selection_and_errors(monkeypatch, tiny):
 
 
 def test_mixed_precision_flag_picks_the_policy_for_the_hardware():
-    import importlib.util
-
     import tensorflow as tf
 
     expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
     assert strategy.mixed_precision_policy() == expected
-    spec = importlib.util.spec_from_file_location("train_cli", f"{REPO}/train.py")
-    train_cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_cli)
+    from ctxenc_tf.cli import train as train_cli
+
     with pytest.raises(ConfigError, match="--mixed-precision: give either it or --precision"):
         train_cli.main(["--mixed-precision", "--precision", "float32"])

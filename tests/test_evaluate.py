@@ -8,8 +8,10 @@ import pytest
 from PIL import Image
 
 from conftest import exit_code, tiny_config, write_images
-from ctxenc_tf import atomic, data, evaluate
-from ctxenc_tf.trainer import ContextEncoder
+from ctxenc_tf.cli import evaluate as evaluate_cli
+from ctxenc_tf.utils import atomic
+from ctxenc_tf.data import sources
+from ctxenc_tf.model.context_encoder import ContextEncoder
 
 COLUMNS = ("l1_pct", "l2_pct", "psnr_db", "ssim")
 
@@ -22,8 +24,8 @@ def model_path(tmp_path_factory):
 
 
 def run(argv):
-    """``python -m ctxenc_tf.evaluate argv``; returns the exit status."""
-    return exit_code(evaluate.main, argv)
+    """``python -m ctxenc_tf evaluate argv``; returns the exit status."""
+    return exit_code(evaluate_cli.main, argv)
 
 
 def test_table_json_csv_and_grid(model_path, tmp_path):
@@ -72,7 +74,7 @@ def test_folder_val_split_matches_training_split(model_path, tmp_path):
     assert set(report["metrics"]) == {"model"}
     with open(out / "per_image.csv") as f:
         evaluated = sorted(r["file"] for r in csv.DictReader(f))
-    split = data.find_split(tiny_config(data_dir=str(folder)))
+    split = sources.find_split(tiny_config(data_dir=str(folder)))
     assert evaluated == sorted(p.split("/")[-1] for p in split.val)
 
 

@@ -13,11 +13,16 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import FACES, REPO, tiny_config
-from ctxenc_tf import atomic, data, masks, tflite
+from conftest import FACES, REPO, run_model, tiny_config
+from ctxenc_tf.utils import atomic
+from ctxenc_tf.data import pipeline
+from ctxenc_tf.model import masks
+from ctxenc_tf.export import parity, tflite
+from ctxenc_tf.data import samples
+from ctxenc_tf.inference import formats
 from ctxenc_tf.config import Config
-from ctxenc_tf.export import SIGNATURES, export_saved_model, next_version
-from ctxenc_tf.trainer import ContextEncoder
+from ctxenc_tf.export.saved_model import SIGNATURES, export_saved_model, next_version
+from ctxenc_tf.model.context_encoder import ContextEncoder
 
 # Every test here exports or trains (in subprocesses): slow (see pytest.ini).
 pytestmark = pytest.mark.slow
@@ -36,7 +41,7 @@ QUANTISED_BOUNDS = {"float16": (2e-3, 50.0), "dynamic_int8": (0.05, 35.0), "full
 def trained(tmp_path_factory):
     """A briefly trained 32x32 model (real faces, so quantisation sees real activations)
     and its checkpoint path."""
-    from ctxenc_tf.training import train
+    from ctxenc_tf.training.fit import train
 
     out = tmp_path_factory.mktemp("run")
     config = tiny_config(train_limit=64, val_limit=8, output_dir=str(out))
@@ -47,7 +52,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def faces(trained):
     """16 real faces at the model's size, ``[16, 32, 32, 3]`` in [0, 1]."""
-    return tflite.real_images(trained[0].config, 16, skip=32)
+    return samples.real_images(trained[0].config, 16, skip=32)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +141,7 @@ def test_serving_bytes_decodes_any_size_and_returns_png(trained, exported):
         got = np.asarray(Image.open(io.BytesIO(png)))
         s = model.config.image_size
         assert got.shape == (s, s, 3)
-        image = ((data.decode_image(photo, s).numpy() + 1) / 2)[None]
+        image = ((pipeline.decode_image(photo, s).numpy() + 1) / 2)[None]
         expected = keras_inpaint(model, image, centre_masks(model.config, 1))[0][0]
         assert np.abs(got.astype(int) - np.round(expected * 255)).max() <= 1
 
@@ -162,9 +167,9 @@ def test_versions_are_numbered_and_atomic(trained, tmp_path, monkeypatch):
 
 def test_tflite_variants_match_keras(trained, faces, tmp_path):
     model, _ = trained
-    calibration = tflite.real_images(model.config, 32)
+    calibration = samples.real_images(model.config, 32)
     paths = tflite.export_tflite(model, str(tmp_path), representative_images=calibration)
-    assert set(paths) == set(tflite.VARIANTS)
+    assert set(paths) == set(formats.VARIANTS)
 
     from ai_edge_litert.interpreter import Interpreter
 
@@ -183,8 +188,8 @@ def test_tflite_variants_match_keras(trained, faces, tmp_path):
     sizes = {v: os.path.getsize(p) for v, p in paths.items()}
     assert sizes["float16"] < sizes["float32"] and sizes["full_int8"] < sizes["float16"]
 
-    rows = {r["name"]: r for r in tflite.measure_parity(model, paths, faces)}
-    print("\n" + tflite.format_table(list(rows.values()), len(faces)))
+    rows = {r["name"]: r for r in parity.measure_parity(model, paths, faces)}
+    print("\n" + parity.format_table(list(rows.values()), len(faces)))
     assert rows["float32"]["max_abs"] <= 1e-4 and rows["float32"]["completed_max_abs"] <= 1e-4
     for variant, (max_abs, min_psnr) in QUANTISED_BOUNDS.items():
         assert rows[variant]["max_abs"] <= max_abs, (variant, rows[variant])
@@ -193,7 +198,7 @@ def test_tflite_variants_match_keras(trained, faces, tmp_path):
     # the inpaint signature of the float32 file with user-drawn holes
     hole = np.stack([masks.random_square_mask(tf.constant([i, 3]), s, model.config.hole_size)
                      for i in range(4)]).astype(np.float32)
-    got = tflite.run_tflite(paths["float32"], faces[:4], hole)
+    got = run_model(paths["float32"], faces[:4], hole)
     assert np.abs(got["completed"] - keras_inpaint(model, faces[:4], hole)[0]).max() <= 1e-4
 
 
@@ -210,10 +215,10 @@ def test_default_geometry_signatures(tmp_path):
     assert Image.open(io.BytesIO(png)).size == (128, 128)
 
     paths = tflite.export_tflite(model, str(tmp_path), variants=("float32",))
-    images = tflite.real_images(config, 2)
-    got = tflite.run_tflite(paths["float32"], images)
+    images = samples.real_images(config, 2)
+    got = run_model(paths["float32"], images)
     assert got["completed"].shape == (2, 128, 128, 3) and got["prediction"].shape == (2, 64, 64, 3)
-    assert np.abs(got["completed"] - tflite.keras_reference(model, images)["completed"]).max() <= 1e-4
+    assert np.abs(got["completed"] - run_model(model, images)["completed"]).max() <= 1e-4
 
 
 def run_export(*args):
@@ -257,8 +262,8 @@ def test_export_cli_bad_checkpoints(tmp_path):
 
 
 def test_export_cli_help_and_existing_version(trained, exported, capsys):
-    import export as export_cli
-    from ctxenc_tf.cli import run_main
+    from ctxenc_tf.cli import export as export_cli
+    from ctxenc_tf.cli.common import run_main
 
     with pytest.raises(SystemExit) as exit_info:
         export_cli.parse_args(["--help"])

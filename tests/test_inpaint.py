@@ -8,9 +8,11 @@ import pytest
 from PIL import Image
 
 from conftest import exit_code, tiny_config, write_images
-from ctxenc_tf import atomic, inpaint
-from ctxenc_tf.predictor import load_predictor
-from ctxenc_tf.trainer import ContextEncoder
+from ctxenc_tf.utils import atomic
+from ctxenc_tf.cli import inpaint as inpaint_cli
+from ctxenc_tf.inference import photos
+from ctxenc_tf.inference.runner import load_runner
+from ctxenc_tf.model.context_encoder import ContextEncoder
 
 FILL = (0.1, 0.0, -0.1)
 
@@ -28,8 +30,8 @@ def models(tmp_path_factory):
 
 
 def run(argv):
-    """``python -m ctxenc_tf.inpaint argv``; returns the exit status."""
-    return exit_code(inpaint.main, argv)
+    """``python -m ctxenc_tf inpaint argv``; returns the exit status."""
+    return exit_code(inpaint_cli.main, argv)
 
 
 def noise_photo(path, size, mode, seed=0):
@@ -91,9 +93,9 @@ def test_finish_blends_the_ring(tmp_path):
     """A black photo and an all-white prediction: the hidden core turns white, the
     overlap ring ramps up towards it, everything else stays black."""
     config = tiny_config(fill_value=FILL)  # 32x32, hole 16, overlap 2
-    photo = inpaint.Photo(np.zeros((64, 64, 3), np.uint8), None, "RGB")
-    job = inpaint.prepare(photo, config)
-    out = inpaint.finish(job, np.zeros((32, 32, 3), np.float32),
+    photo = photos.Photo(np.zeros((64, 64, 3), np.uint8), None, "RGB")
+    job = photos.prepare(photo, config)
+    out = photos.finish(job, np.zeros((32, 32, 3), np.float32),
                          np.ones((16, 16, 3), np.float32), config)
     row = out[32, :, 0].astype(int)  # through the centre, photo scale 2: hole = [16, 48)
     assert (row[:16] == 0).all() and (row[48:] == 0).all()
@@ -212,8 +214,8 @@ def test_missing_input_is_one_line_error(models, tmp_path, capsys):
 def test_savedmodel_and_tflite_match_keras(tmp_path):
     """The same photo through a .keras checkpoint, its SavedModel and its float32 .tflite
     gives (almost) the same filled image, and each predictor reports the model's config."""
-    from ctxenc_tf.export import export_saved_model
-    from ctxenc_tf.tflite import export_tflite
+    from ctxenc_tf.export.saved_model import export_saved_model
+    from ctxenc_tf.export.tflite import export_tflite
 
     model = ContextEncoder(tiny_config(fill_value=FILL))
     keras_path = str(tmp_path / "model.keras")
@@ -224,7 +226,7 @@ def test_savedmodel_and_tflite_match_keras(tmp_path):
     outputs = {}
     for name, path in (("keras", keras_path), ("saved_model", str(tmp_path / "export")),
                        ("saved_model_version", version_dir), ("tflite", tflite_path)):
-        predictor = load_predictor(path)
+        predictor = load_runner(path)
         assert predictor.config.to_dict() == model.config.to_dict()
         assert run(["--model", path, str(tmp_path / "photo.png"), "--out",
                     str(tmp_path / name), "--quiet"]) == 0

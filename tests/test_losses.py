@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctxenc_tf import losses, masks
+from ctxenc_tf.model import losses
+from ctxenc_tf.model import masks
 
 
 def test_overlap_weighted_l2_matches_hand_computation():

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from ctxenc_tf import masks
+from ctxenc_tf.model import masks
 
 
 def test_center_mask_default_geometry():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctxenc_tf import baselines, metrics
+from ctxenc_tf.inference import baselines
+from ctxenc_tf.model import metrics
 
 
 def unit(x):

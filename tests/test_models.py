@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ctxenc_tf.config import Config
-from ctxenc_tf.models import build_discriminator, build_generator, decoder_widths, encoder_widths
+from ctxenc_tf.model.networks import build_discriminator, build_generator, decoder_widths, encoder_widths
 from conftest import tiny_config
 
 

@@ -70,7 +70,7 @@ def _kill_when(procs, conditions, timeout=240):
 
 
 def _weights(path):
-    from ctxenc_tf.checkpoint import load_context_encoder
+    from ctxenc_tf.model.checkpoint import load_context_encoder
     model = load_context_encoder(path)
     return model.generator.get_weights() + model.discriminator.get_weights()
 
@@ -149,7 +149,7 @@ def _copy_run(runs, tmp_path):
 def test_time_limit_saves_a_mid_epoch_state_that_resumes_exactly(runs, tmp_path):
     """--time-limit stops after a batch; the rerun finishes that epoch and the others and
     matches the uninterrupted run."""
-    from ctxenc_tf.training import train
+    from ctxenc_tf.training.fit import train
     out = tmp_path / "run"
     train(_config(runs, out), time_limit=1e-9, log=lambda *a: None)  # stops after the first batch
     assert {k: _state(out)[k] for k in ("epoch", "step")} == {"epoch": 0, "step": 1}
@@ -161,7 +161,7 @@ def test_time_limit_saves_a_mid_epoch_state_that_resumes_exactly(runs, tmp_path)
 
 
 def test_finished_run_is_not_retrained_and_best_is_kept(runs, tmp_path, capsys):
-    from ctxenc_tf.training import train
+    from ctxenc_tf.training.fit import train
     out = _copy_run(runs, tmp_path)
     best = out / "best.keras"
     before = (os.path.getmtime(best), _state(out))
@@ -172,8 +172,8 @@ def test_finished_run_is_not_retrained_and_best_is_kept(runs, tmp_path, capsys):
 
 
 def test_resume_refuses_other_settings(runs, tmp_path):
-    from ctxenc_tf.config import ConfigError
-    from ctxenc_tf.training import train
+    from ctxenc_tf.errors import ConfigError
+    from ctxenc_tf.training.fit import train
     out = _copy_run(runs, tmp_path)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(ConfigError, match=r"--bottleneck 16 -> 32.*new --output-dir"):
@@ -184,8 +184,8 @@ def test_resume_refuses_other_settings(runs, tmp_path):
 def test_existing_best_is_not_replaced_by_a_worse_model(runs, tmp_path):
     """An output dir with a good best.keras but no resume state: a fresh, worse run (no
     learning) must not overwrite it; a run with other settings is refused."""
-    from ctxenc_tf.config import ConfigError
-    from ctxenc_tf.training import train
+    from ctxenc_tf.errors import ConfigError
+    from ctxenc_tf.training.fit import train
     out = _copy_run(runs, tmp_path)
     before = _weights(out / "best.keras")
     good = min(float(row["val_rec_loss"]) for row in _epoch_rows(out).values())
@@ -200,8 +200,8 @@ def test_existing_best_is_not_replaced_by_a_worse_model(runs, tmp_path):
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_state(runs, tmp_path):
-    from ctxenc_tf.callbacks import TrainingError
-    from ctxenc_tf.training import train
+    from ctxenc_tf.errors import TrainingError
+    from ctxenc_tf.training.fit import train
     out = _copy_run(runs, tmp_path)
     good_state, best_mtime = _state(out), os.path.getmtime(out / "best.keras")
     os.remove(out / "final.keras")
@@ -216,7 +216,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_state(runs, tmp_path):
 
 def test_full_disk_is_reported_before_training(tmp_path, image_folder, monkeypatch):
     import shutil
-    from ctxenc_tf.training import train
+    from ctxenc_tf.training.fit import train
     usage = shutil.disk_usage(str(tmp_path))
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
     with pytest.raises(OSError, match="MiB free; the checkpoints of this model need about"):
@@ -228,9 +228,10 @@ def test_full_disk_is_reported_before_training(tmp_path, image_folder, monkeypat
 def test_failed_writes_keep_the_previous_checkpoint_and_state(tmp_path, monkeypatch):
     """A write that dies half-way (full disk) leaves the previous best checkpoint and
     resume state byte-for-byte intact, no temp files, and one clear error."""
-    from ctxenc_tf import resume
-    from ctxenc_tf.callbacks import BestCheckpoint, TrainingError
-    from ctxenc_tf.trainer import ContextEncoder
+    from ctxenc_tf.training import resume
+    from ctxenc_tf.errors import TrainingError
+    from ctxenc_tf.training.callbacks import BestCheckpoint
+    from ctxenc_tf.model.context_encoder import ContextEncoder
     model = ContextEncoder(tiny_config(fill_value=(0.0, 0.0, 0.0)))
     model.compile()
     best = BestCheckpoint(str(tmp_path / "best.keras"), monitor="val_rec_loss")

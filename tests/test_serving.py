@@ -34,12 +34,13 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 from tensorflow_serving.config import model_server_config_pb2
 
-from conftest import FACES, REPO, tiny_config
-from ctxenc_tf import data, serving_client
-from ctxenc_tf.cli import run_main
-from ctxenc_tf.export import export_saved_model
-from ctxenc_tf.tflite import keras_reference
-from ctxenc_tf.trainer import ContextEncoder
+from conftest import FACES, REPO, run_model, tiny_config
+from ctxenc_tf.data import pipeline
+from ctxenc_tf.cli import serve_client as serve_client_cli
+from ctxenc_tf.inference import serving_client
+from ctxenc_tf.cli.common import run_main
+from ctxenc_tf.export.saved_model import export_saved_model
+from ctxenc_tf.model.context_encoder import ContextEncoder
 
 MODEL = "ctxenc"
 FACE_FILES = sorted(glob.glob(os.path.join(FACES, "*.jpg")))
@@ -109,8 +110,8 @@ def face_bytes(i=0):
 
 def keras_completed_png_pixels(model, photo):
     """What Keras makes of a photo: uint8 [S, S, 3] completed image."""
-    image = (data.decode_image(photo, model.config.image_size).numpy()[None] + 1.0) / 2.0
-    return np.round(keras_reference(model, image)["completed"][0] * 255.0)
+    image = (pipeline.decode_image(photo, model.config.image_size).numpy()[None] + 1.0) / 2.0
+    return np.round(run_model(model, image)["completed"][0] * 255.0)
 
 
 def assert_png_matches(png, expected):
@@ -276,7 +277,7 @@ def free_port():
 
 
 def client(*args):
-    return run_main(serving_client.main, [*args, "--host", "127.0.0.1", "--timeout", "20"])
+    return run_main(serve_client_cli.main, [*args, "--host", "127.0.0.1", "--timeout", "20"])
 
 
 def one_error_line(text):
@@ -328,7 +329,7 @@ def test_client_server_down_and_bad_files(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_client_cli_process_reports_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "ctxenc_tf.serving_client", FACE_FILES[0],
+    result = subprocess.run([sys.executable, "-m", "ctxenc_tf", "serve-client", FACE_FILES[0],
                              "--host", "127.0.0.1", "--port", str(free_port()), "--out", str(tmp_path / "x.png")],
                             capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 2

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config, write_images
-from ctxenc_tf import data, tfrecords
+from ctxenc_tf.errors import DataError
+from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.data import prepare, records
 
 
 @pytest.fixture
@@ -24,29 +26,29 @@ def folder(tmp_path):
 
 def _prepare(folder, out, **overrides):
     config = tiny_config(data_dir=folder, val_fraction=0.2, **overrides)
-    return config, tfrecords.prepare(config, str(out), images_per_shard=4, log=lambda *a: None)
+    return config, prepare.prepare(config, str(out), images_per_shard=4, log=lambda *a: None)
 
 
 def test_prepare_writes_shards_that_read_back_as_the_decoded_images(folder, tmp_path):
     out = tmp_path / "prepared"
     config, meta = _prepare(folder, out)
-    split = data.find_split(config)
+    split = sources.find_split(config)
     train_names = [os.path.basename(p) for p in split.train if "9999" not in p]
     assert meta["splits"]["train"]["names"] == train_names
     assert meta["splits"]["val"]["count"] == len(split.val) - any("9999" in p for p in split.val)
     assert [os.path.basename(p) for p, _ in meta["skipped"]] == ["img_9999.jpg"]
     assert len(meta["splits"]["train"]["shards"]) == -(-len(train_names) // 4)
-    assert sorted(os.listdir(out)) == sorted([tfrecords.METADATA] + meta["splits"]["train"]["shards"]
+    assert sorted(os.listdir(out)) == sorted([records.METADATA] + meta["splits"]["train"]["shards"]
                                              + meta["splits"]["val"]["shards"])
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
-    prepared = tfrecords.find_prepared(config.replace(data_dir=str(out)))
+    prepared = sources.find_prepared(config.replace(data_dir=str(out)))
     assert prepared.source == "tfrecord" and len(prepared.train) == len(train_names)
     stored = np.stack(list(prepared.train.images().as_numpy_iterator()))
-    decoded = np.stack([data.load_image(p, 32).numpy() for p in split.train if "9999" not in p])
+    decoded = np.stack([pipeline.load_image(p, 32).numpy() for p in split.train if "9999" not in p])
     assert stored.shape == decoded.shape == (len(train_names), 32, 32, 3)
     np.testing.assert_allclose(stored, decoded, atol=1 / 127.5 + 1e-6)  # uint8 rounding only
-    np.testing.assert_allclose(data.estimate_mean(prepared.train, 32), decoded.mean(axis=(0, 1, 2)),
+    np.testing.assert_allclose(pipeline.estimate_mean(prepared.train, 32), decoded.mean(axis=(0, 1, 2)),
                                atol=2e-3)
 
 
@@ -54,22 +56,22 @@ def test_prepare_is_done_once_and_refuses_foreign_directories(folder, tmp_path):
     out = tmp_path / "prepared"
     config, meta = _prepare(folder, out)
     stamp = os.path.getmtime(out / meta["splits"]["train"]["shards"][0])
-    assert tfrecords.prepare(config, str(out), log=lambda *a: None) == meta
+    assert prepare.prepare(config, str(out), log=lambda *a: None) == meta
     assert os.path.getmtime(out / meta["splits"]["train"]["shards"][0]) == stamp
-    with pytest.raises(data.DataError, match="already holds 32px images"):
-        tfrecords.prepare(config.replace(image_size=64, hole_size=32), str(out), log=lambda *a: None)
-    with pytest.raises(data.DataError, match="prepared with split settings"):
-        tfrecords.prepare(config.replace(seed=1), str(out), log=lambda *a: None)
-    with pytest.raises(data.DataError, match="prepared at 32x32, but --image-size=64"):
-        tfrecords.find_prepared(config.replace(data_dir=str(out), image_size=64, hole_size=32))
+    with pytest.raises(DataError, match="already holds 32px images"):
+        prepare.prepare(config.replace(image_size=64, hole_size=32), str(out), log=lambda *a: None)
+    with pytest.raises(DataError, match="prepared with split settings"):
+        prepare.prepare(config.replace(seed=1), str(out), log=lambda *a: None)
+    with pytest.raises(DataError, match="prepared at 32x32, but --image-size=64"):
+        sources.find_prepared(config.replace(data_dir=str(out), image_size=64, hole_size=32))
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(data.DataError, match="not an empty directory"):
-        tfrecords.prepare(config, str(other), log=lambda *a: None)
+    with pytest.raises(DataError, match="not an empty directory"):
+        prepare.prepare(config, str(other), log=lambda *a: None)
     os.remove(out / meta["splits"]["val"]["shards"][0])
-    with pytest.raises(data.DataError, match="shard listed in prepared.json is missing"):
-        tfrecords.find_prepared(config.replace(data_dir=str(out)))
+    with pytest.raises(DataError, match="shard listed in prepared.json is missing"):
+        sources.find_prepared(config.replace(data_dir=str(out)))
 
 
 def test_failed_prepare_leaves_nothing_behind(folder, tmp_path, monkeypatch):
@@ -81,8 +83,8 @@ def test_failed_prepare_leaves_nothing_behind(folder, tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real(pixels, name)
 
-    real = tfrecords._example
-    monkeypatch.setattr(tfrecords, "_example", failing)
+    real = prepare._example
+    monkeypatch.setattr(prepare, "_example", failing)
     with pytest.raises(OSError):
         _prepare(folder, tmp_path / "prepared")
     assert os.listdir(tmp_path) == ["images"]
@@ -92,12 +94,12 @@ def test_training_stream_over_shards(folder, tmp_path):
     out = tmp_path / "prepared"
     config, meta = _prepare(folder, out)
     config = config.replace(data_dir=str(out), batch_size=4, epochs=2)
-    records = tfrecords.find_prepared(config).train
+    records = sources.find_prepared(config).train
     n = len(records)
-    steps = data.steps_per_epoch(n, 4)
+    steps = pipeline.steps_per_epoch(n, 4)
 
     def epoch(e, skip=0):
-        batches = list(data.training_batches(records, config, e, skip, e + 1).as_numpy_iterator())
+        batches = list(pipeline.training_batches(records, config, e, skip, e + 1).as_numpy_iterator())
         return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
     (first, masks), (again, _), (second, _) = epoch(0), epoch(0), epoch(1)
@@ -113,7 +115,7 @@ def test_training_stream_over_shards(folder, tmp_path):
     resumed, _ = epoch(0, skip=2)
     np.testing.assert_array_equal(resumed, first[8:])
     # train_limit cuts the prepared split to a prefix.
-    assert len(tfrecords.find_prepared(config.replace(train_limit=5)).train) == 5
+    assert len(sources.find_prepared(config.replace(train_limit=5)).train) == 5
 
 
 @pytest.mark.slow
@@ -124,10 +126,10 @@ def test_train_py_prepare_then_train_from_shards(folder, tmp_path):
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"--data-dir {out}" in r.stdout
-    meta = json.loads((out / tfrecords.METADATA).read_text())
+    meta = json.loads((out / records.METADATA).read_text())
     assert meta["image_size"] == 32 and meta["splits"]["train"]["count"] == 24
 
-    from ctxenc_tf.training import train
+    from ctxenc_tf.training.fit import train
 
     lines = []
     model, history, paths = train(tiny_config(data_dir=str(out), output_dir=str(tmp_path / "run")),
@@ -150,24 +152,24 @@ def test_cached_stream_is_seeded_per_epoch_under_a_global_seed(folder, tmp_path,
     config = tiny_config(data_dir=folder, batch_size=4, val_fraction=0.2,
                          cache="memory" if cache == "memory" else str(tmp_path / "cache" / "decoded"))
     (tmp_path / "cache").mkdir()
-    files = [p for p in data.find_split(config).train if "9999" not in p]
+    files = [p for p in sources.find_split(config).train if "9999" not in p]
 
     def epoch(e):
-        return np.concatenate([b[0] for b in data.training_batches(files, config, e, 0, e + 1)
+        return np.concatenate([b[0] for b in pipeline.training_batches(files, config, e, 0, e + 1)
                                .as_numpy_iterator()])
 
     first, again, second = epoch(0), epoch(0), epoch(1)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, second)
-    assert len(first) == data.steps_per_epoch(len(files), 4) * 4
+    assert len(first) == pipeline.steps_per_epoch(len(files), 4) * 4
 
 
 def test_commands_needing_image_files_use_the_prepared_source(folder, tmp_path):
     out = tmp_path / "prepared"
     config, _ = _prepare(folder, out)
-    assert data.find_split(config.replace(data_dir=str(out))).train == data.find_split(config).train
-    meta = json.loads((out / tfrecords.METADATA).read_text())
+    assert sources.find_split(config.replace(data_dir=str(out))).train == sources.find_split(config).train
+    meta = json.loads((out / records.METADATA).read_text())
     meta["source"] = str(tmp_path / "gone")
-    (out / tfrecords.METADATA).write_text(json.dumps(meta))
-    with pytest.raises(data.DataError, match="source images .* are not on this machine"):
-        data.find_split(config.replace(data_dir=str(out)))
+    (out / records.METADATA).write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="source images .* are not on this machine"):
+        sources.find_split(config.replace(data_dir=str(out)))

@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
-from ctxenc_tf import atomic, data
-from ctxenc_tf.checkpoint import load_context_encoder
-from ctxenc_tf.trainer import METRIC_NAMES, ContextEncoder
+from ctxenc_tf.utils import atomic
+from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.model.checkpoint import load_context_encoder
+from ctxenc_tf.model.context_encoder import METRIC_NAMES, ContextEncoder
 from conftest import tiny_config
 
 
 def _dataset(folder, cfg, training=True):
-    split = data.find_split(cfg)
-    return data.image_dataset(split.train, cfg, training=training)
+    split = sources.find_split(cfg)
+    return pipeline.image_dataset(split.train, cfg, training=training)
 
 
 @pytest.mark.parametrize("preset", [

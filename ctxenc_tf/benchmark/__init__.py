@@ -1,0 +1,1 @@
+"""Benchmarks of training, the input pipeline and inference, measured side by side."""

@@ -1,0 +1,342 @@
+"""Benchmarks, measured side by side in one run: ``python -m ctxenc_tf bench``.
+
+Prints one Markdown table with
+
+* the machine (CPU model and cores, GPUs, TF version) and its measured matmul peak
+  (chained ``N x N`` matmuls in the training compute dtype),
+* the model's FLOPs per image: generator and discriminator forward passes counted from
+  the layer shapes, and one training step (see :func:`train_flops_per_image`),
+* training throughput (images/s) of the model at the given global batch with XLA and
+  without, on synthetic in-memory batches (``model.fit``, the strategy ``train.py``
+  would pick), also as a fraction of the matmul peak,
+* input-pipeline throughput alone (images/s): JPEG decode + crop + resize + flip + mask
+  (:func:`ctxenc_tf.pipeline.training_batches`) and the same from prepared TFRecord shards,
+* inference latency for batch 1 and batch 64: Keras, the SavedModel ``serving_default``
+  signature and every TFLite variant (TFLite files have a batch of 1, so batch 64 is 64
+  invocations).
+
+``--quick`` runs a 32x32 toy model for a smoke test; its figures mean nothing.
+"""
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctxenc_tf.config import Config
+from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.data.prepare import prepare
+from ctxenc_tf.data.samples import real_images
+from ctxenc_tf.errors import DataError
+from ctxenc_tf.inference.runner import KerasRunner, load_runner, usable_cores
+
+LATENCY_BATCHES = (1, 64)
+
+PIPELINE_IMAGES = 2048  # images the input-pipeline rows read (and prepare), cycled as epochs
+
+PARTS = ("train", "pipeline", "inference")
+
+
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """One line naming the CPU, the cores this process may use, the GPUs and TF's version."""
+    import tensorflow as tf
+
+    cores = usable_cores()
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return (f"{cpu_name()}, {cores} core(s) usable, "
+            f"{', '.join(gpus) if gpus else 'no GPU'}; TensorFlow {tf.__version__}")
+
+
+def matmul_peak(n: int, dtype: str = "float32", repeats: int = 5, trials: int = 3) -> float:
+    """Measured matmul throughput in FLOP/s: ``repeats`` chained ``[n, n] x [n, n]``
+    products (``2 n^3`` FLOPs each) in one ``tf.function``, best of ``trials``."""
+    import tensorflow as tf
+
+    a = tf.random.normal([n, n], dtype=tf.float32)
+    b = tf.cast(tf.random.normal([n, n]) / np.sqrt(n), dtype)  # keeps the chain's scale ~1
+    a = tf.cast(a, dtype)
+
+    @tf.function
+    def chain(x):
+        for _ in range(repeats):
+            x = tf.matmul(x, b)
+        return x[0, 0]
+
+    chain(a).numpy()  # trace and warm up
+    best = min(_timed(lambda: chain(a).numpy()) for _ in range(trials))
+    return 2.0 * n ** 3 * repeats / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def conv_flops(model) -> int:
+    """Forward FLOPs per image of the convolutions in ``model`` (2 per multiply-add).
+    ``Conv2D``: ``2 * Ho * Wo * Cout * k * k * Cin``; ``Conv2DTranspose``: ``2 * Hi * Wi *
+    Cin * k * k * Cout`` (each input pixel is spread over a ``k x k`` window; counting it on
+    the output grid, as TF's profiler does, would add the zeros of the dilated input).
+    Normalisation, activations and the hole fill are left out (well under 1%)."""
+    from keras import layers
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            grid = layer.input.shape if isinstance(layer, layers.Conv2DTranspose) else layer.output.shape
+            total += 2 * grid[1] * grid[2] * kh * kw * cin * layer.filters
+    return int(total)
+
+
+def train_flops_per_image(generator_flops: int, discriminator_flops: int) -> int:
+    """FLOPs of one training step per image, backward = 2x forward where weights and inputs
+    both need gradients: forward G + D(real) + D(fake); the generator's gradient goes back
+    through D(fake) (input gradients only, 1x) and G (2x); the discriminator's through
+    D(real) and D(fake) (2x each). Total ``3 G + 7 D`` (``3 G`` without a discriminator)."""
+    return 3 * generator_flops + 7 * discriminator_flops
+
+
+def synthetic_batch(config: Config, batch: int, seed: int = 0):
+    """``(images, masks)``: ``[B, S, S, 3]`` float32 uniform in ``[-1, 1]`` and the
+    config's masks ``[B, S, S, 1]``."""
+    import tensorflow as tf
+
+    from ctxenc_tf.model import masks
+
+    images = tf.random.stateless_uniform([batch, config.image_size, config.image_size, 3], [seed, 1],
+                                         minval=-1.0, maxval=1.0)
+    hole = tf.stack([masks.make_mask(config.mask_type, config.image_size, config.hole_size,
+                                     tf.constant([seed, i], tf.int32)) for i in range(batch)])
+    return images, hole
+
+
+def training_throughput(config: Config, steps: int, warmup: int) -> dict:
+    """Train ``config`` on one synthetic batch repeated (no input pipeline) with
+    ``model.fit`` under the strategy ``config.strategy`` names: ``warmup`` steps (tracing and
+    XLA compilation, timed as ``compile_s``), then ``steps`` timed steps. Returns
+    ``{"images_per_s", "step_ms", "compile_s", "replicas"}``."""
+    import keras
+    import tensorflow as tf
+
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.training.strategy import (
+        check_global_batch,
+        make_strategy,
+        set_precision,
+    )
+
+    set_precision(config.precision)
+    try:
+        keras.utils.set_random_seed(config.seed)
+        strategy = make_strategy(config.strategy)
+        check_global_batch(strategy, config.batch_size)
+        ds = tf.data.Dataset.from_tensors(synthetic_batch(config, config.batch_size)).repeat()
+        with strategy.scope():
+            model = ContextEncoder(config)
+            model.compile(jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+        per_call = config.steps_per_execution
+
+        def fit(count):
+            return _timed(lambda: model.fit(ds, steps_per_epoch=count * per_call, shuffle=False, verbose=0))
+
+        compile_s, elapsed = fit(max(warmup, 1)), fit(steps)
+    finally:
+        set_precision("float32")
+    done = steps * per_call
+    return {"images_per_s": done * config.batch_size / elapsed, "step_ms": 1000 * elapsed / done,
+            "compile_s": compile_s, "replicas": strategy.num_replicas_in_sync}
+
+
+def pipeline_throughput(files, config: Config, batches: int) -> float:
+    """Images/s of :func:`ctxenc_tf.pipeline.training_batches` over ``files`` (image paths or
+    prepared :class:`~ctxenc_tf.records.Records`) alone: ``batches`` batches of
+    ``config.batch_size`` from a cold iterator (so shard reading and shuffle-block filling
+    are included), over as many epochs as that takes."""
+
+    per_epoch = pipeline.steps_per_epoch(len(files), config.batch_size)
+    if per_epoch == 0:
+        raise DataError(f"{len(files)} images for the input-pipeline rows, fewer than "
+                             f"--batch-size={config.batch_size}")
+    epochs = -(-batches // per_epoch)
+
+    def consume():
+        iterator = iter(pipeline.training_batches(files, config, 0, 0, epochs))
+        for _ in range(batches):
+            next(iterator)
+
+    return batches * config.batch_size / _timed(consume)
+
+
+def latency_ms(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after two
+    warm-up calls."""
+    fn()
+    fn()
+    return 1000 * statistics.median(_timed(fn) for _ in range(repeats))
+
+
+def inference_runners(model, out_dir: str, variants, calibration, log) -> dict:
+    """``{name: runner}`` (:mod:`ctxenc_tf.inference.runner`) for the Keras model in a
+    ``tf.function`` without and with XLA, the exported SavedModel and each TFLite variant.
+    Export times are logged."""
+    from ctxenc_tf.export.saved_model import export_saved_model
+    from ctxenc_tf.export.tflite import export_tflite
+
+    runners = {"Keras": KerasRunner(model, jit_compile=False),
+               "Keras + XLA": KerasRunner(model, jit_compile=True)}
+    seconds = time.perf_counter()
+    saved = export_saved_model(model, out_dir)
+    log(f"SavedModel export: {time.perf_counter() - seconds:.1f} s")
+    runners["SavedModel"] = load_runner(saved)
+    seconds = time.perf_counter()
+    paths = export_tflite(model, out_dir, variants=variants, representative_images=calibration)
+    log(f"TFLite conversion of {len(paths)} variant(s): {time.perf_counter() - seconds:.1f} s")
+    for variant, path in paths.items():
+        runners[f"TFLite {variant}"] = load_runner(path)
+    return runners
+
+
+@dataclass
+class BenchSettings:
+    """How long and what to measure (the bench's own flags, see ``python -m ctxenc_tf bench --help``)."""
+
+    steps: int = 10  # timed training steps per setting
+    warmup: int = 2  # untimed training steps first (tracing, XLA compilation)
+    repeats: int = 10  # timed calls per latency figure
+    pipeline_batches: int = 20  # timed input batches
+    matmul_size: int = 2048  # side of the peak matmul
+    matmul_repeats: int = 5  # chained matmuls per trial
+    calibration_images: int = 16  # real images calibrating full_int8
+    variants: tuple = ("float32", "float16", "dynamic_int8", "full_int8")  # TFLite variants timed
+    skip: tuple = ()  # parts left out, of PARTS
+    data_dir: str = ""  # real images for the pipeline and latency rows ('' = bundled faces)
+
+
+class Table:
+    """Rows of ``(measurement, setting, result, relative)`` printed as Markdown."""
+
+    def __init__(self, out=print):
+        self.rows, self.out = [], out
+
+    def add(self, measurement: str, setting: str, result: str, relative: str = "") -> None:
+        self.rows.append({"measurement": measurement, "setting": setting, "result": result,
+                          "relative": relative})
+        self.out(f"  {measurement} [{setting}]: {result}" + (f" ({relative})" if relative else ""))
+
+    def markdown(self) -> str:
+        lines = ["| measurement | setting | result | relative |", "|---|---|---:|---|"]
+        lines += [f"| {r['measurement']} | {r['setting']} | {r['result']} | {r['relative']} |"
+                  for r in self.rows]
+        return "\n".join(lines)
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+
+
+def _training_rows(table: Table, config: Config, settings: BenchSettings, step_flops: int, peak: float) -> float:
+    """Training throughput with XLA on and off; returns the XLA images/s."""
+    speeds = {}
+    for jit in (True, False):
+        r = training_throughput(config.replace(jit_compile=jit), settings.steps, settings.warmup)
+        speeds[jit] = r["images_per_s"]
+        setting = (f"batch {config.batch_size}, {config.precision}, XLA {'on' if jit else 'off'}, "
+                   f"{r['replicas']} replica(s)")
+        table.add("training", setting, f"{r['images_per_s']:.1f} images/s",
+                  f"{r['step_ms']:.0f} ms/step, {100 * r['images_per_s'] * step_flops / peak:.1f}% of "
+                  f"matmul peak, first {settings.warmup} step(s) incl. compile {r['compile_s']:.1f} s")
+    table.add("training", "XLA speed-up", f"{speeds[True] / speeds[False]:.2f}x", "XLA on / off")
+    return speeds[True]
+
+
+def _pipeline_rows(table: Table, config: Config, settings: BenchSettings, tmp: str, training_speed) -> None:
+    """Input pipeline alone: JPEG files, then the same images prepared as TFRecords."""
+
+    source = config.replace(data_dir=settings.data_dir, train_limit=PIPELINE_IMAGES, val_limit=1)
+    files = sources.find_split(source).train
+    jpeg = pipeline_throughput(files, config, settings.pipeline_batches)
+    prepared = os.path.join(tmp, "prepared")
+    prepare(source, prepared, log=lambda *a: None)
+    records = sources.find_prepared(config.replace(data_dir=prepared)).train
+    shards = pipeline_throughput(records, config, settings.pipeline_batches)
+    table.add("input pipeline", f"{len(files)} JPEGs: decode + crop + resize + flip + mask, "
+              f"batch {config.batch_size}", f"{jpeg:.0f} images/s",
+              f"{jpeg / training_speed:.1f}x what XLA training consumes" if training_speed else "")
+    table.add("input pipeline", "prepared TFRecord shards: read + flip + mask",
+              f"{shards:.0f} images/s", f"{shards / jpeg:.1f}x JPEG decoding")
+
+
+def _inference_rows(table: Table, model, settings: BenchSettings, tmp: str, log) -> None:
+    """Latency at each of :data:`LATENCY_BATCHES` for Keras, SavedModel and TFLite."""
+
+
+    data_dir = settings.data_dir or None
+    calibration = real_images(model.config, settings.calibration_images, data_dir=data_dir)
+    runners = inference_runners(model, os.path.join(tmp, "export"), settings.variants, calibration, log)
+    faces = real_images(model.config, max(LATENCY_BATCHES), data_dir=data_dir)
+    images = np.resize(faces, (max(LATENCY_BATCHES),) + faces.shape[1:]).astype(np.float32)
+    for name, runner in runners.items():
+        hole = runner.centre_masks(len(images))
+        results = []
+        for batch in LATENCY_BATCHES:
+            ms = latency_ms(lambda: runner.inpaint(images[:batch], hole[:batch]), settings.repeats)
+            results.append(f"batch {batch}: {ms:.1f} ms ({1000 * batch / ms:.0f} images/s)")
+        note = f"64 invocations of batch 1, {usable_cores()} threads" if name.startswith("TFLite") else ""
+        table.add("inference latency", name, "; ".join(results), note)
+
+
+def run(config: Config, settings: BenchSettings, log=print) -> Table:
+    """All measurements for ``config`` (the model and global batch benchmarked) with the
+    bench's own ``settings``. Returns the filled :class:`Table`."""
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+
+    table = Table(log)
+    table.add("machine", "", machine_description())
+    compute = COMPUTE_DTYPES[config.precision]
+    peak = matmul_peak(settings.matmul_size, compute, settings.matmul_repeats)
+    table.add("matmul peak", f"{settings.matmul_size}x{settings.matmul_size} {compute}, measured",
+              f"{peak / 1e9:.1f} GFLOP/s")
+
+    config = config if config.fill_value else config.replace(fill_value=(0.0, 0.0, 0.0))
+    model = ContextEncoder(config)
+    g_flops = conv_flops(model.generator)
+    d_flops = conv_flops(model.discriminator) if model.discriminator is not None else 0
+    step_flops = train_flops_per_image(g_flops, d_flops)
+    geometry = (f"{config.image_size}px, bottleneck {config.bottleneck}, "
+                f"{model.generator.count_params() / 1e6:.1f}M G params")
+    table.add("FLOPs / image", f"generator forward, {geometry}", _si(g_flops, "FLOP"))
+    table.add("FLOPs / image", "discriminator forward", _si(d_flops, "FLOP"))
+    table.add("FLOPs / image", "training step (3 G + 7 D)", _si(step_flops, "FLOP"))
+
+    training_speed = None if "train" in settings.skip else _training_rows(table, config, settings, step_flops, peak)
+    with tempfile.TemporaryDirectory(prefix="ctxenc-bench-") as tmp:
+        if "pipeline" not in settings.skip:
+            _pipeline_rows(table, config, settings, tmp, training_speed)
+        if "inference" not in settings.skip:
+            _inference_rows(table, model, settings, tmp, log)
+    return table

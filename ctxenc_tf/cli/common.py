@@ -1,0 +1,96 @@
+"""Command-line plumbing shared by every command: config flags generated from the
+:class:`~ctxenc_tf.config.Config` dataclass, presets, and one-line errors."""
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from ctxenc_tf.config import PRESETS, Config
+from ctxenc_tf.errors import CtxencError, one_line
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
+    """Add a ``--flag`` for every CLI field of :class:`Config` (or those named in ``only``),
+    plus ``--preset``. Defaults are left as ``None`` so presets and files can fill them."""
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="loss/discriminator preset: 'paper' (L2 + BCE, DCGAN D, the default) "
+                             "or 'seed' (L1 + least squares, PatchGAN D)")
+    for f in dataclasses.fields(Config):
+        if not f.metadata.get("cli") or (only and f.name not in only):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type), f.type)
+            parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
+                                help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Build the :class:`Config` from parsed flags: ``base`` (or defaults), then the preset,
+    then every flag given explicitly. Raises :class:`ConfigError` on a bad value."""
+    values = (base or Config()).to_dict()
+    if getattr(args, "preset", None):
+        values.update(PRESETS[args.preset])
+    for f in dataclasses.fields(Config):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    # A new image size without an explicit hole keeps the paper's proportions
+    # (hole = half the image, overlap = 1/16 of the hole: 128 -> 64 and 4).
+    if getattr(args, "image_size", None) and getattr(args, "hole_size", None) is None:
+        values["hole_size"] = args.image_size // 2
+        if getattr(args, "overlap", None) is None:
+            values["overlap"] = max(1, values["hole_size"] // 16)
+    return Config.from_dict(values)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter (absl pre-init lines, CUDA probing
+    on machines without a GPU) kept off stderr, so a command's one-line errors stay
+    readable. Called by the command-line entry, never on import of the package.
+    Python exceptions from the import still propagate."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def fail(message: str, code: int = 2):
+    """Print ``error: message`` as one line on stderr and exit with ``code``."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run_main(main, argv=None) -> int:
+    """Run ``main(argv)``, turning expected failures (bad config, data, files) into one
+    ``error:`` line and exit status 2 instead of a traceback."""
+    try:
+        return main(argv) or 0
+    except CtxencError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(one_line(e))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as e:
+        # TensorFlow's InvalidArgumentError: e.g. a JPEG whose header is fine but data is
+        # not. Matched by name so that this module does not import TensorFlow.
+        if type(e).__name__ != "InvalidArgumentError" or not type(e).__module__.startswith("tensorflow"):
+            raise
+        detail = [line for line in str(e.message).splitlines() if line.strip()][-1].strip()[:200]
+        fail(f"cannot decode an input image ({detail})")

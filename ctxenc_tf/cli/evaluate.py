@@ -1,0 +1,109 @@
+"""Evaluate a trained context encoder against two classical baselines.
+
+    python -m ctxenc_tf evaluate --model runs/celeba/best.keras --data-dir /data/celeba --out runs/eval
+
+For every image (CelebA's test split, or a folder) the model fills the hole (the centre
+hole for centre models, fixed seeded random holes otherwise), and so do the baselines
+(mean-colour fill, OpenCV Telea diffusion; see :mod:`ctxenc_tf.baselines`). Measured on
+the hole and on the whole image, in the literature's conventions (images in ``[0, 1]``):
+
+* L1 (%): mean absolute error x 100, L2 (%): mean squared error x 100 (as in Pathak et
+  al. 2016, Table 1),
+* PSNR (dB): per-image PSNR with peak 1, averaged over images,
+* SSIM: 11x11 Gaussian windows (``tf.image.ssim``'s), averaged over the windows centred
+  in the region, then over images.
+
+Writes to ``--out``: ``metrics.md`` (table), ``metrics.json`` (means, standard deviations
+and the run's provenance), ``per_image.csv`` and ``worst_best.png`` (the cases with the
+lowest and highest hole PSNR of the model, next to the baselines).
+"""
+
+import argparse
+import os
+
+from ctxenc_tf.cli.common import fail
+from ctxenc_tf.config import MASK_TYPES
+from ctxenc_tf.data import records, screening, sources
+from ctxenc_tf.errors import DataError
+from ctxenc_tf.inference import baselines
+from ctxenc_tf.inference.evaluation import (
+    METHOD_NAMES,
+    SPLITS,
+    evaluation_config,
+    list_files,
+    run_evaluation,
+    write_outputs,
+)
+from ctxenc_tf.inference.runner import load_runner
+from ctxenc_tf.utils.output_dir import check_output_dir
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m ctxenc_tf evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True,
+                   help="a .keras checkpoint, a SavedModel export directory or a .tflite file")
+    p.add_argument("--data-dir", help="CelebA root (img_align_celeba/ + list_eval_partition.txt) "
+                                      "or an image folder (default: the model's training data)")
+    p.add_argument("--split", choices=SPLITS,
+                   help="CelebA: test (default), val or train. A folder: all (default), or val / "
+                        "train as the model's training run split it")
+    p.add_argument("--out", required=True, help="output folder for the table, JSON, CSV and grid")
+    p.add_argument("--limit", type=int, default=0, help="evaluate at most this many images (0 = all)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    p.add_argument("--baselines", default="mean,telea",
+                   help="comma-separated baselines to run: mean, telea, or none (default mean,telea)")
+    p.add_argument("--mask-type", choices=MASK_TYPES,
+                   help="hole shape for models trained with random masks (default: the model's)")
+    p.add_argument("--grid-count", type=int, default=4,
+                   help="worst and best cases shown in worst_best.png (default 4 each)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name in ("limit", "batch_size", "grid_count"):
+        if getattr(args, name) < (0 if name == "limit" else 1):
+            p.error(f"--{name.replace('_', '-')}={getattr(args, name)}: must be "
+                    + ("non-negative" if name == "limit" else "positive"))
+    names = [] if args.baselines.strip() in ("", "none") else [b.strip() for b in args.baselines.split(",")]
+    unknown = [b for b in names if b not in baselines.BASELINES]
+    if unknown:
+        p.error(f"--baselines: unknown {', '.join(unknown)}; choose from "
+                f"{', '.join(baselines.BASELINES)} or none")
+    args.baselines = list(dict.fromkeys(names))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if "telea" in args.baselines:
+        try:
+            baselines.require_opencv()
+        except ImportError as e:
+            fail(str(e))
+    check_output_dir(args.out)
+    runner = load_runner(args.model)
+    config = evaluation_config(runner.config, args.mask_type)
+    data_dir = records.image_source(args.data_dir or config.data_dir or sources.BUNDLED_FACES)
+    split = args.split or ("test" if sources.celeba_layout(data_dir) else "all")
+    files, described = list_files(data_dir, split, config)
+    files, skipped = screening.screen_files(files[:args.limit] if args.limit else files)
+    if not files:
+        raise DataError(f"{data_dir}: no usable image in the {split} split")
+    print(f"{runner.describe()}\nevaluating on {len(files)} images: {described} of {data_dir}"
+          + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
+    if (split == "all" and config.data_dir
+            and os.path.realpath(config.data_dir) == os.path.realpath(data_dir)):
+        print("note: this is the model's training folder; --split val keeps to its held-out images")
+
+    rows, extremes, seconds = run_evaluation(runner, config, files, data_dir, args)
+    if not rows:
+        raise DataError(f"{data_dir}: none of the {len(files)} images could be decoded")
+    report = {"model": args.model, "model_kind": runner.kind, "data_dir": data_dir,
+              "split": split, "split_description": described, "images": len(rows),
+              "skipped": [{"file": f, "reason": r} for f, r in skipped],
+              "baselines": args.baselines, "config": config.to_dict(),
+              "seconds": round(seconds, 1)}
+    columns = ["masked input"] + [METHOD_NAMES[m] for m in ["model"] + args.baselines] + ["original"]
+    table = write_outputs(args.out, report, rows, extremes, columns)
+    print(f"\n{table}\n\nwrote metrics.md, metrics.json, per_image.csv and worst_best.png "
+          f"to {args.out}")
+    return 0

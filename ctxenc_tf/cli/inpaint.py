@@ -1,0 +1,102 @@
+"""Inpaint your own photos with a trained context encoder.
+
+    python -m ctxenc_tf inpaint --model runs/faces128/best.keras photo.jpg photos/ --out filled/
+
+The model (a ``.keras`` checkpoint, a SavedModel or a ``.tflite`` file) sees a square
+window of the photo resized to its input size: by default the photo's central square
+with the model's centre hole; with ``--mask`` (white = hole, for models trained with
+random masks) a square around the drawn hole. The prediction is scaled back to the
+photo's resolution and blended into the hole only: every pixel outside the hole keeps
+its exact value. Photos of any size and mode (RGB, RGBA, grayscale, palette, CMYK) are
+accepted, EXIF rotation is applied, alpha is kept untouched and grayscale stays
+grayscale. Outputs are PNG (lossless), written atomically as ``OUT/<name>_filled.png``
+(and ``OUT/<name>_side_by_side.png`` with ``--side-by-side``).
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from ctxenc_tf.errors import DataError
+from ctxenc_tf.inference.inpaint import OUTPUT_SUFFIXES, collect_inputs
+from ctxenc_tf.inference.photos import (
+    PhotoError,
+    encode_png,
+    finish,
+    fit_mask,
+    prepare,
+    read_mask,
+    read_photo,
+    side_by_side,
+    to_pixels,
+)
+from ctxenc_tf.inference.runner import load_runner
+from ctxenc_tf.utils import atomic
+from ctxenc_tf.utils.output_dir import check_output_dir
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m ctxenc_tf inpaint", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_DIR", help="image files and/or folders")
+    p.add_argument("--model", required=True,
+                   help="a .keras checkpoint, a SavedModel export directory or a .tflite file")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--mask", help="mask image, white (or opaque) = hole, same size or aspect "
+                                  "ratio as the photos; needs a model trained with random masks")
+    p.add_argument("--side-by-side", action="store_true",
+                   help="also write <name>_side_by_side.png: original | hole | filled")
+    p.add_argument("--batch-size", type=int, default=8, help="photos per model call (default 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error(f"--batch-size={args.batch_size}: must be positive")
+    return args
+
+
+def main(argv=None):
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    inputs = collect_inputs(args.inputs, args.out)
+    user_hole = read_mask(args.mask) if args.mask else None
+    check_output_dir(args.out)
+    runner = load_runner(args.model)
+    config = runner.config
+    if user_hole is not None and not config.predicts_full_image:
+        raise DataError(f"--mask: {args.model} was trained with centre holes only "
+                             "(mask type 'center'); train with --mask-type random_region or "
+                             "random_square to fill drawn holes")
+    skipped = written = 0
+    bar = tqdm(total=len(inputs), unit="photo", disable=args.quiet or None, file=sys.stderr)
+    for start in range(0, len(inputs), args.batch_size):
+        jobs = []
+        for path, stem in inputs[start:start + args.batch_size]:
+            try:
+                photo = read_photo(path)
+                hole = None if user_hole is None else fit_mask(user_hole, photo.rgb.shape[:2], args.mask)
+                jobs.append((stem, prepare(photo, config, hole)))
+            except PhotoError as e:
+                skipped += 1
+                bar.write(f"skipped {path}: {e}", file=sys.stderr)
+                bar.update(1)
+        if not jobs:
+            continue
+        completed, prediction = runner.inpaint(np.stack([j.image for _, j in jobs]),
+                                                  np.stack([j.mask for _, j in jobs]))
+        for (stem, job), c, pr in zip(jobs, completed, prediction):
+            filled = finish(job, c, pr, config)
+            target = os.path.join(args.out, stem + OUTPUT_SUFFIXES[0])
+            atomic.write_bytes(target, encode_png(to_pixels(job.photo, filled, job.hole),
+                                                  job.photo.icc_profile))
+            if args.side_by_side:
+                atomic.write_bytes(os.path.join(args.out, stem + OUTPUT_SUFFIXES[1]),
+                                   encode_png(side_by_side(job.photo, filled, job.hole, config)))
+            written += 1
+            bar.update(1)
+    bar.close()
+    print(f"wrote {written} filled image(s) to {args.out}"
+          + (f"; skipped {skipped} unusable file(s), see above" if skipped else ""))
+    return 1 if skipped else 0

@@ -1,0 +1,41 @@
+"""``python -m ctxenc_tf <command> [flags]`` (also the ``ctxenc-tf`` console script): the
+one command-line entry. Each command lives in its own module here and is imported only
+when it runs."""
+
+import importlib
+import sys
+
+from ctxenc_tf.cli.common import import_tensorflow_quietly, run_main
+
+# command -> (module below ctxenc_tf.cli, one line for the overview)
+COMMANDS = {
+    "train": ("train", "train a context encoder with model.fit (no flags: a demo on the bundled faces)"),
+    "export": ("export", "export a .keras checkpoint: SavedModel for TF Serving + 4 TFLite variants"),
+    "inpaint": ("inpaint", "fill the hole of your own photos (any model format)"),
+    "evaluate": ("evaluate", "PSNR/SSIM/L1/L2 of a model against mean-fill and Telea baselines"),
+    "bench": ("bench", "training, input-pipeline and inference speed, measured side by side"),
+    "serve-client": ("serve_client", "complete photos with a model served by TensorFlow Serving"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m ctxenc_tf <command> [flags]   (<command> --help for its flags)", "",
+             "commands:"]
+    lines += [f"  {name:<13} {summary}" for name, (_, summary) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Run the command named by ``argv[0]`` with the rest of ``argv``; returns the exit
+    status (2 with one ``error:`` line for an unknown command)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    import_tensorflow_quietly()
+    module = importlib.import_module(f"ctxenc_tf.cli.{COMMANDS[name][0]}")
+    return run_main(module.main, rest)

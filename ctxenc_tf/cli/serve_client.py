@@ -1,0 +1,68 @@
+"""Client for the exported model running in TensorFlow Serving (REST or gRPC).
+
+``python -m ctxenc_tf serve-client photo.jpg --out completed.png`` sends a photo to
+``http://localhost:8501`` (REST, the image as ``{"b64": ...}`` JSON) or, with
+``--protocol grpc``, to ``localhost:8500`` (``tensorflow-serving-api`` PredictRequest) and
+saves the completed image.
+
+Requests are built from the signature the server reports (model metadata), not from
+constants: the input name, dtype and image size come from the ``SignatureDef``, so the
+same client works for any export and for ``serving_bytes`` (encoded photos, the default),
+``serving_uint8`` and ``serving_default`` (pixels decoded and resized here).
+"""
+
+import argparse
+import time
+
+from ctxenc_tf.cli.common import fail
+from ctxenc_tf.errors import ServingError
+from ctxenc_tf.inference.serving_client import (
+    DEFAULT_PORTS,
+    grpc_complete,
+    output_paths,
+    read_photo,
+    rest_complete,
+)
+from ctxenc_tf.utils import atomic
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m ctxenc_tf serve-client", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG photo(s) of any size")
+    parser.add_argument("--out", default="completed", metavar="PATH",
+                        help="output .png for one image, else a directory (default: completed/)")
+    parser.add_argument("--protocol", choices=sorted(DEFAULT_PORTS), default="rest",
+                        help="REST (JSON, port 8501) or gRPC (port 8500); default rest")
+    parser.add_argument("--host", default="localhost", help="TF Serving host (default: localhost)")
+    parser.add_argument("--port", type=int, help="server port (default: 8501 REST, 8500 gRPC)")
+    parser.add_argument("--model", default="ctxenc", help="model name on the server (default: ctxenc)")
+    parser.add_argument("--version", type=int, help="model version (default: the newest served)")
+    parser.add_argument("--signature", default="serving_bytes",
+                        help="serving_bytes (default: photo bytes in, PNG out), serving_uint8 "
+                             "or serving_default (pixels resized by the client)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: 60)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    photos = [read_photo(p) for p in args.images]
+    port = args.port or DEFAULT_PORTS[args.protocol]
+    start = time.perf_counter()
+    try:
+        if args.protocol == "rest":
+            pngs = rest_complete(photos, f"http://{args.host}:{port}", args.model, args.signature,
+                                 args.version, args.timeout)
+        else:
+            pngs = grpc_complete(photos, f"{args.host}:{port}", args.model, args.signature,
+                                 args.version, args.timeout)
+    except ServingError as e:
+        fail(str(e))
+    seconds = time.perf_counter() - start
+    for source, target, png in zip(args.images, output_paths(args.images, args.out), pngs):
+        atomic.write_bytes(target, png)
+        print(f"{source} -> {target} ({len(png) / 1024:.1f} KiB)")
+    print(f"{len(pngs)} image(s) completed by '{args.model}' over {args.protocol} in {seconds:.2f} s")
+    return 0

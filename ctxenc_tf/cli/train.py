@@ -1,0 +1,68 @@
+"""Train a Context Encoder (Pathak et al. 2016) with ``model.fit``.
+
+With no ``--data-dir`` it trains a short demo on the bundled faces; point ``--data-dir``
+at CelebA (the folder holding ``img_align_celeba/`` and ``list_eval_partition.txt``) or
+any folder of images for a real run.
+"""
+
+import argparse
+
+from ctxenc_tf.cli.common import add_config_arguments, config_from_args
+from ctxenc_tf.config import Config
+from ctxenc_tf.errors import ConfigError
+
+# The no-argument demo: a quick run on the bundled faces that finishes in about a minute
+# on a laptop CPU. Flags given explicitly still win.
+DEMO = dict(epochs=2, batch_size=16, bottleneck=512, output_dir="runs/demo")
+DEMO_MINUTES = 1.0
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m ctxenc_tf train", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--time-limit", type=float, metavar="MINUTES",
+                        help="stop after this many minutes of training (the epoch is finished "
+                             "with validation, checkpoint and samples)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="shorthand for --precision mixed_float16 on a GPU, mixed_bfloat16 "
+                             "elsewhere (TPU, CPU)")
+    parser.add_argument("--prepare", metavar="DIR",
+                        help="convert --data-dir (CelebA or an image folder) once into sharded "
+                             "TFRecords of --image-size pixels in DIR and exit; then train with "
+                             "--data-dir DIR")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise ConfigError(f"--time-limit={args.time_limit:g}: must be a positive number of minutes")
+    if args.mixed_precision:
+        if args.precision:
+            raise ConfigError("--mixed-precision: give either it or --precision, not both")
+        from ctxenc_tf.training.strategy import mixed_precision_policy
+
+        args.precision = mixed_precision_policy()
+    if args.prepare:
+        from ctxenc_tf.data.prepare import prepare
+
+        prepare(config_from_args(args), args.prepare)
+        print(f"train from it with: python train.py --data-dir {args.prepare}")
+        return 0
+    demo = not args.data_dir
+    config = config_from_args(args, base=Config(**DEMO) if demo else None)
+    time_limit = args.time_limit if args.time_limit is not None else (DEMO_MINUTES if demo else None)
+    if demo:
+        print("no --data-dir: training the demo on the bundled faces "
+              f"(~{DEMO_MINUTES:g} min). For CelebA: python train.py --data-dir /path/to/celeba")
+
+    from ctxenc_tf.training.fit import train
+
+    _, history, paths = train(config, time_limit=None if time_limit is None else time_limit * 60)
+    print(f"done: {len(history.epoch)} epoch(s); best checkpoint {paths.best}, "
+          f"final model {paths.final}, sample grids in {paths.samples}/, "
+          f"TensorBoard logs in {paths.logs}/")
+    return 0
+

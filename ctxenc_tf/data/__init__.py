@@ -1,0 +1,1 @@
+"""Data: sources and screening, the seeded tf.data pipeline, prepared TFRecords."""

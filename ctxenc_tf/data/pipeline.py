@@ -1,0 +1,176 @@
+"""Input pipeline: CelebA or any folder of images -> ``tf.data`` batches of
+``(images, masks)``, images NHWC float32 in ``[-1, 1]``, masks ``[N, S, S, 1]`` in ``{0, 1}``.
+
+Images are cropped to their central square (CelebA's 178x218 -> the 178x178 face
+region), never squashed, then resized with antialiasing to ``config.image_size``.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from ctxenc_tf.config import Config
+from ctxenc_tf.data import seeded_order
+from ctxenc_tf.data.records import Records
+from ctxenc_tf.errors import DataError
+from ctxenc_tf.model import masks
+
+
+def decode_image(contents, image_size: int):
+    """Encoded JPEG/PNG/GIF/BMP bytes (any size; grayscale, RGBA accepted) -> central
+    square crop resized to ``[image_size, image_size, 3]`` float32 in ``[-1, 1]``."""
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    return square_resize(image, image_size)
+
+
+def square_resize(image, image_size: int):
+    """``[H, W, 3]`` uint8 (or float in [0, 255]) -> central square crop, antialiased
+    resize to ``[image_size, image_size, 3]`` float32 in ``[-1, 1]``."""
+    shape = tf.shape(image)
+    side = tf.minimum(shape[0], shape[1])
+    top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
+    square = tf.cast(image[top:top + side, left:left + side, :3], tf.float32)
+    resized = tf.image.resize(square[None], [image_size, image_size], antialias=True)[0]
+    resized = tf.ensure_shape(resized, [image_size, image_size, 3])
+    return tf.clip_by_value(resized / 127.5 - 1.0, -1.0, 1.0)
+
+
+def load_image(path, image_size: int):
+    """Read and :func:`decode_image` one file. ``[image_size, image_size, 3]`` in ``[-1, 1]``."""
+    return decode_image(tf.io.read_file(path), image_size)
+
+CACHED_SHUFFLE_BUFFER = 8192
+
+
+def steps_per_epoch(num_files: int, batch_size: int) -> int:
+    """Training steps in one epoch: full batches only, ``num_files // batch_size``."""
+    return num_files // batch_size
+
+
+def _is_records(files) -> bool:
+    """Whether ``files`` are prepared TFRecord shards (:class:`ctxenc_tf.records.Records`)
+    rather than a list of image paths."""
+
+    return isinstance(files, Records)
+
+
+def _decoded(files, config: Config, cache: str) -> tf.data.Dataset:
+    """Decoded images of ``files`` in their given order, unreadable ones dropped
+    (``ignore_errors``), cached per ``cache`` ('' none, 'memory', or a file prefix)."""
+    if _is_records(files):
+        ds = files.images()
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(list(files))
+        ds = ds.map(lambda p: load_image(p, config.image_size), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.ignore_errors(log_warning=True)
+    return ds.cache("" if cache == "memory" else cache) if cache else ds
+
+
+def _augment(config: Config, epoch, training: bool):
+    """``(image, position) -> (image, mask)``: flip (training only) and mask, seeded by
+    :func:`example_seed`."""
+    def add_mask(image, position):
+        seed = seeded_order.example_seed(config.seed, epoch, position)
+        if training:
+            flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+        return image, masks.make_mask(config.mask_type, config.image_size, config.hole_size, seed)
+    return add_mask
+
+
+def _epoch_examples(files, config: Config, epoch, skip, cached=None) -> tf.data.Dataset:
+    """``(image, mask)`` examples of training epoch ``epoch`` in its seeded order, from
+    example ``skip`` on, exactly enough for the epoch's full batches.
+
+    Without a cache the file order is a seeded full permutation and decoding starts at
+    ``skip`` (nothing before it is read); a file that fails to decode is replaced by the
+    next in the order, so the epoch still has ``steps_per_epoch`` batches. With a cache
+    (``cached``, decoded images in file order) the order is a seeded shuffle of the cache.
+    """
+    n = len(files)
+    wanted = tf.cast(steps_per_epoch(n, config.batch_size) * config.batch_size, tf.int64) - skip
+    if cached is None and _is_records(files):  # prepared shards: seeded shard order + shuffle
+        ds = files.epoch_images(config.seed, epoch).enumerate().skip(skip)
+        ds = ds.map(lambda p, image: (image, p))
+    elif cached is None:
+        paths = tf.constant(list(files))
+        order = seeded_order.epoch_order(n, config.seed, epoch)
+        ds = tf.data.Dataset.range(skip, n).map(
+            lambda p: (load_image(paths[order[p]], config.image_size), p),
+            num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.ignore_errors(log_warning=True).repeat().take(wanted)
+    else:
+        ds = seeded_order.seeded_block_shuffle(cached, seeded_order.example_seed(config.seed, epoch, -2), CACHED_SHUFFLE_BUFFER)
+        ds = ds.enumerate().skip(skip).map(lambda p, image: (image, p)).repeat().take(wanted)
+    return ds.map(_augment(config, epoch, training=True), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def training_batches(files, config: Config, start_epoch: int = 0, start_step: int = 0,
+                     end_epoch: int | None = None) -> tf.data.Dataset:
+    """The training stream from epoch ``start_epoch``, step ``start_step`` up to (not
+    including) ``end_epoch`` (default ``config.epochs``): ``(images, masks)`` batches,
+    images ``[B, S, S, 3]`` float32 in ``[-1, 1]``, masks ``[B, S, S, 1]`` in ``{0, 1}``,
+    exactly :func:`steps_per_epoch` batches per epoch (``start_step`` fewer in the first).
+
+    Shuffled every epoch, random horizontal flips, fresh random masks every epoch, all
+    a pure function of ``(config.seed, epoch, position)``: resuming gives the same batches.
+    """
+    if not files:
+        raise DataError("no image files given to the input pipeline")
+    if steps_per_epoch(len(files), config.batch_size) == 0:
+        raise DataError(f"{len(files)} training images, fewer than --batch-size={config.batch_size}")
+    end_epoch = config.epochs if end_epoch is None else end_epoch
+    cached = _decoded(files, config, config.cache) if config.cache else None
+    first = tf.constant(start_epoch, tf.int64)
+    skip = tf.constant(start_step * config.batch_size, tf.int64)
+
+    def one_epoch(epoch):
+        skipped = tf.where(epoch == first, skip, tf.constant(0, tf.int64))
+        examples = _epoch_examples(files, config, epoch, skipped, cached)
+        return examples.batch(config.batch_size, drop_remainder=True)
+
+    ds = tf.data.Dataset.range(start_epoch, end_epoch).flat_map(one_epoch)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(sharded_by_element())
+
+
+def sharded_by_element() -> tf.data.Options:
+    """``tf.data`` options for multi-worker training: shard by element (``DATA``). Every
+    worker runs the same seeded pipeline and keeps its share of each global batch, so the
+    global stream is the one a single machine sees; ``FILE`` sharding would give workers
+    prepared shards of unequal sizes (and refuses a single source)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def image_dataset(files, config: Config, training: bool) -> tf.data.Dataset:
+    """Batched ``(images, masks)`` dataset over ``files``, one pass.
+
+    Training: the first epoch of :func:`training_batches` (seeded order, flips, masks;
+    full batches only). Validation: files in the given order, fixed masks (the same every
+    pass), last partial batch kept; decoded images are kept in
+    memory when ``config.cache`` is set. Unreadable files that slipped past screening are
+    dropped (``ignore_errors``).
+    """
+    if not files:
+        raise DataError("no image files given to the input pipeline")
+    if training:
+        return training_batches(files, config, 0, 0, 1)
+    ds = _decoded(files, config, "memory" if config.cache else "").enumerate()
+    ds = ds.map(lambda p, image: _augment(config, -1, training=False)(image, p),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(config.batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def estimate_mean(files, image_size: int, limit: int = 512) -> tuple:
+    """Per-channel mean colour (in ``[-1, 1]``) of up to ``limit`` images, to fill holes
+    (prepared TFRecords carry the mean of their whole training split)."""
+    if _is_records(files):
+        return files.mean
+    ds = tf.data.Dataset.from_tensor_slices(list(files)[:limit])
+    ds = ds.map(lambda p: tf.reduce_mean(load_image(p, image_size), axis=(0, 1)),
+                num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    means = np.array([m.numpy() for m in ds])
+    if len(means) == 0:
+        raise DataError("no decodable image to estimate the dataset mean from")
+    return tuple(float(v) for v in means.mean(axis=0))

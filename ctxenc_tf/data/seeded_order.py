@@ -1,0 +1,33 @@
+"""Seeded order: every random choice of the input pipeline (file order, flips, masks) is a
+stateless function of ``(seed, epoch, position)``, so a resumed run repeats the same batches."""
+
+import tensorflow as tf
+
+
+def example_seed(seed: int, epoch, position):
+    """Stateless RNG seed, int32 ``[2]``, of the example at ``position`` of ``epoch``
+    (``epoch`` -1 is used for validation). A pure function of its three arguments."""
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    mixed = tf.random.experimental.stateless_fold_in(key, tf.cast(position, tf.int64))
+    return tf.cast(mixed % (2 ** 31 - 1), tf.int32)
+
+
+def epoch_order(num_files: int, seed: int, epoch):
+    """Permutation of ``range(num_files)`` (int32 ``[num_files]``) used in ``epoch``."""
+    keys = tf.random.stateless_uniform([num_files], seed=example_seed(seed, epoch, -1),
+                                       minval=None, maxval=None, dtype=tf.int64)
+    return tf.argsort(keys, stable=True)
+
+
+def seeded_block_shuffle(ds: tf.data.Dataset, seed, block: int) -> tf.data.Dataset:
+    """Shuffle ``ds`` within consecutive blocks of ``block`` elements, each block permuted
+    by stateless RNG from ``seed`` (int32 ``[2]``, may be a tensor of the epoch) and its
+    index. Unlike ``Dataset.shuffle(seed=tensor)``, which fails inside ``flat_map`` once
+    ``keras.utils.set_random_seed`` has set a global seed, this is a pure function of
+    ``seed`` in any context."""
+    def permute(index, elements):
+        block_seed = tf.random.experimental.stateless_fold_in(seed, index)
+        order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(elements)[0]), block_seed)
+        return tf.gather(elements, order)
+
+    return ds.batch(block).enumerate().map(permute).unbatch()

@@ -1,0 +1,132 @@
+"""Where images come from: CelebA's partition, a folder of images, or the bundled faces,
+split into training and validation files."""
+
+import os
+import random
+from dataclasses import dataclass
+
+from ctxenc_tf.config import Config
+from ctxenc_tf.data import records
+from ctxenc_tf.data.screening import IMAGE_EXTENSIONS, screen_files
+from ctxenc_tf.errors import DataError
+
+CELEBA_IMAGES = "img_align_celeba"
+
+CELEBA_PARTITION = "list_eval_partition.txt"
+
+CELEBA_SPLITS = {"train": 0, "val": 1, "test": 2}
+
+BUNDLED_FACES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "faces")
+
+
+@dataclass
+class Split:
+    """Image files of one run: ``train`` and ``val`` lists of paths, and what was skipped."""
+
+    train: list
+    val: list
+    skipped: list  # (path, reason) pairs
+    source: str
+
+
+def celeba_layout(data_dir: str):
+    """``(images_dir, partition_file)`` if ``data_dir`` (or its parent, when ``data_dir`` is
+    ``img_align_celeba`` itself) holds CelebA's layout, else ``None``."""
+    for root in (data_dir, os.path.dirname(os.path.abspath(data_dir))):
+        images = os.path.join(root, CELEBA_IMAGES)
+        partition = os.path.join(root, CELEBA_PARTITION)
+        if os.path.isdir(images) and os.path.isfile(partition):
+            return images, partition
+    return None
+
+
+def list_celeba(data_dir: str, split: str) -> list:
+    """Paths of CelebA's ``split`` ('train', 'val' or 'test') per ``list_eval_partition.txt``."""
+    layout = celeba_layout(data_dir)
+    if layout is None:
+        raise DataError(f"{data_dir}: no {CELEBA_IMAGES}/ with {CELEBA_PARTITION} beside it")
+    images, partition = layout
+    wanted = CELEBA_SPLITS[split]
+    paths = []
+    with open(partition) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise DataError(f"{partition}:{n}: expected '<file> <0|1|2>', got {line.strip()!r}")
+            if int(parts[1]) == wanted:
+                paths.append(os.path.join(images, parts[0]))
+    return paths
+
+
+def list_image_folder(data_dir: str) -> list:
+    """Every image file (by extension) below ``data_dir``, sorted."""
+    found = []
+    for root, _, names in os.walk(data_dir):
+        found += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
+def find_split(config: Config) -> Split:
+    """Train/val files for ``config.data_dir``: CelebA's official partition when the layout
+    is there, else a seeded random ``val_fraction`` split of an image folder; the bundled
+    faces when ``data_dir`` is empty. Applies ``train_limit``/``val_limit``. A directory of
+    prepared TFRecords stands for the image folder it was prepared from (training reads the
+    shards themselves, :func:`find_prepared`).
+
+    Raises :class:`DataError` for a missing or empty directory or no usable image.
+    """
+
+    data_dir = records.image_source(config.data_dir or BUNDLED_FACES)
+    if not os.path.exists(data_dir):
+        raise DataError(f"{data_dir}: data directory does not exist")
+    if not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: not a directory")
+    if celeba_layout(data_dir):
+        train, val, source = list_celeba(data_dir, "train"), list_celeba(data_dir, "val"), "celeba"
+    else:
+        files = list_image_folder(data_dir)
+        if not files:
+            raise DataError(f"{data_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+        random.Random(config.seed).shuffle(files)
+        n_val = max(1, int(round(len(files) * config.val_fraction))) if len(files) > 1 else 0
+        val, train, source = sorted(files[:n_val]), sorted(files[n_val:]), "folder"
+    if config.train_limit:
+        train = train[:config.train_limit]
+    if config.val_limit:
+        val = val[:config.val_limit]
+    train, skipped_train = screen_files(train)
+    val, skipped_val = screen_files(val)
+    if not train:
+        examples = "; ".join(f"{os.path.basename(p)}: {why}" for p, why in skipped_train[:3])
+        raise DataError(f"{data_dir}: no usable training image ({len(skipped_train)} skipped as "
+                        f"unreadable{', e.g. ' + examples if examples else ''})")
+    return Split(train, val, skipped_train + skipped_val, source)
+
+
+def find_prepared(config: Config):
+    """:class:`~ctxenc_tf.Split` of :class:`Records` when ``config.data_dir`` is a
+    prepared directory (``train_limit``/``val_limit`` applied), else ``None``.
+    Raises :class:`~ctxenc_tf.DataError` if it was prepared at another image size or
+    a shard is missing."""
+    if not config.data_dir:
+        return None
+    meta = records.read_metadata(config.data_dir)
+    if meta is None:
+        return None
+    if meta["image_size"] != config.image_size:
+        raise DataError(f"{config.data_dir}: prepared at {meta['image_size']}x{meta['image_size']}, "
+                             f"but --image-size={config.image_size}; prepare again at this size")
+    splits = {}
+    for name, limit in (("train", config.train_limit), ("val", config.val_limit)):
+        info = meta["splits"][name]
+        shards = tuple(os.path.join(config.data_dir, s) for s in info["shards"])
+        missing = [s for s in shards if not os.path.isfile(s)]
+        if missing:
+            raise DataError(f"{missing[0]}: shard listed in {records.METADATA} is missing; prepare again")
+        split_records = records.Records(shards, tuple(info["counts"]), tuple(info["names"]), meta["image_size"],
+                          tuple(meta["mean"]))
+        splits[name] = split_records[:limit] if limit else split_records
+    return Split(splits["train"], splits["val"], [tuple(s) for s in meta.get("skipped", [])],
+                      "tfrecord")

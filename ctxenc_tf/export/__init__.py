@@ -1,0 +1,1 @@
+"""Export: SavedModel for TF Serving, TFLite variants, parity with Keras."""

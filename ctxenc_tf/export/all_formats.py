@@ -1,0 +1,41 @@
+"""Everything ``export.py`` does, as one function: SavedModel, TFLite variants, parity table."""
+
+from ctxenc_tf.data.samples import real_images
+from ctxenc_tf.export import parity, tflite
+from ctxenc_tf.export.saved_model import export_saved_model
+from ctxenc_tf.inference.formats import SIGNATURES, VARIANTS
+from ctxenc_tf.model.checkpoint import load_context_encoder
+
+
+def export_all(checkpoint_path: str, out_dir: str, version: int | None = None, variants=None,
+               data_dir: str | None = None, calibration_images: int = 64, parity_images: int = 16,
+               log=print) -> dict:
+    """Everything ``export.py`` does: load the checkpoint, write the SavedModel version and
+    the TFLite ``variants`` (default all four) below ``out_dir``, run each of them and the
+    Keras model on ``parity_images`` real images (disjoint from the ``calibration_images``
+    that calibrate ``full_int8``; both from ``data_dir``, default the training data or the
+    bundled faces) and log the size / parity table.
+
+    Returns ``{"saved_model": dir, "tflite": {variant: path}, "parity": rows, "table": str}``.
+    Raises :class:`~ctxenc_tf.errors.CheckpointError` for an unusable checkpoint.
+    """
+    variants = VARIANTS if variants is None else tuple(variants)
+    model = load_context_encoder(checkpoint_path)
+    config = model.config
+    log(f"loaded {checkpoint_path}: {config.image_size}x{config.image_size} images, "
+        f"{config.mask_type} hole {config.hole_size}, bottleneck {config.bottleneck}, "
+        f"{model.generator.count_params():,} generator parameters")
+    parity_set = real_images(config, parity_images, skip=calibration_images, data_dir=data_dir)
+    saved = export_saved_model(model, out_dir, version)
+    log(f"SavedModel (signatures {', '.join(SIGNATURES)}): {saved}")
+    paths = {}
+    if variants:
+        calibration = (real_images(config, calibration_images, data_dir=data_dir)
+                       if "full_int8" in variants else None)
+        paths = tflite.export_tflite(model, out_dir, variants, calibration)
+        for variant, path in paths.items():
+            log(f"TFLite {variant}: {path}")
+    rows = parity.measure_parity(model, {"saved_model": saved, **paths}, parity_set)
+    table = parity.format_table(rows, len(parity_set))
+    log(table)
+    return {"saved_model": saved, "tflite": paths, "parity": rows, "table": table}

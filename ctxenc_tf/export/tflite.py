@@ -1,0 +1,90 @@
+"""TFLite export of the generator in four precisions, and its parity with Keras.
+
+Every ``.tflite`` file has two named signatures, both with float32 I/O in ``[0, 1]``:
+``serving_default`` (``images`` ``[1, S, S, 3]`` -> ``completed`` ``[1, S, S, 3]``,
+``prediction`` ``[1, O, O, 3]``; centre hole) and ``inpaint`` (``images``, ``masks``
+``[1, S, S, 1]`` (1 = hole) -> the same outputs). The graph is the one of
+:class:`ctxenc_tf.export.InpaintingModule` with a static batch of 1.
+
+Variants: ``float32``; ``float16`` (weights stored as float16); ``dynamic_int8`` (int8
+weights, float activations); ``full_int8`` (int8 weights and activations calibrated on
+real images, float32 in/out through quantize/dequantize ops).
+"""
+
+import tempfile
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from ctxenc_tf.config import Config
+from ctxenc_tf.data.samples import real_images
+from ctxenc_tf.export.saved_model import InpaintingModule, write_config
+from ctxenc_tf.inference.formats import TFLITE_SIGNATURES, VARIANTS, tflite_path
+from ctxenc_tf.model import masks
+from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.model.precision import float32_generator
+from ctxenc_tf.utils import atomic
+
+CALIBRATION_IMAGES = 64
+
+
+def calibration_masks(config: Config, count: int) -> np.ndarray:
+    """``count`` masks of the model's own type (seeded), ``[count, S, S, 1]`` float32."""
+    return np.stack([masks.make_mask(config.mask_type, config.image_size, config.hole_size,
+                                     seed=tf.constant([i, config.seed], tf.int32)).numpy()
+                     for i in range(count)])
+
+
+def _representative_dataset(config: Config, images: np.ndarray):
+    """Calibration samples for both signatures: ``(signature_key, {input: [1, ...]})``."""
+    hole = calibration_masks(config, len(images))
+
+    def generate():
+        for image, mask in zip(images, hole):
+            yield "serving_default", {"images": image[None]}
+            yield "inpaint", {"images": image[None], "masks": mask[None]}
+
+    return generate
+
+
+def _converter(saved_model_dir: str, variant: str, config: Config, images):
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=list(TFLITE_SIGNATURES))
+    if variant == "float32":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "full_int8":
+        converter.representative_dataset = _representative_dataset(config, images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def export_tflite(model: ContextEncoder, out_dir: str, variants=VARIANTS, representative_images=None) -> dict:
+    """Convert the model to ``out_dir/tflite/ctxenc_<variant>.tflite`` for each of
+    ``variants`` (see :data:`VARIANTS`), each written atomically; also writes
+    ``out_dir/config.json``. Returns ``{variant: path}``.
+
+    ``representative_images``: ``[N, S, S, 3]`` float32 in ``[0, 1]`` calibrating
+    ``full_int8``; ``None`` takes :data:`CALIBRATION_IMAGES` real images
+    (:func:`real_images`).
+    """
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown TFLite variant(s) {unknown}; choose from {VARIANTS}")
+    config = model.config
+    if "full_int8" in variants and representative_images is None:
+        representative_images = real_images(config, CALIBRATION_IMAGES)
+    module = InpaintingModule(float32_generator(model), config, batch_size=1, signatures=TFLITE_SIGNATURES)
+    paths = {}
+    with tempfile.TemporaryDirectory(prefix="ctxenc-tflite-") as tmp:
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        for variant in variants:
+            with warnings.catch_warnings():  # the calibrator still uses tf.lite.Interpreter
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                flatbuffer = _converter(tmp, variant, config, representative_images).convert()
+            paths[variant] = tflite_path(out_dir, variant)
+            atomic.write_bytes(paths[variant], flatbuffer)
+    write_config(config, out_dir)
+    return paths

@@ -1,0 +1,1 @@
+"""Inference: one runner over every model format, photos, evaluation, the serving client."""

@@ -1,0 +1,246 @@
+"""Evaluate a trained context encoder against two classical baselines.
+
+    python -m ctxenc_tf evaluate --model runs/celeba/best.keras --data-dir /data/celeba --out runs/eval
+
+For every image (CelebA's test split, or a folder) the model fills the hole (the centre
+hole for centre models, fixed seeded random holes otherwise), and so do the baselines
+(mean-colour fill, OpenCV Telea diffusion; see :mod:`ctxenc_tf.baselines`). Measured on
+the hole and on the whole image, in the literature's conventions (images in ``[0, 1]``):
+
+* L1 (%): mean absolute error x 100, L2 (%): mean squared error x 100 (as in Pathak et
+  al. 2016, Table 1),
+* PSNR (dB): per-image PSNR with peak 1, averaged over images,
+* SSIM: 11x11 Gaussian windows (``tf.image.ssim``'s), averaged over the windows centred
+  in the region, then over images.
+
+Writes to ``--out``: ``metrics.md`` (table), ``metrics.json`` (means, standard deviations
+and the run's provenance), ``per_image.csv`` and ``worst_best.png`` (the cases with the
+lowest and highest hole PSNR of the model, next to the baselines).
+"""
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from ctxenc_tf.config import Config
+from ctxenc_tf.data import pipeline, screening, sources
+from ctxenc_tf.errors import ConfigError, DataError
+from ctxenc_tf.inference import baselines
+from ctxenc_tf.model import masks, metrics
+from ctxenc_tf.utils import atomic
+from ctxenc_tf.utils.pixels import signed_to_uint8
+
+SPLITS = ("test", "val", "train", "all")
+
+REGIONS = ("hole", "image")
+
+METRICS = (("l1_pct", "L1 (%)", "{:.2f}"), ("l2_pct", "L2 (%)", "{:.2f}"),
+           ("psnr_db", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"))
+
+METHOD_NAMES = {"model": "context encoder", "mean": "mean-colour fill", "telea": "Telea (OpenCV)"}
+
+
+def list_files(data_dir: str, split: str, config: Config) -> tuple:
+    """``(files, description)`` to evaluate. CelebA: its official ``split``. A folder:
+    ``all`` its images, or ``train`` / ``val`` as the model's training run split it (its
+    seed and ``val_fraction``). Raises :class:`DataError`."""
+    if not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: data directory does not exist")
+    if sources.celeba_layout(data_dir):
+        if split == "all":
+            raise DataError("--split all: CelebA has train, val and test splits")
+        return sources.list_celeba(data_dir, split), f"CelebA {split} split"
+    if split == "test":
+        raise DataError(f"--split test: {data_dir} is a plain folder (no CelebA partition "
+                             "file); use --split all, or val/train for the training run's split")
+    if split == "all":
+        files = sources.list_image_folder(data_dir)
+        if not files:
+            raise DataError(f"{data_dir}: no image files ({', '.join(screening.IMAGE_EXTENSIONS)})")
+        return files, "all images of the folder"
+    chosen = sources.find_split(config.replace(data_dir=data_dir, train_limit=0, val_limit=0))
+    files = chosen.val if split == "val" else chosen.train
+    return files, (f"{split} split of the folder (seed {config.seed}, "
+                   f"val_fraction {config.val_fraction}, as train.py splits it)")
+
+
+def eval_dataset(files, config: Config, batch_size: int):
+    """Batches of ``(paths, images, masks)``: ``paths`` ``[B]`` string, ``images``
+    ``[B, S, S, 3]`` float32 in ``[0, 1]``, ``masks`` ``[B, S, S, 1]`` in ``{0, 1}``.
+
+    The i-th file always gets the same mask (stateless seed ``(config.seed, i)``); files
+    that fail to decode are dropped with their path, so rows never shift.
+    """
+    s = config.image_size
+
+    def load(path, index):
+        image = (pipeline.load_image(path, s) + 1.0) / 2.0
+        seed = tf.stack([tf.constant(config.seed, tf.int32), tf.cast(index, tf.int32)])
+        return path, image, masks.make_mask(config.mask_type, s, config.hole_size, seed)
+
+    ds = tf.data.Dataset.from_tensor_slices((list(files), tf.range(len(files))))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def measure(filled, target, region) -> dict:
+    """Per-image metrics of ``filled`` against ``target`` (``[N, S, S, 3]`` float32 in
+    ``[0, 1]``) on ``region`` (``[N, S, S, 1]`` in ``{0, 1}``): ``{name: [N] float}`` with
+    ``l1_pct``, ``l2_pct`` (x 100), ``psnr_db`` and ``ssim``."""
+    x, y = np.asarray(filled) * 2.0 - 1.0, np.asarray(target) * 2.0 - 1.0  # metrics take [-1, 1]
+    return {"l1_pct": 100.0 * np.asarray(metrics.masked_l1(x, y, region)),
+            "l2_pct": 100.0 * np.asarray(metrics.masked_mse(x, y, region)),
+            "psnr_db": np.asarray(metrics.masked_psnr(x, y, region)),
+            "ssim": np.asarray(metrics.masked_ssim(x, y, region))}
+
+
+def fill_all(runner, images, hole, hidden, methods) -> dict:
+    """``{method: filled [N, S, S, 3] in [0, 1]}``: the model given ``hole``, each baseline
+    in ``methods`` given the ``hidden`` part of it (both ``[N, S, S, 1]`` in ``{0, 1}``)."""
+    out = {"model": runner.inpaint(images, hole)[0]}
+    for name in methods:
+        out[name] = baselines.BASELINES[name](images, hidden)
+    return out
+
+
+def summarise(rows, methods) -> dict:
+    """``{method: {region: {metric: {"mean", "std"}}}}`` over the per-image ``rows``."""
+    summary = {}
+    for method in methods:
+        summary[method] = {
+            region: {key: {"mean": float(np.mean([r[f"{method}/{region}/{key}"] for r in rows])),
+                           "std": float(np.std([r[f"{method}/{region}/{key}"] for r in rows]))}
+                     for key, _, _ in METRICS}
+            for region in REGIONS}
+    return summary
+
+
+def markdown_table(summary: dict) -> str:
+    """The summary as a Markdown table: one row per method and region."""
+    lines = ["| method | region | " + " | ".join(title for _, title, _ in METRICS) + " |",
+             "|---|---|" + "---:|" * len(METRICS)]
+    for method, regions in summary.items():
+        for region, values in regions.items():
+            cells = [fmt.format(values[key]["mean"]) for key, _, fmt in METRICS]
+            lines.append(f"| {METHOD_NAMES[method]} | {region} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+class Extremes:
+    """Keeps the ``count`` lowest- and highest-scoring cases seen so far with their tiles."""
+
+    def __init__(self, count: int):
+        self.count, self.cases = count, []
+
+    def add(self, score: float, label: str, tiles: list):
+        self.cases.append((score, label, tiles))
+        if len(self.cases) > 2 * self.count:
+            self.cases.sort(key=lambda c: c[0])
+            self.cases = self.cases[:self.count] + self.cases[-self.count:]
+
+    def worst_and_best(self):
+        """``(worst, best)`` lists of ``(score, label, tiles)``, worst first / best first."""
+        ordered = sorted(self.cases, key=lambda c: c[0])
+        n = min(self.count, len(ordered) // 2) if len(ordered) > 1 else len(ordered)
+        return ordered[:n], ordered[::-1][:n]
+
+
+def grid_png(worst, best, columns) -> bytes:
+    """PNG: a header of column names, then the worst rows and the best rows, each row
+    labelled with its rank and hole PSNR; tiles ``[S, S, 3]`` uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = [(f"worst {i + 1}", s, t) for i, (s, _, t) in enumerate(worst)]
+    rows += [(f"best {i + 1}", s, t) for i, (s, _, t) in enumerate(best)]
+    s = rows[0][2][0].shape[0]
+    label_w, header_h, gap = 84, 22, 6
+    height = header_h + len(rows) * s + (gap if worst and best else 0)
+    canvas = Image.new("RGB", (label_w + len(columns) * s, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=12)
+    for j, name in enumerate(columns):
+        draw.text((label_w + j * s + 4, 4), name, fill="black", font=font)
+    y = header_h
+    for i, (label, score, tiles) in enumerate(rows):
+        if i == len(worst) and worst:
+            y += gap
+        draw.text((4, y + s // 2 - 14), f"{label}\n{score:.1f} dB", fill="black", font=font)
+        for j, tile in enumerate(tiles):
+            canvas.paste(Image.fromarray(tile), (label_w + j * s, y))
+        y += s
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def evaluation_config(config: Config, mask_type) -> Config:
+    """The model's config with the holes to evaluate on; a centre model only takes centre
+    holes. Raises :class:`ConfigError`."""
+    if mask_type is None or mask_type == config.mask_type:
+        return config
+    if not config.predicts_full_image:
+        raise ConfigError(f"--mask-type={mask_type}: the model was trained with centre holes "
+                          "and predicts only the centre")
+    return config.replace(mask_type=mask_type)
+
+
+def run_evaluation(runner, config: Config, files, data_dir: str, args) -> tuple:
+    """Fill and measure every file. Returns ``(rows, extremes, seconds)``: one dict of
+    numbers per decoded image (``file`` relative to ``data_dir``, then
+    ``method/region/metric``), the :class:`Extremes` by model hole PSNR, the time taken."""
+    from tqdm import tqdm
+
+    methods = ["model"] + args.baselines
+    fill = np.asarray(config.fill_value or (0.0, 0.0, 0.0), np.float32) / 2.0 + 0.5
+    rows, extremes, started = [], Extremes(args.grid_count), time.monotonic()
+    bar = tqdm(total=len(files), unit="image", disable=args.quiet or None, file=sys.stderr)
+    for paths, images, hole in eval_dataset(files, config, args.batch_size):
+        images, hole = images.numpy(), hole.numpy()
+        hidden = masks.hidden_region(hole, config.overlap).numpy()
+        filled = fill_all(runner, images, hole, hidden, args.baselines)
+        scores = {(m, region): measure(filled[m], images, region_mask)
+                  for m in methods
+                  for region, region_mask in (("hole", hole), ("image", np.ones_like(hole)))}
+        masked = images * (1.0 - hidden) + fill * hidden  # what the network sees
+        for i, path in enumerate(paths.numpy()):
+            row = {"file": os.path.relpath(path.decode(), data_dir)}
+            row.update({f"{m}/{r}/{k}": float(v[k][i]) for (m, r), v in scores.items() for k in v})
+            rows.append(row)
+            tiles = [masked[i]] + [filled[m][i] for m in methods] + [images[i]]
+            extremes.add(row["model/hole/psnr_db"], row["file"],
+                         list(signed_to_uint8(np.stack(tiles) * 2.0 - 1.0).numpy()))
+        bar.update(len(images))
+    bar.close()
+    return rows, extremes, time.monotonic() - started
+
+
+def write_outputs(out_dir: str, report: dict, rows, extremes, columns) -> str:
+    """Write ``metrics.md``, ``metrics.json`` (``report`` plus the summary and the extreme
+    cases), ``per_image.csv`` and ``worst_best.png`` atomically. Returns the table."""
+    summary = summarise(rows, ["model"] + report["baselines"])
+    table = markdown_table(summary)
+    worst, best = extremes.worst_and_best()
+    c = Config.from_dict(report["config"])
+    heading = (f"Evaluation of `{report['model']}` ({report['model_kind']}) on "
+               f"{report['images']} images: {report['split_description']} of "
+               f"`{report['data_dir']}`. {c.image_size}x{c.image_size} images, {c.mask_type} "
+               f"hole {c.hole_size}x{c.hole_size} (overlap {c.overlap}). Images in [0, 1]; "
+               "L1/L2 = mean absolute/squared error x 100; PSNR and SSIM averaged per image.")
+    atomic.write_bytes(os.path.join(out_dir, "metrics.md"), f"{heading}\n\n{table}\n".encode())
+    report = {**report, "metrics": summary,
+              "worst": [{"file": f, "hole_psnr_db": p} for p, f, _ in worst],
+              "best": [{"file": f, "hole_psnr_db": p} for p, f, _ in best]}
+    atomic.write_bytes(os.path.join(out_dir, "metrics.json"), json.dumps(report, indent=2).encode())
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_bytes(os.path.join(out_dir, "per_image.csv"), buffer.getvalue().encode())
+    atomic.write_bytes(os.path.join(out_dir, "worst_best.png"), grid_png(worst, best, columns))
+    return table

@@ -1,0 +1,275 @@
+"""    python -m ctxenc_tf inpaint --model runs/faces128/best.keras photo.jpg photos/ --out filled/
+
+The model (a ``.keras`` checkpoint, a SavedModel or a ``.tflite`` file) sees a square
+window of the photo resized to its input size: by default the photo's central square
+with the model's centre hole; with ``--mask`` (white = hole, for models trained with
+random masks) a square around the drawn hole. The prediction is scaled back to the
+photo's resolution and blended into the hole only: every pixel outside the hole keeps
+its exact value. Photos of any size and mode (RGB, RGBA, grayscale, palette, CMYK) are
+accepted, EXIF rotation is applied, alpha is kept untouched and grayscale stays
+grayscale. Outputs are PNG (lossless), written atomically as ``OUT/<name>_filled.png``
+(and ``OUT/<name>_side_by_side.png`` with ``--side-by-side``).
+"""
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ctxenc_tf.config import Config
+from ctxenc_tf.data import pipeline
+from ctxenc_tf.errors import DataError
+from ctxenc_tf.model import masks
+
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's "L"
+
+SIDE_BY_SIDE_MAX_HEIGHT = 1024
+
+_AS_RGB = {"1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
+           "PA": "RGBA", "RGBa": "RGBA", "La": "LA", "RGBX": "RGB"}
+
+
+class PhotoError(DataError):
+    """A photo or mask cannot be used; the message says why (and names ``--mask`` for the
+    mask). For one photo among many the run goes on; for ``--mask`` it stops."""
+
+
+@dataclass
+class Photo:
+    """A decoded photo: ``rgb`` ``[H, W, 3]`` uint8 (gray replicated for grayscale),
+    ``alpha`` ``[H, W]`` uint8 or ``None``, and the PNG ``mode`` to write back."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    mode: str
+    icc_profile: bytes | None = None
+
+
+@dataclass
+class Job:
+    """One photo prepared for the model: the square ``window`` (top, left, side) the model
+    sees, the photo-space ``hole`` ``[H, W]`` bool, and the model inputs ``image``
+    ``[S, S, 3]`` float32 in ``[0, 1]`` and ``mask`` ``[S, S, 1]`` float32 in ``{0, 1}``."""
+
+    photo: Photo
+    hole: np.ndarray
+    window: tuple
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def _open(path: str) -> Image.Image:
+    """Open and fully decode an image file with EXIF orientation applied."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise PhotoError(f"cannot read image ({str(e) or type(e).__name__})") from e
+
+
+def read_photo(path: str) -> Photo:
+    """Decode ``path`` (JPEG/PNG/GIF/BMP/WebP/TIFF..., EXIF-rotated upright).
+
+    RGB/RGBA/L/LA are kept as they are; palette, 1-bit, CMYK and similar modes are
+    converted to the nearest of those four. 16-bit and float images raise
+    :class:`PhotoError` (writing them back as 8 bit would change pixels outside the hole).
+    """
+    img = _open(path)
+    with open(path, "rb") as f:  # Pillow reads 16-bit RGB(A) PNGs as 8-bit without a word
+        head = f.read(25)
+    if head.startswith(b"\x89PNG") and len(head) == 25 and head[24] == 16:
+        raise PhotoError("16-bit PNG images are not supported; convert to 8-bit first")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode in _AS_RGB:
+        img = img.convert(_AS_RGB[img.mode])
+    if img.mode not in ("RGB", "RGBA", "L", "LA"):
+        raise PhotoError(f"{img.mode} images (16-bit or float) are not supported; "
+                         "convert to 8-bit first")
+    pixels = np.asarray(img)
+    if img.mode in ("L", "LA"):
+        gray = pixels if img.mode == "L" else pixels[..., 0]
+        rgb = np.repeat(gray[..., None], 3, axis=-1)
+        alpha = pixels[..., 1] if img.mode == "LA" else None
+    else:
+        rgb, alpha = pixels[..., :3], (pixels[..., 3] if img.mode == "RGBA" else None)
+    return Photo(np.ascontiguousarray(rgb), alpha, img.mode, img.info.get("icc_profile"))
+
+
+def read_mask(path: str) -> np.ndarray:
+    """A user-drawn mask file -> ``[H, W]`` bool, True = hole: white (>= 128) on black,
+    or, for images with transparency, the opaque strokes. EXIF rotation is applied.
+    Raises :class:`PhotoError` naming ``--mask`` and ``path``."""
+    try:
+        img = _open(path)
+    except PhotoError as e:
+        raise PhotoError(f"--mask {path}: {e}") from e
+    hole = np.asarray(img.convert("L")) >= 128
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        alpha = np.asarray(img.convert("RGBA"))[..., 3]
+        if alpha.min() < 255:
+            hole = alpha >= 128
+    if not hole.any():
+        raise PhotoError(f"--mask {path}: mask has no hole (no white or opaque pixel)")
+    return hole
+
+
+def fit_mask(hole: np.ndarray, shape, mask_path: str) -> np.ndarray:
+    """``hole`` scaled (nearest neighbour) to a photo of ``shape`` ``(H, W)`` when the
+    aspect ratios agree within 1%; :class:`PhotoError` otherwise."""
+    if hole.shape == tuple(shape):
+        return hole
+    (mh, mw), (h, w) = hole.shape, shape
+    if abs(mw / mh - w / h) > 0.01 * (w / h):
+        raise PhotoError(f"the mask {mask_path} is {mw}x{mh} but the photo is {w}x{h} "
+                         "(different aspect ratio)")
+    scaled = Image.fromarray(hole.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)
+    return np.asarray(scaled) >= 128
+
+
+def centre_window(shape) -> tuple:
+    """The photo's central square ``(top, left, side)`` for a photo of ``shape`` ``(H, W)``."""
+    h, w = shape
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side
+
+
+def bounds(hole: np.ndarray) -> tuple:
+    """Bounding box ``(top, bottom, left, right)`` (ends exclusive) of a non-empty
+    ``[H, W]`` bool hole."""
+    rows, cols = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def window_around(hole: np.ndarray, image_size: int) -> tuple:
+    """A square ``(top, left, side)`` inside the photo holding the whole ``hole`` with
+    about as much context again around it (the proportions the models train on), at
+    least ``image_size`` pixels when the photo allows. Raises :class:`PhotoError` when
+    the hole does not fit in any square of the photo."""
+    h, w = hole.shape
+    y0, y1, x0, x1 = bounds(hole)
+    extent = max(y1 - y0, x1 - x0)
+    if y1 - y0 > min(h, w) or x1 - x0 > min(h, w):
+        raise PhotoError(f"the hole ({x1 - x0}x{y1 - y0}) does not fit in a square of the "
+                         f"{w}x{h} photo")
+    side = int(min(min(h, w), max(2 * extent, image_size)))
+    top = int(np.clip((y0 + y1) // 2 - side // 2, 0, h - side))
+    left = int(np.clip((x0 + x1) // 2 - side // 2, 0, w - side))
+    return top, left, side
+
+
+def centre_hole(shape, window, config: Config) -> np.ndarray:
+    """The model's centre hole mapped into the photo's ``window``: ``[H, W]`` bool."""
+    top, left, side = window
+    scale = side / config.image_size
+    a = int(round(config.hole_offset * scale))
+    b = int(round((config.hole_offset + config.hole_size) * scale))
+    hole = np.zeros(shape, bool)
+    hole[top + a:top + b, left + a:left + b] = True
+    if not hole.any():
+        raise PhotoError(f"{shape[1]}x{shape[0]} pixels is too small to hold a hole")
+    return hole
+
+
+def _resize_channels(values: np.ndarray, size, box=None) -> np.ndarray:
+    """Bilinear (antialiased when shrinking) resize of ``[h, w, C]`` float32 to ``size``
+    ``(width, height)``, optionally of the source ``box`` ``(x0, y0, x1, y1)`` only."""
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(values[..., c], np.float32))
+                                .resize(size, Image.BILINEAR, box=box))
+                     for c in range(values.shape[-1])], axis=-1)
+
+
+def prepare(photo: Photo, config: Config, hole: np.ndarray | None = None) -> Job:
+    """Cut the model's input out of ``photo``: the central square and centre hole by
+    default, or a square around the user's ``hole`` (``[H, W]`` bool)."""
+    s = config.image_size
+    shape = photo.rgb.shape[:2]
+    if hole is None:
+        window = centre_window(shape)
+        hole = centre_hole(shape, window, config)
+        mask = masks.center_mask(s, config.hole_size).numpy()
+    else:
+        window = window_around(hole, s)
+        top, left, side = window
+        cover = _resize_channels(hole[top:top + side, left:left + side, None].astype(np.float32),
+                                 (s, s))
+        mask = (cover > 0).astype(np.float32)  # every model pixel touching the hole
+    top, left, side = window
+    crop = photo.rgb[top:top + side, left:left + side]
+    image = (pipeline.square_resize(crop, s).numpy() + 1.0) / 2.0
+    return Job(photo, hole, window, image.astype(np.float32), mask.astype(np.float32))
+
+
+def finish(job: Job, completed: np.ndarray, prediction: np.ndarray, config: Config) -> np.ndarray:
+    """Blend the model output into the photo at its own resolution.
+
+    ``completed`` ``[S, S, 3]`` and ``prediction`` ``[O, O, 3]`` in ``[0, 1]`` (one
+    :meth:`Runner.inpaint` result). The prediction and its blend weights (1 on the
+    hidden core, a linear ramp over the overlap ring, see :func:`masks.blend_alpha`) are
+    scaled to the photo and applied inside ``job.hole`` only. Returns ``[H, W, 3]`` uint8
+    equal to the photo everywhere outside the hole.
+    """
+    s = config.image_size
+    if config.predicts_full_image:
+        full = prediction
+    else:  # the centre prediction, padded with the model-resolution context
+        o, h = config.hole_offset, config.hole_size
+        full = completed.copy()
+        full[o:o + h, o:o + h] = prediction
+    alpha = masks.blend_alpha(job.mask[None], config.overlap).numpy()[0]
+    top, left, side = job.window
+    y0, y1, x0, x1 = bounds(job.hole)
+    scale = s / side
+    box = ((x0 - left) * scale, (y0 - top) * scale, (x1 - left) * scale, (y1 - top) * scale)
+    size = (int(x1 - x0), int(y1 - y0))
+    fill = _resize_channels(full, size, box) * 255.0
+    weight = _resize_channels(alpha, size, box)
+    inside = job.hole[y0:y1, x0:x1]
+    patch = job.photo.rgb[y0:y1, x0:x1].astype(np.float32)
+    blended = np.clip(np.rint(patch * (1.0 - weight) + fill * weight), 0, 255).astype(np.uint8)
+    out = job.photo.rgb.copy()
+    out[y0:y1, x0:x1][inside] = blended[inside]
+    return out
+
+
+def to_pixels(photo: Photo, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The array to save in ``photo.mode``: ``rgb`` ``[H, W, 3]`` uint8 as gray for L/LA
+    (hole pixels converted, every other pixel copied from the original), with the
+    original alpha channel appended for RGBA/LA."""
+    if photo.mode in ("L", "LA"):
+        gray = photo.rgb[..., 0].copy()
+        gray[hole] = np.clip(np.rint(rgb[hole].astype(np.float32) @ GRAY_WEIGHTS), 0, 255)
+        channels = [gray]
+    else:
+        channels = [rgb[..., c] for c in range(3)]
+    if photo.alpha is not None:
+        channels.append(photo.alpha)
+    return np.stack(channels, axis=-1) if len(channels) > 1 else channels[0]
+
+
+def encode_png(pixels: np.ndarray, icc_profile=None) -> bytes:
+    """``[H, W]`` or ``[H, W, C]`` uint8 -> PNG bytes (mode L, LA, RGB or RGBA)."""
+    buffer = io.BytesIO()
+    extra = {"icc_profile": icc_profile} if icc_profile else {}
+    Image.fromarray(pixels).save(buffer, format="PNG", **extra)
+    return buffer.getvalue()
+
+
+def side_by_side(photo: Photo, filled: np.ndarray, hole: np.ndarray, config: Config) -> np.ndarray:
+    """``[original | hole (the model's fill colour) | filled]`` as one RGB uint8 array,
+    each panel at most :data:`SIDE_BY_SIDE_MAX_HEIGHT` pixels high."""
+    fill = np.rint((np.asarray(config.fill_value or (0.0, 0.0, 0.0)) + 1.0) * 127.5).astype(np.uint8)
+    if photo.mode in ("L", "LA"):  # show what is written: the gray conversion
+        gray = to_pixels(Photo(photo.rgb, None, "L"), filled, hole)
+        filled = np.repeat(gray[..., None], 3, axis=-1)
+        fill = np.full(3, np.rint(fill @ GRAY_WEIGHTS), np.uint8)
+    masked = photo.rgb.copy()
+    masked[hole] = fill
+    panels = np.concatenate([photo.rgb, masked, filled], axis=1)
+    h, w = panels.shape[:2]
+    if h > SIDE_BY_SIDE_MAX_HEIGHT:
+        size = (max(1, round(w * SIDE_BY_SIDE_MAX_HEIGHT / h)), SIDE_BY_SIDE_MAX_HEIGHT)
+        panels = np.asarray(Image.fromarray(panels).resize(size, Image.LANCZOS))
+    return panels

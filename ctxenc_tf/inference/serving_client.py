@@ -1,0 +1,266 @@
+"""Client for the exported model running in TensorFlow Serving (REST or gRPC).
+
+``python -m ctxenc_tf serve-client photo.jpg --out completed.png`` sends a photo to
+``http://localhost:8501`` (REST, the image as ``{"b64": ...}`` JSON) or, with
+``--protocol grpc``, to ``localhost:8500`` (``tensorflow-serving-api`` PredictRequest) and
+saves the completed image.
+
+Requests are built from the signature the server reports (model metadata), not from
+constants: the input name, dtype and image size come from the ``SignatureDef``, so the
+same client works for any export and for ``serving_bytes`` (encoded photos, the default),
+``serving_uint8`` and ``serving_default`` (pixels decoded and resized here).
+"""
+
+import base64
+import io
+import json
+import os
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from PIL import Image
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from ctxenc_tf.data import pipeline, screening
+from ctxenc_tf.errors import DataError, ServingError
+from ctxenc_tf.utils.output_dir import unique_stems
+
+DEFAULT_PORTS = {"rest": 8501, "grpc": 8500}
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+IMAGE_OUTPUT = "completed"  # the pixel output of the image signatures (see export.py)
+
+
+def signature_map_from_json(metadata: dict) -> dict:
+    """The ``{name: SignatureDef}`` of a REST model-metadata response
+    (``GET /v1/models/<model>/metadata``, JSON of ``GetModelMetadataResponse``)."""
+    try:
+        packed = dict(metadata["metadata"]["signature_def"])
+    except (KeyError, TypeError) as e:
+        raise ServingError(f"model metadata without signature_def ({e})") from e
+    packed.pop("@type", None)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    json_format.ParseDict(packed, signature_map, ignore_unknown_fields=True)
+    return dict(signature_map.signature_def)
+
+
+def pick_signature(signatures: dict, name: str, model: str):
+    """``signatures[name]``, or :class:`ServingError` listing the ones served."""
+    if name not in signatures:
+        served = ", ".join(sorted(k for k in signatures if not k.startswith("__")))
+        raise ServingError(f"model '{model}' has no signature '{name}' (it serves: {served})")
+    return signatures[name]
+
+
+def image_input(signature) -> tuple:
+    """``(input_name, dtype_enum, image_size)`` of a signature taking one image batch:
+    a DT_STRING ``[N]`` input (encoded photos; size ``None``) or DT_UINT8/DT_FLOAT
+    ``[N, S, S, 3]``. Raises :class:`ServingError` for other signatures."""
+    if len(signature.inputs) != 1:
+        raise ServingError(f"signature takes inputs {sorted(signature.inputs)}; this client "
+                           "sends one image input (use serving_bytes, serving_uint8 or serving_default)")
+    name, info = next(iter(signature.inputs.items()))
+    dims = [d.size for d in info.tensor_shape.dim]
+    if info.dtype == types_pb2.DT_STRING and len(dims) == 1:
+        return name, info.dtype, None
+    if info.dtype in (types_pb2.DT_UINT8, types_pb2.DT_FLOAT) and len(dims) == 4 and dims[3] == 3:
+        return name, info.dtype, dims[1]
+    raise ServingError(f"input '{name}' is {types_pb2.DataType.Name(info.dtype)} {dims}, "
+                       "not encoded images [N] or pixels [N, S, S, 3]")
+
+
+def encode_inputs(photos: list, dtype: int, image_size) -> np.ndarray:
+    """Photos (encoded bytes) as the input tensor: ``[N]`` object array of bytes for
+    DT_STRING; else decoded, centre-square cropped and resized (:func:`pipeline.decode_image`)
+    to ``[N, S, S, 3]`` uint8 in ``[0, 255]`` or float32 in ``[0, 1]``."""
+    if dtype == types_pb2.DT_STRING:
+        return np.array(photos, dtype=object)
+    pixels = np.stack([(pipeline.decode_image(p, image_size).numpy() + 1.0) / 2.0 for p in photos])
+    if dtype == types_pb2.DT_UINT8:
+        return np.round(pixels * 255.0).astype(np.uint8)
+    return pixels.astype(np.float32)
+
+
+def completed_pngs(signature, outputs: dict) -> list:
+    """PNG bytes of each completed image in a response's ``outputs`` (``{name: array}``):
+    the signature's DT_STRING output as is, else its ``completed`` pixels encoded here."""
+    for name, info in signature.outputs.items():
+        if info.dtype == types_pb2.DT_STRING:
+            return [bytes(v) for v in outputs[name]]
+    if IMAGE_OUTPUT not in outputs:
+        raise ServingError(f"response has no '{IMAGE_OUTPUT}' output (got {sorted(outputs)})")
+    pixels = np.asarray(outputs[IMAGE_OUTPUT])
+    if pixels.dtype != np.uint8:
+        pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return [png_bytes(image) for image in pixels]
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """``[H, W, 3]`` uint8 -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def model_url(base_url: str, model: str, version=None) -> str:
+    """``<base>/v1/models/<model>[/versions/<version>]``."""
+    url = f"{base_url.rstrip('/')}/v1/models/{model}"
+    return url if version is None else f"{url}/versions/{version}"
+
+
+def rest_predict_body(signature_name: str, input_name: str, values: np.ndarray) -> dict:
+    """TF Serving REST predict request (columnar ``inputs`` format): encoded images as
+    ``{"b64": ...}`` objects, pixel tensors as nested lists."""
+    if values.dtype == object:
+        tensor = [{"b64": base64.b64encode(v).decode("ascii")} for v in values]
+    else:
+        tensor = values.tolist()
+    return {"signature_name": signature_name, "inputs": {input_name: tensor}}
+
+
+def decode_rest_json(body: bytes) -> dict:
+    """Parse a TF Serving REST response body (JSON; binary outputs, whose names end in
+    ``_bytes``, come as ``{"b64": ...}``)."""
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise ServingError(f"server sent invalid JSON ({e})") from e
+
+
+def rest_outputs(response: dict, signature) -> dict:
+    """``{output_name: np.ndarray}`` from a columnar REST predict response, dtypes taken
+    from the signature (strings as bytes, ``{"b64": ...}`` decoded)."""
+    if "outputs" not in response:
+        raise ServingError(f"unexpected REST response keys {sorted(response)}")
+    outputs = response["outputs"]
+    names = list(signature.outputs)
+    if not (isinstance(outputs, dict) and set(outputs) == set(names)):
+        outputs = {names[0]: outputs}  # one output: TF Serving drops the name
+    result = {}
+    for name, value in outputs.items():
+        info = signature.outputs[name]
+        if info.dtype == types_pb2.DT_STRING:
+            if not all(isinstance(v, dict) and "b64" in v for v in value):
+                raise ServingError(f"output '{name}' is not {{\"b64\": ...}} encoded; binary "
+                                   "outputs must be named '*_bytes' in the SavedModel")
+            result[name] = np.array([base64.b64decode(v["b64"]) for v in value], dtype=object)
+        else:
+            result[name] = np.asarray(value, np.uint8 if info.dtype == types_pb2.DT_UINT8 else np.float32)
+    return result
+
+
+def _rest_call(url: str, timeout: float, body: dict | None = None):
+    request = urllib.request.Request(
+        url, data=None if body is None else json.dumps(body).encode("ascii"),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return decode_rest_json(reply.read())
+    except urllib.error.HTTPError as e:
+        message = e.read().decode("utf-8", "replace")
+        try:
+            message = json.loads(message).get("error", message)
+        except (ValueError, AttributeError):
+            pass
+        message = " ".join(str(message).split())[:300]
+        if e.code == 404:
+            raise ServingError(f"{url}: model or version not found on the server ({message}); "
+                               "check --model and --version") from e
+        raise ServingError(f"{url}: HTTP {e.code}: {message}") from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ServingError(f"cannot reach TF Serving at {url} ({reason}); is the server running? "
+                           "(see serving/README.md)") from e
+
+
+def rest_complete(photos, base_url, model, signature_name, version=None, timeout=60.0) -> list:
+    """Complete ``photos`` (encoded bytes) through TF Serving's REST API; returns PNG bytes."""
+    url = model_url(base_url, model, version)
+    metadata = _rest_call(f"{url}/metadata", timeout)
+    signature = pick_signature(signature_map_from_json(metadata), signature_name, model)
+    input_name, dtype, size = image_input(signature)
+    body = rest_predict_body(signature_name, input_name, encode_inputs(photos, dtype, size))
+    response = _rest_call(f"{url}:predict", timeout, body)
+    return completed_pngs(signature, rest_outputs(response, signature))
+
+
+def grpc_predict_request(model, signature_name, input_name, values, dtype, version=None):
+    """``PredictRequest`` for one image input ``values`` of TF ``dtype`` (enum)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature_name
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    tensor = list(values) if values.dtype == object else values
+    request.inputs[input_name].CopyFrom(
+        tf.make_tensor_proto(tensor, dtype=tf.dtypes.as_dtype(dtype), shape=values.shape))
+    return request
+
+
+def grpc_outputs(response) -> dict:
+    """``{output_name: np.ndarray}`` of a ``PredictResponse`` (strings as bytes)."""
+    return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+
+
+def _grpc_error(e, target, model) -> ServingError:
+    code = e.code() if hasattr(e, "code") else None
+    detail = " ".join(str(e.details() if hasattr(e, "details") else e).split())[:300]
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ServingError(f"cannot reach TF Serving at {target} ({detail}); is the server "
+                            "running? (see serving/README.md)")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ServingError(f"{target}: model '{model}' not found ({detail})")
+    return ServingError(f"{target}: {code.name if code else 'error'}: {detail}")
+
+
+def grpc_complete(photos, target, model, signature_name, version=None, timeout=60.0) -> list:
+    """Complete ``photos`` (encoded bytes) through TF Serving's gRPC API at ``target``
+    (``host:port``); returns PNG bytes."""
+    options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = model
+        if version is not None:
+            request.model_spec.version.value = int(version)
+        try:
+            metadata = stub.GetModelMetadata(request, timeout=timeout)
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            metadata.metadata["signature_def"].Unpack(signature_map)
+            signature = pick_signature(dict(signature_map.signature_def), signature_name, model)
+            input_name, dtype, size = image_input(signature)
+            predict = grpc_predict_request(model, signature_name, input_name,
+                                           encode_inputs(photos, dtype, size), dtype, version)
+            response = stub.Predict(predict, timeout=timeout)
+        except grpc.RpcError as e:
+            raise _grpc_error(e, target, model) from e
+    return completed_pngs(signature, grpc_outputs(response))
+
+
+def read_photo(path: str) -> bytes:
+    """The bytes of an image file; :class:`DataError` naming it if unusable."""
+    reason = screening.screen_file(path)
+    if reason:
+        raise DataError(f"{path}: {reason}")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def output_paths(inputs: list, out: str) -> list:
+    """Where each completed image goes: ``out`` itself for one input and a ``.png``
+    ``out``; else ``out/<input name>_completed.png`` (repeated names numbered ``_2``, ...)."""
+    if len(inputs) == 1 and out.lower().endswith(".png"):
+        return [out]
+    stems = unique_stems([os.path.splitext(os.path.basename(p))[0] for p in inputs])
+    return [os.path.join(out, stem + "_completed.png") for stem in stems]

@@ -1,0 +1,1 @@
+"""The model: hole-filling layer, networks, masks, losses, metrics and the training model."""

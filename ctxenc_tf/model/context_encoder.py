@@ -1,0 +1,162 @@
+"""The context-encoder training model: a ``keras.Model`` with custom ``train_step`` and
+``test_step`` (as in the keras.io DCGAN example), driven by ``compile()`` and ``fit()``.
+
+Data: ``(images, masks)`` batches, images NHWC float32 in ``[-1, 1]``, masks
+``[N, S, S, 1]`` in ``{0, 1}`` (1 = hole).
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from ctxenc_tf import compat
+from ctxenc_tf.config import Config
+from ctxenc_tf.model import losses, masks, metrics
+from ctxenc_tf.model.networks import build_discriminator, build_generator
+from ctxenc_tf.model.precision import uses_loss_scaling
+
+METRIC_NAMES = ("g_loss", "d_loss", "rec_loss", "adv_loss", "psnr", "l1")
+
+
+def crop_to_output(x, config: Config):
+    """Cut the generator's output region out of a full ``[N, S, S, C]`` tensor: the
+    centre ``hole_size`` square for the centre model, the whole image otherwise."""
+    if config.predicts_full_image:
+        return x
+    o, h = config.hole_offset, config.hole_size
+    return x[:, o:o + h, o:o + h, :]
+
+
+def paste_prediction(images, prediction, mask, config: Config):
+    """Composite the prediction into the images: hidden core replaced, the overlap ring
+    blended linearly, context outside the hole untouched.
+
+    ``images`` ``[N, S, S, 3]``, ``prediction`` ``[N, O, O, 3]``, ``mask`` ``[N, S, S, 1]``;
+    all in ``[-1, 1]`` / ``{0, 1}``. Returns ``[N, S, S, 3]`` in ``[-1, 1]``.
+    """
+    images = ops.cast(images, "float32")
+    prediction = ops.cast(prediction, "float32")
+    if not config.predicts_full_image:
+        o, h, s = config.hole_offset, config.hole_size, config.image_size
+        prediction = ops.pad(prediction, [[0, 0], [o, s - h - o], [o, s - h - o], [0, 0]])
+    alpha = masks.blend_alpha(ops.cast(mask, "float32"), config.overlap)
+    return images * (1.0 - alpha) + prediction * alpha
+
+
+def _global_mean(per_example):
+    """Mean over the *global* batch of per-example values, for gradients: the per-replica
+    mean divided by the number of replicas (the optimiser sums across replicas)."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return ops.mean(per_example) / float(replicas)
+
+
+@keras.saving.register_keras_serializable(package="ctxenc_tf")
+class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
+    """Generator + discriminator trained jointly. ``compile(g_optimizer, d_optimizer)``."""
+
+    def __init__(self, config: Config | dict, generator=None, discriminator=None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config if isinstance(config, Config) else Config.from_dict(config)
+        self.generator = generator or build_generator(self.config)
+        self.discriminator = discriminator or (
+            build_discriminator(self.config) if self.config.uses_discriminator else None)
+        self.trackers = {n: keras.metrics.Mean(name=n) for n in METRIC_NAMES
+                         if self.discriminator is not None or n not in ("d_loss", "adv_loss")}
+        self.built = True  # both sub-models are built functional models
+
+    def call(self, inputs, training=False):
+        """``[images, masks]`` -> completed images ``[N, S, S, 3]`` in ``[-1, 1]``."""
+        images, mask = inputs
+        prediction = self.generator([images, mask], training=training)
+        return paste_prediction(images, prediction, mask, self.config)
+
+    def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
+        """Adam(lr, beta_1) for each network by default, the generator's lr x10 when mixing;
+        wrapped in ``LossScaleOptimizer`` under a float16 policy. Both optimisers' slot
+        variables (Adam moments, step counter) are created here, in the caller's strategy
+        scope: created lazily inside a distributed step they fail, and resuming loads state
+        into them. ``jit_compile`` defaults to ``config.jit_compile`` (XLA on by default);
+        other kwargs (``steps_per_execution``) go to ``keras.Model.compile``."""
+        c = self.config
+        kwargs.setdefault("jit_compile", c.jit_compile)  # as train.py does (Keras' "auto" leaves XLA off here)
+        super().compile(**kwargs)
+        g_optimizer = g_optimizer or keras.optimizers.Adam(c.g_learning_rate, beta_1=c.beta_1)
+        d_optimizer = d_optimizer or (
+            keras.optimizers.Adam(c.learning_rate, beta_1=c.beta_1) if self.discriminator else None)
+        if uses_loss_scaling():
+            g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
+            d_optimizer = d_optimizer and keras.optimizers.LossScaleOptimizer(d_optimizer)
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        for optimizer, network in ((g_optimizer, self.generator), (d_optimizer, self.discriminator)):
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(network.trainable_variables)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _step_values(self, images, mask, training):
+        c = self.config
+        prediction = self.generator([images, mask], training=training)
+        target = crop_to_output(images, c)
+        region = crop_to_output(mask, c)
+        weights = masks.loss_weights(region, c.overlap, c.overlap_weight)
+        rec = losses.reconstruction_loss(prediction, target, weights, region,
+                                         c.reconstruction_loss, c.mix_l1_fraction)
+        out = {"rec_loss": rec,
+               "psnr": metrics.masked_psnr(prediction, target, region),
+               "l1": metrics.masked_l1(prediction, target, region)}
+        g_loss = c.rec_weight * rec
+        if self.discriminator is not None:
+            real_logits = self.discriminator(target, training=training)
+            fake_logits = self.discriminator(prediction, training=training)
+            adv = losses.generator_adversarial_loss(fake_logits, c.adversarial_loss)
+            out["adv_loss"] = adv
+            out["d_loss"] = losses.discriminator_loss(real_logits, fake_logits,
+                                                      c.adversarial_loss)
+            g_loss = g_loss + c.adv_weight * adv
+        out["g_loss"] = g_loss
+        return out
+
+    def _update_trackers(self, values):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(values[name])
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        return compat.logs_for_workers(logs)
+
+    def train_step(self, data):
+        images, mask = data
+        g_vars = self.generator.trainable_variables
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            values = self._step_values(images, mask, training=True)
+            g_scaled = self.g_optimizer.scale_loss(_global_mean(values["g_loss"]))
+            if self.discriminator is not None:
+                d_scaled = self.d_optimizer.scale_loss(_global_mean(values["d_loss"]))
+        # Both networks step on the same forward pass, as in the original Torch code
+        # (its generator step reuses the discriminator output computed for the D step).
+        self.g_optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
+        if self.discriminator is not None:
+            d_vars = self.discriminator.trainable_variables
+            self.d_optimizer.apply(d_tape.gradient(d_scaled, d_vars), d_vars)
+        return self._update_trackers(values)
+
+    def test_step(self, data):
+        images, mask = data
+        return self._update_trackers(self._step_values(images, mask, training=False))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "config": self.config.to_dict(),
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": (keras.saving.serialize_keras_object(self.discriminator)
+                              if self.discriminator is not None else None),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        generator = keras.saving.deserialize_keras_object(config.pop("generator"))
+        disc = config.pop("discriminator")
+        discriminator = keras.saving.deserialize_keras_object(disc) if disc else None
+        return cls(config.pop("config"), generator, discriminator, **config)

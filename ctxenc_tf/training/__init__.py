@@ -1,0 +1,1 @@
+"""Training: the model.fit orchestration, callbacks, exact resume, strategies."""

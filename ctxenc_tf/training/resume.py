@@ -1,0 +1,210 @@
+"""Resumable training state in ``output_dir/backup``: generator and discriminator weights
+(with batch-norm statistics), both Adam optimisers, the epoch and the step inside it,
+the best monitored value and the running epoch metrics.
+
+Written atomically after every epoch (and every ``backup_steps`` steps): the weights go
+to a new ``state-eEEEE-sSSSSSS.weights.h5`` (temp file + rename), then ``state.json``,
+which names it, is replaced (temp file + rename), then older weight files are removed. A
+kill at any moment leaves a ``state.json`` that names a complete weights file. Together
+with the input pipeline, whose batches are a pure function of ``(seed, epoch, step)``
+(:func:`ctxenc_tf.pipeline.training_batches`), rerunning the same command continues exactly
+where the last state was written.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from ctxenc_tf.config import Config
+from ctxenc_tf.errors import ConfigError, TrainingError, one_line
+from ctxenc_tf.training.callbacks import scalar
+from ctxenc_tf.utils import atomic
+
+STATE_FILE = "state.json"
+
+# Settings that may differ between the interrupted run and the rerun that resumes it;
+# any other difference (architecture, data, seed, batch size, ...) is refused.
+MAY_CHANGE = ("epochs", "backup_steps", "learning_rate", "g_lr_multiplier", "beta_1", "cache",
+              "strategy", "jit_compile", "steps_per_execution", "output_dir", "fill_value", "notes")
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Where a run stands: ``epoch`` epochs completed plus ``step`` steps of the next one."""
+
+    epoch: int
+    step: int
+    weights: str  # file name inside the backup directory
+    best: float  # best monitored value so far (``inf`` if none)
+    trackers: dict  # metric name -> variable values of the running epoch mean
+    config: dict
+
+    def describe(self) -> str:
+        """Human-readable position, e.g. ``epoch 3, step 40`` (1-based epoch)."""
+        return f"epoch {self.epoch + 1}, step {self.step}" if self.step else f"the end of epoch {self.epoch}"
+
+
+def optimizers(model) -> list:
+    """The model's optimisers (``g_optimizer`` and, with a discriminator, ``d_optimizer``)."""
+    return [opt for opt in (model.g_optimizer, model.d_optimizer) if opt is not None]
+
+
+def state_variables(model) -> list:
+    """Every variable a saved state holds: weights, batch-norm statistics, optimiser slots."""
+    return list(model.weights) + [v for opt in optimizers(model) for v in opt.variables]
+
+
+def state_bytes(model) -> int:
+    """Bytes of one saved state: every model and optimiser variable."""
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in state_variables(model))
+
+
+def all_finite(model) -> bool:
+    """Whether every weight, batch-norm statistic and optimiser slot is finite."""
+    return all(np.isfinite(np.asarray(v)).all() for v in state_variables(model)
+               if np.dtype(v.dtype).kind == "f")
+
+
+def load_state(directory: str, config: Config) -> TrainingState | None:
+    """The saved state in ``directory``, or ``None`` if there is none.
+
+    Raises :class:`ConfigError` (one line) if the state is unreadable, its weights file is
+    missing, or it was written by a run whose settings differ outside :data:`MAY_CHANGE`.
+    """
+    path = os.path.join(directory, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            state = TrainingState(**json.load(f))
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"{path}: unreadable resume state ({e}); use a new --output-dir") from e
+    if not os.path.isfile(os.path.join(directory, state.weights)):
+        raise ConfigError(f"{path}: names {state.weights}, which is missing; use a new --output-dir")
+    differ = differences(state.config, config)
+    if differ:
+        raise ConfigError(f"{config.output_dir} holds a run with other settings ({', '.join(differ)}); "
+                          "rerun with the same flags to resume it, or use a new --output-dir")
+    return state
+
+
+def _changes(old: dict, config: Config, keys) -> list:
+    """``'--flag old -> new'`` for each of ``keys`` whose value in ``config`` differs from
+    the config dict ``old`` of an earlier run."""
+    new = config.to_dict()
+    return [f"--{k.replace('_', '-')} {old.get(k)!r} -> {new[k]!r}" for k in keys if old.get(k) != new[k]]
+
+
+def differences(old: dict, config: Config) -> list:
+    """The changes (see :func:`_changes`) outside :data:`MAY_CHANGE`: a run cannot go on."""
+    return _changes(old, config, [k for k in config.to_dict() if k not in MAY_CHANGE])
+
+
+def changed_settings(state: TrainingState, config: Config) -> list:
+    """The changes (see :func:`_changes`) in :data:`MAY_CHANGE` settings, to report."""
+    return _changes(state.config, config, [k for k in MAY_CHANGE if k not in ("output_dir", "notes")])
+
+
+def restore(model, directory: str, state: TrainingState) -> None:
+    """Load ``state``'s weights and optimiser state into the compiled ``model``, then set
+    the learning rates from the model's (possibly changed) config. Raises
+    :class:`ConfigError` if any of it does not fit (nothing is skipped silently)."""
+    path = os.path.join(directory, state.weights)
+    try:
+        with warnings.catch_warnings():  # Keras only warns when it skips an optimiser's state
+            warnings.filterwarnings("error", "Skipping variable loading", UserWarning)
+            model.load_weights(path)
+    except (UserWarning, ValueError) as e:
+        raise ConfigError(f"{path}: the resume state does not fit this model ({one_line(e)}); "
+                          "use a new --output-dir") from e
+    model.g_optimizer.learning_rate.assign(model.config.g_learning_rate)
+    if model.d_optimizer is not None:
+        model.d_optimizer.learning_rate.assign(model.config.learning_rate)
+
+
+def save_state(model, directory: str, state: TrainingState) -> None:
+    """Write ``state`` (with ``model``'s weights) atomically; see the module docstring.
+    Raises :class:`TrainingError` naming the file if it cannot be written (the previous
+    state stays intact)."""
+    os.makedirs(directory, exist_ok=True)
+    weights = os.path.join(directory, state.weights)
+    try:
+        with atomic.atomic_path(weights, suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+        atomic.write_bytes(os.path.join(directory, STATE_FILE),
+                           json.dumps(dataclasses.asdict(state), indent=1).encode())
+    except OSError as e:
+        raise TrainingError(f"cannot write the resume state to {directory} ({e.strerror or e}); "
+                            "the previous state is intact") from e
+    for old in glob.glob(os.path.join(directory, "state-*.weights.h5")):
+        if os.path.basename(old) != state.weights:
+            os.remove(old)
+
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Save the :class:`TrainingState` after every completed epoch and, when ``every_steps``
+    > 0, every ``every_steps`` steps inside an epoch. An epoch cut short (time limit) is
+    saved as a mid-epoch state. Nothing is saved once a loss or a weight is NaN/inf, so the
+    last state on disk is always a good one.
+
+    ``resumed``: the state the run continues from; its epoch's running metrics are put back
+    so that epoch's logged averages match an uninterrupted run. ``best_checkpoint``: the
+    :class:`~ctxenc_tf.callbacks.BestCheckpoint` whose ``best`` is recorded in the state
+    (place this callback after it).
+    """
+
+    def __init__(self, directory: str, config: Config, steps_per_epoch: int, every_steps: int = 0,
+                 best_checkpoint=None, resumed: TrainingState | None = None):
+        super().__init__()
+        self.directory, self.config = directory, config
+        self.steps_per_epoch, self.every_steps = steps_per_epoch, every_steps
+        self.best_checkpoint, self.resumed = best_checkpoint, resumed
+        self.epoch, self.offset, self.steps_done = 0, 0, 0
+        self.last_saved = resumed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.offset = epoch, 0
+        r = self.resumed
+        if r is not None and r.step and epoch == r.epoch:
+            self.offset = r.step
+            for name, values in r.trackers.items():
+                for variable, value in zip(self.model.trackers[name].variables, values):
+                    variable.assign(value)
+        self.steps_done = self.offset
+        self.train_trackers = None
+
+    def on_test_begin(self, logs=None):
+        # fit's validation pass runs before on_epoch_end and resets the shared metric
+        # trackers: keep the training epoch's running means for a mid-epoch save.
+        self.train_trackers = self._tracker_values()
+
+    def _tracker_values(self):
+        return {name: [scalar(v) for v in t.variables] for name, t in self.model.trackers.items()}
+
+    def on_train_batch_end(self, batch, logs=None):
+        before, self.steps_done = self.steps_done, self.offset + batch + 1
+        every = self.every_steps
+        if every and self.steps_done < self.steps_per_epoch and self.steps_done // every > before // every:
+            self._save(self.epoch, self.steps_done, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.steps_done >= self.steps_per_epoch:
+            self._save(epoch + 1, 0, logs)
+        elif self.steps_done > 0:
+            self._save(epoch, self.steps_done, logs)
+
+    def _save(self, epoch, step, logs):
+        losses = [v for k, v in (logs or {}).items() if k.endswith("loss")]
+        if not all(np.isfinite(scalar(v)) for v in losses) or not all_finite(self.model):
+            return
+        best = self.best_checkpoint.best if self.best_checkpoint is not None else float("inf")
+        trackers = self.train_trackers or self._tracker_values()
+        state = TrainingState(epoch, step, f"state-e{epoch:04d}-s{step:06d}.weights.h5",
+                              float(best), trackers, self.config.to_dict())
+        save_state(self.model, self.directory, state)
+        self.last_saved = state

@@ -1,0 +1,126 @@
+"""The folder tree is the architecture: no import cycles, dependencies pointing one way
+(cli -> benchmark -> export -> inference/training -> data -> model -> config/utils/errors),
+no side effects on import, and the private framework hooks ``compat.py`` relies on still exist."""
+
+import ast
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+PACKAGE = os.path.join(REPO, "ctxenc_tf")
+# What each part may import besides itself; the rest of the package is off limits.
+ALLOWED = {
+    "errors": set(),
+    "config": {"errors", "utils"},
+    "utils": {"errors"},
+    "compat": set(),
+    "model": {"config", "errors", "utils", "compat"},
+    "data": {"config", "errors", "utils", "model"},
+    "training": {"config", "errors", "utils", "model", "data"},
+    "inference": {"config", "errors", "utils", "model", "data"},
+    "export": {"config", "errors", "utils", "model", "data", "inference"},
+    "benchmark": {"config", "errors", "utils", "model", "data", "inference", "export", "training"},
+    "cli": {"config", "errors", "utils", "model", "data", "inference", "export", "training", "benchmark"},
+}
+
+
+def _modules():
+    """``{dotted module name: set of ctxenc_tf modules it imports}`` (function-level too)."""
+    graph = {}
+    for root, _, names in os.walk(PACKAGE):
+        for name in names:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(root, name)
+            module = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+            imported = set()
+            for node in ast.walk(ast.parse(open(path).read())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ctxenc_tf"):
+                    for alias in node.names:  # "from ctxenc_tf.data import pipeline" names a module
+                        candidate = f"{node.module}.{alias.name}"
+                        sub = os.path.join(REPO, *candidate.split("."))
+                        imported.add(candidate if os.path.exists(sub + ".py") or os.path.isdir(sub) else node.module)
+                elif isinstance(node, ast.Import):
+                    imported |= {a.name for a in node.names if a.name.startswith("ctxenc_tf")}
+            graph[module] = imported
+    return graph
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "package"
+
+
+def test_no_import_cycles():
+    graph = _modules()
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for dep in graph.get(node, ()):
+            if dep == node or dep not in graph or _part(dep) == "package":
+                continue
+            if state.get(dep) == "open":
+                cycle = stack[stack.index(dep):] + [dep]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_dependencies_point_one_way():
+    wrong = []
+    for module, imported in sorted(_modules().items()):
+        part = _part(module)
+        if part not in ALLOWED:
+            continue
+        for dep in imported:
+            target = _part(dep)
+            if target not in (part, "package") and target not in ALLOWED[part]:
+                wrong.append(f"{module} imports {dep}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_part_is_known():
+    parts = {_part(m) for m in _modules()} - {"package", "__main__"}
+    assert parts <= set(ALLOWED), parts - set(ALLOWED)
+
+
+def test_importing_the_package_has_no_side_effects():
+    """No TensorFlow import, no change to file descriptor 2, no environment variable set."""
+    code = ("import os, sys; before = (os.fstat(2).st_ino, dict(os.environ)); import ctxenc_tf; "
+            "assert 'tensorflow' not in sys.modules; assert (os.fstat(2).st_ino, dict(os.environ)) == before")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)
+
+
+def test_private_hooks_used_by_compat_still_exist():
+    """compat.py overrides or calls these private APIs; if an upgrade renames them the
+    workaround silently stops working, so this test fails first."""
+    import keras
+    import tensorflow as tf
+
+    assert callable(getattr(keras.Model, "_maybe_symbolic_build", None))
+    from tensorflow.python.distribute.collective_all_reduce_strategy import CollectiveAllReduceExtended
+
+    assert issubclass(tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.Strategy)
+    assert callable(getattr(CollectiveAllReduceExtended, "_in_multi_worker_mode", None))
+
+
+def test_one_command_line_entry_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "ctxenc_tf", "--help"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    for command in ("train", "export", "inpaint", "evaluate", "bench", "serve-client"):
+        assert f"  {command} " in out
+    bad = subprocess.run([sys.executable, "-m", "ctxenc_tf", "nonsense"], cwd=REPO, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown command 'nonsense'")
+    assert len(bad.stderr.strip().splitlines()) == 1
