@@ -1,22 +1,6 @@
-"""Benchmarks, measured side by side in one run: ``python -m ctxenc_tf bench``.
-
-Prints one Markdown table with
-
-* the machine (CPU model and cores, GPUs, TF version) and its measured matmul peak
-  (chained ``N x N`` matmuls in the training compute dtype),
-* the model's FLOPs per image: generator and discriminator forward passes counted from
-  the layer shapes, and one training step (see :func:`train_flops_per_image`),
-* training throughput (images/s) of the model at the given global batch with XLA and
-  without, on synthetic in-memory batches (``model.fit``, the strategy ``train.py``
-  would pick), also as a fraction of the matmul peak,
-* input-pipeline throughput alone (images/s): JPEG decode + crop + resize + flip + mask
-  (:func:`ctxenc_tf.pipeline.training_batches`) and the same from prepared TFRecord shards,
-* inference latency for batch 1 and batch 64: Keras, the SavedModel ``serving_default``
-  signature and every TFLite variant (TFLite files have a batch of 1, so batch 64 is 64
-  invocations).
-
-``--quick`` runs a 32x32 toy model for a smoke test; its figures mean nothing.
-"""
+"""The benchmark's measurements (machine, matmul peak, FLOPs, training throughput, input
+pipeline, inference latency through the one model runner) and the table they fill. The
+command and what each row means are in :mod:`ctxenc_tf.cli.bench`."""
 
 import os
 import platform

@@ -94,7 +94,8 @@ def main(argv=None):
             and os.path.realpath(config.data_dir) == os.path.realpath(data_dir)):
         print("note: this is the model's training folder; --split val keeps to its held-out images")
 
-    rows, extremes, seconds = run_evaluation(runner, config, files, data_dir, args)
+    rows, extremes, seconds = run_evaluation(runner, config, files, data_dir, args.baselines, args.batch_size,
+                                            args.grid_count, args.quiet)
     if not rows:
         raise DataError(f"{data_dir}: none of the {len(files)} images could be decoded")
     report = {"model": args.model, "model_kind": runner.kind, "data_dir": data_dir,

@@ -1,22 +1,6 @@
-"""Evaluate a trained context encoder against two classical baselines.
-
-    python -m ctxenc_tf evaluate --model runs/celeba/best.keras --data-dir /data/celeba --out runs/eval
-
-For every image (CelebA's test split, or a folder) the model fills the hole (the centre
-hole for centre models, fixed seeded random holes otherwise), and so do the baselines
-(mean-colour fill, OpenCV Telea diffusion; see :mod:`ctxenc_tf.baselines`). Measured on
-the hole and on the whole image, in the literature's conventions (images in ``[0, 1]``):
-
-* L1 (%): mean absolute error x 100, L2 (%): mean squared error x 100 (as in Pathak et
-  al. 2016, Table 1),
-* PSNR (dB): per-image PSNR with peak 1, averaged over images,
-* SSIM: 11x11 Gaussian windows (``tf.image.ssim``'s), averaged over the windows centred
-  in the region, then over images.
-
-Writes to ``--out``: ``metrics.md`` (table), ``metrics.json`` (means, standard deviations
-and the run's provenance), ``per_image.csv`` and ``worst_best.png`` (the cases with the
-lowest and highest hole PSNR of the model, next to the baselines).
-"""
+"""Measuring a model against the mean-fill and Telea baselines on the same holes: per-image
+scores, summaries, the Markdown table and the worst/best grid. The command and the
+metric definitions are in :mod:`ctxenc_tf.cli.evaluate`."""
 
 import csv
 import io
@@ -190,20 +174,21 @@ def evaluation_config(config: Config, mask_type) -> Config:
     return config.replace(mask_type=mask_type)
 
 
-def run_evaluation(runner, config: Config, files, data_dir: str, args) -> tuple:
+def run_evaluation(runner, config: Config, files, data_dir: str, baseline_names=(), batch_size: int = 32,
+                   grid_count: int = 4, quiet: bool = False) -> tuple:
     """Fill and measure every file. Returns ``(rows, extremes, seconds)``: one dict of
     numbers per decoded image (``file`` relative to ``data_dir``, then
     ``method/region/metric``), the :class:`Extremes` by model hole PSNR, the time taken."""
     from tqdm import tqdm
 
-    methods = ["model"] + args.baselines
+    methods = ["model"] + list(baseline_names)
     fill = np.asarray(config.fill_value or (0.0, 0.0, 0.0), np.float32) / 2.0 + 0.5
-    rows, extremes, started = [], Extremes(args.grid_count), time.monotonic()
-    bar = tqdm(total=len(files), unit="image", disable=args.quiet or None, file=sys.stderr)
-    for paths, images, hole in eval_dataset(files, config, args.batch_size):
+    rows, extremes, started = [], Extremes(grid_count), time.monotonic()
+    bar = tqdm(total=len(files), unit="image", disable=quiet or None, file=sys.stderr)
+    for paths, images, hole in eval_dataset(files, config, batch_size):
         images, hole = images.numpy(), hole.numpy()
         hidden = masks.hidden_region(hole, config.overlap).numpy()
-        filled = fill_all(runner, images, hole, hidden, args.baselines)
+        filled = fill_all(runner, images, hole, hidden, baseline_names)
         scores = {(m, region): measure(filled[m], images, region_mask)
                   for m in methods
                   for region, region_mask in (("hole", hole), ("image", np.ones_like(hole)))}

@@ -1,15 +1,6 @@
-"""    python -m ctxenc_tf inpaint --model runs/faces128/best.keras photo.jpg photos/ --out filled/
-
-The model (a ``.keras`` checkpoint, a SavedModel or a ``.tflite`` file) sees a square
-window of the photo resized to its input size: by default the photo's central square
-with the model's centre hole; with ``--mask`` (white = hole, for models trained with
-random masks) a square around the drawn hole. The prediction is scaled back to the
-photo's resolution and blended into the hole only: every pixel outside the hole keeps
-its exact value. Photos of any size and mode (RGB, RGBA, grayscale, palette, CMYK) are
-accepted, EXIF rotation is applied, alpha is kept untouched and grayscale stays
-grayscale. Outputs are PNG (lossless), written atomically as ``OUT/<name>_filled.png``
-(and ``OUT/<name>_side_by_side.png`` with ``--side-by-side``).
-"""
+"""Photos in and out of the model: decoding any mode with EXIF rotation, the square window
+and hole the model sees, and blending its prediction back at the photo's own resolution
+so that every pixel outside the hole keeps its exact value."""
 
 import io
 from dataclasses import dataclass

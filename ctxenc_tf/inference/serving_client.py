@@ -1,15 +1,6 @@
-"""Client for the exported model running in TensorFlow Serving (REST or gRPC).
-
-``python -m ctxenc_tf serve-client photo.jpg --out completed.png`` sends a photo to
-``http://localhost:8501`` (REST, the image as ``{"b64": ...}`` JSON) or, with
-``--protocol grpc``, to ``localhost:8500`` (``tensorflow-serving-api`` PredictRequest) and
-saves the completed image.
-
-Requests are built from the signature the server reports (model metadata), not from
-constants: the input name, dtype and image size come from the ``SignatureDef``, so the
-same client works for any export and for ``serving_bytes`` (encoded photos, the default),
-``serving_uint8`` and ``serving_default`` (pixels decoded and resized here).
-"""
+"""Talking to TF Serving: requests built from the signature the server reports (REST JSON or
+gRPC ``PredictRequest``), replies read back to PNG bytes. The command is
+:mod:`ctxenc_tf.cli.serve_client`."""
 
 import base64
 import io
