@@ -28,7 +28,6 @@ from ctxenc_tf.model.precision import float32_generator
 
 SIGNATURE = "inpaint"
 SAVED_MODEL_BATCH = 32
-KINDS = ("keras", "saved_model", "tflite")
 
 
 def usable_cores() -> int:

@@ -17,7 +17,7 @@ import os
 import keras
 import tensorflow as tf
 
-from ctxenc_tf.errors import ConfigError
+from ctxenc_tf.errors import ConfigError, one_line
 
 
 def cluster_workers(tf_config: str | None = None) -> int:
@@ -80,7 +80,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as e:
-            raise ConfigError(f"--strategy=tpu: no TPU found ({str(e).splitlines()[0]})") from None
+            raise ConfigError(f"--strategy=tpu: no TPU found ({one_line(e)})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise ConfigError(f"--strategy={name!r}: unknown strategy")
 
