@@ -1,4 +1,14 @@
-"""One configuration dataclass shared by training, export, inference and evaluation.
+"""The settings of a context encoder, in two parts.
+
+:class:`ModelConfig` defines a model: geometry, architecture, losses and the hole's fill
+colour. Every ``.keras`` checkpoint and every export carries it; two checkpoints with
+equal model settings are interchangeable for inference, export and resuming.
+
+:class:`RunConfig` defines one training run of a model: where the data and outputs are,
+the schedule (epochs, batch, learning rates, seed) and performance settings (strategy,
+precision, XLA). It holds the :class:`ModelConfig` it trains as ``run.model``. A rerun
+that resumes may change any run setting it can honour (see
+:mod:`ctxenc_tf.training.resume`).
 
 Geometry (defaults are the paper's centre-region setup):
 
@@ -12,11 +22,13 @@ Geometry (defaults are the paper's centre-region setup):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass, field, fields
 
 from ctxenc_tf.errors import ConfigError
+from ctxenc_tf.utils import atomic
 
 MASK_TYPES = ("center", "random_square", "random_region")
 RECONSTRUCTION_LOSSES = ("l2", "l1", "mix")
@@ -42,9 +54,25 @@ def _opt(default, help, cli=True, factory=None):
     return field(default=default, metadata=meta)
 
 
+def _need(config, ok: bool, name: str, why: str) -> None:
+    """Raise :class:`ConfigError` naming the flag of ``name`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"--{name.replace('_', '-')}={getattr(config, name)!r}: {why}")
+
+
+def _check_keys(cls, d: dict, ignored=()) -> dict:
+    """``d`` without the ``ignored`` keys; other keys that are not fields of ``cls`` raise
+    :class:`ConfigError`."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known - set(ignored))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    return {k: v for k, v in d.items() if k in known}
+
+
 @dataclass
-class Config:
-    """All settings of a context-encoder run. Every command reads this one object."""
+class ModelConfig:
+    """What defines a model; stored in every checkpoint and export."""
 
     # geometry
     image_size: int = _opt(128, "side of the square input image in pixels (power of two)")
@@ -63,30 +91,10 @@ class Config:
     rec_weight: float = _opt(0.999, "weight of the reconstruction loss in the generator loss")
     adv_weight: float = _opt(0.001, "weight of the adversarial loss in the generator loss (0 = no GAN)")
     adversarial_loss: str = _opt("bce", f"adversarial loss: {', '.join(ADVERSARIAL_LOSSES)}")
-    # optimisers
-    learning_rate: float = _opt(2e-4, "Adam learning rate of the discriminator (and of the generator before the multiplier)")
-    g_lr_multiplier: float = _opt(10.0, "generator learning rate multiplier when adversarial and reconstruction losses are mixed")
-    beta_1: float = _opt(0.5, "Adam beta_1 of both optimisers")
-    # data
-    data_dir: str = _opt("", "CelebA root (img_align_celeba/ + list_eval_partition.txt) or any image folder; empty = bundled demo faces")
-    batch_size: int = _opt(64, "global batch size (split across replicas)")
-    epochs: int = _opt(25, "number of epochs")
-    train_limit: int = _opt(0, "use at most this many training images (0 = all)")
-    val_limit: int = _opt(0, "use at most this many validation images (0 = all)")
-    val_fraction: float = _opt(0.1, "fraction held out for validation when --data-dir is a plain folder")
     fill_value: tuple = _opt((), "RGB fill of the hidden hole in [-1, 1]; empty = measured dataset mean", cli=False)
-    seed: int = _opt(0, "seed for weights, shuffling, flips and masks")
-    cache: str = _opt("", "cache decoded images: '' (off), 'memory', or a file path prefix")
-    # output
-    output_dir: str = _opt("runs/default", "where checkpoints, logs and sample grids are written")
-    backup_steps: int = _opt(0, "also save the resume state every N training steps inside an epoch (0 = after every epoch only)")
-    # performance
-    strategy: str = _opt("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)}")
-    precision: str = _opt("float32", f"dtype policy: {', '.join(PRECISIONS)}")
-    jit_compile: bool = _opt(True, "compile train/test steps with XLA")
-    steps_per_execution: int = _opt(1, "training steps run per tf.function call")
-    # free-form provenance (e.g. which dataset trained the model)
-    notes: dict = _opt(None, "", cli=False, factory=dict)
+    # Provenance, not identity: the data settings of the run that trained the model
+    # (data_dir, seed, val_fraction), so evaluate can default to its held-out split.
+    trained_on: dict = _opt(None, "", cli=False, factory=dict)
 
     def __post_init__(self):
         self.fill_value = tuple(float(v) for v in self.fill_value)
@@ -109,33 +117,25 @@ class Config:
         return (self.image_size - self.hole_size) // 2
 
     @property
-    def g_learning_rate(self) -> float:
-        """Generator learning rate: ``learning_rate * g_lr_multiplier`` when the adversarial
-        and reconstruction terms are mixed (as in the original code), else ``learning_rate``."""
-        mixing = self.adv_weight > 0 and self.rec_weight > 0 and self.adversarial_loss != "none"
-        return self.learning_rate * (self.g_lr_multiplier if mixing else 1.0)
-
-    @property
     def uses_discriminator(self) -> bool:
         """Whether an adversarial term (and thus a discriminator) takes part in training."""
         return self.adversarial_loss != "none" and self.adv_weight > 0
 
-    # ---- validation -------------------------------------------------------
+    @property
+    def mixes_losses(self) -> bool:
+        """Whether the generator loss mixes an adversarial and a reconstruction term (the
+        original code then raises the generator's learning rate)."""
+        return self.uses_discriminator and self.rec_weight > 0
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first field whose value is out of range."""
-
-        def need(ok, name, why):
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')}={getattr(self, name)!r}: {why}")
-
+        need = functools.partial(_need, self)
         need(self.mask_type in MASK_TYPES, "mask_type", f"must be one of {MASK_TYPES}")
         need(self.reconstruction_loss in RECONSTRUCTION_LOSSES, "reconstruction_loss",
              f"must be one of {RECONSTRUCTION_LOSSES}")
         need(self.adversarial_loss in ADVERSARIAL_LOSSES, "adversarial_loss",
              f"must be one of {ADVERSARIAL_LOSSES}")
         need(self.discriminator in DISCRIMINATORS, "discriminator", f"must be one of {DISCRIMINATORS}")
-        need(self.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}")
-        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
         need(_is_power_of_two(self.image_size) and self.image_size >= 16, "image_size",
              "must be a power of two >= 16 (the encoder halves it down to 4x4)")
         need(_is_power_of_two(self.hole_size) and 8 <= self.hole_size < self.image_size, "hole_size",
@@ -148,6 +148,86 @@ class Config:
         need(0 <= self.mix_l1_fraction <= 1, "mix_l1_fraction", "must be in [0, 1]")
         need(self.rec_weight >= 0 and self.adv_weight >= 0 and self.rec_weight + self.adv_weight > 0,
              "rec_weight", "rec_weight and adv_weight must be >= 0 and not both 0")
+        need(len(self.fill_value) in (0, 3) and all(-1 <= v <= 1 for v in self.fill_value),
+             "fill_value", "must be empty (measure it) or three values in [-1, 1]")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict of every field."""
+        d = dataclasses.asdict(self)
+        d["fill_value"] = list(self.fill_value)
+        return d
+
+    def identity(self) -> dict:
+        """The settings that make two models interchangeable: :meth:`to_dict` without the
+        provenance."""
+        d = self.to_dict()
+        del d["trained_on"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`. Files of version 0.1 stored run settings beside the
+        model's; those keys are ignored. Other unknown keys raise :class:`ConfigError`."""
+        return cls(**_check_keys(cls, d, ignored=RUN_FIELDS + ("notes",)))
+
+    def replace(self, **changes) -> ModelConfig:
+        """Copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def save_json(self, path: str) -> None:
+        """Write the settings as JSON to ``path`` atomically (temp file + rename)."""
+        _save_json(self.to_dict(), path)
+
+
+@dataclass
+class RunConfig:
+    """One training run of ``model``: data, schedule, outputs and performance."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"cli": False})
+    # data
+    data_dir: str = _opt("", "CelebA root (img_align_celeba/ + list_eval_partition.txt) or any image folder; empty = bundled demo faces")
+    train_limit: int = _opt(0, "use at most this many training images (0 = all)")
+    val_limit: int = _opt(0, "use at most this many validation images (0 = all)")
+    val_fraction: float = _opt(0.1, "fraction held out for validation when --data-dir is a plain folder")
+    cache: str = _opt("", "cache decoded images: '' (off), 'memory', or a file path prefix")
+    # schedule
+    epochs: int = _opt(25, "number of epochs")
+    batch_size: int = _opt(64, "global batch size (split across replicas)")
+    seed: int = _opt(0, "seed for weights, shuffling, flips and masks")
+    learning_rate: float = _opt(2e-4, "Adam learning rate of the discriminator (and of the generator before the multiplier)")
+    g_lr_multiplier: float = _opt(10.0, "generator learning rate multiplier when adversarial and reconstruction losses are mixed")
+    beta_1: float = _opt(0.5, "Adam beta_1 of both optimisers")
+    # output
+    output_dir: str = _opt("runs/default", "where checkpoints, logs and sample grids are written")
+    backup_steps: int = _opt(0, "also save the resume state every N training steps inside an epoch (0 = after every epoch only)")
+    # performance
+    strategy: str = _opt("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)}")
+    precision: str = _opt("float32", f"dtype policy: {', '.join(PRECISIONS)}")
+    jit_compile: bool = _opt(True, "compile train/test steps with XLA")
+    steps_per_execution: int = _opt(1, "training steps run per tf.function call")
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        self.validate()
+
+    @classmethod
+    def create(cls, **settings) -> RunConfig:
+        """A run from flat settings: model fields go to ``model``, the rest to the run."""
+        model = {k: settings.pop(k) for k in list(settings) if k in MODEL_FIELDS}
+        return cls(model=ModelConfig(**model), **_check_keys(cls, settings))
+
+    @property
+    def g_learning_rate(self) -> float:
+        """Generator learning rate: ``learning_rate * g_lr_multiplier`` when the model mixes
+        adversarial and reconstruction terms (as in the original code), else ``learning_rate``."""
+        return self.learning_rate * (self.g_lr_multiplier if self.model.mixes_losses else 1.0)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first field whose value is out of range."""
+        need = functools.partial(_need, self)
+        need(self.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}")
+        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.g_lr_multiplier > 0, "g_lr_multiplier", "must be positive")
         need(0 <= self.beta_1 < 1, "beta_1", "must be in [0, 1)")
@@ -156,36 +236,50 @@ class Config:
         need(self.train_limit >= 0, "train_limit", "must be >= 0 (0 = no limit)")
         need(self.val_limit >= 0, "val_limit", "must be >= 0 (0 = no limit)")
         need(0 < self.val_fraction < 1, "val_fraction", "must be in (0, 1)")
-        need(len(self.fill_value) in (0, 3) and all(-1 <= v <= 1 for v in self.fill_value),
-             "fill_value", "must be empty (measure it) or three values in [-1, 1]")
         need(self.steps_per_execution > 0, "steps_per_execution", "must be positive")
         need(self.backup_steps >= 0, "backup_steps", "must be >= 0 (0 = after every epoch only)")
 
-    # ---- (de)serialisation -------------------------------------------------
     def to_dict(self) -> dict:
-        """Plain JSON-serialisable dict of every field."""
-        d = dataclasses.asdict(self)
-        d["fill_value"] = list(self.fill_value)
-        return d
+        """Plain JSON-serialisable dict: the run's fields and ``model``'s as a nested dict."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"},
+                "model": self.model.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
+    def from_dict(cls, d: dict) -> RunConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**d)
+        return cls(**_check_keys(cls, d))
 
-    def replace(self, **changes) -> "Config":
-        """Copy with some fields changed (validated)."""
+    def replace(self, **changes) -> RunConfig:
+        """Copy with some fields changed (validated); model fields go to ``model``."""
+        model = {k: changes.pop(k) for k in list(changes) if k in MODEL_FIELDS}
+        if model:
+            changes["model"] = self.model.replace(**model)
         return dataclasses.replace(self, **changes)
 
     def save_json(self, path: str) -> None:
-        """Write the config as JSON to ``path`` atomically (temp file + rename)."""
-        from ctxenc_tf.utils import atomic  # noqa: PLC0415 (config is imported before TensorFlow)
+        """Write the settings as JSON to ``path`` atomically (temp file + rename)."""
+        _save_json(self.to_dict(), path)
 
-        atomic.write_bytes(path, json.dumps(self.to_dict(), indent=2, sort_keys=True).encode())
+
+def training_data(model: ModelConfig, **changes) -> RunConfig:
+    """A :class:`RunConfig` with the data settings (``data_dir``, ``seed``, ``val_fraction``)
+    of the run that trained ``model``, as ``model.trained_on`` records them (defaults when
+    it does not), then ``changes``: to find that run's split again."""
+    recorded = {k: v for k, v in model.trained_on.items() if k in ("data_dir", "seed", "val_fraction")}
+    return RunConfig(model=model, **{**recorded, **changes})
+
+
+MODEL_FIELDS = tuple(f.name for f in fields(ModelConfig))
+RUN_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name != "model")
+
+
+def cli_fields():
+    """The dataclass fields that are command-line flags, model settings first."""
+    return [f for cls in (ModelConfig, RunConfig) for f in fields(cls) if f.metadata.get("cli")]
+
+
+def _save_json(d: dict, path: str) -> None:
+    atomic.write_bytes(path, json.dumps(d, indent=2, sort_keys=True).encode())
 
 
 def _is_power_of_two(n) -> bool:

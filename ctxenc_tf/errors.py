@@ -30,11 +30,12 @@ class ServingError(CtxencError, RuntimeError):
     """TF Serving cannot be reached or refused the request; the message says which."""
 
 
-def one_line(error: BaseException, limit: int = 200) -> str:
-    """The first non-empty line of ``error``'s message (its type name if it has none),
-    at most ``limit`` characters. ``OSError`` with a file name reads ``file: reason``."""
+def one_line(error: BaseException, limit: int = 200, last: bool = False) -> str:
+    """The first (``last``: the last) non-empty line of ``error``'s message (its type name
+    if it has none), at most ``limit`` characters. ``OSError`` with a file name reads
+    ``file: reason``. TensorFlow's decode errors put the cause on their last line."""
     if isinstance(error, OSError) and error.filename:
         return f"{error.filename}: {error.strerror or error}"
     message = getattr(error, "message", None) or str(error)  # TF errors keep theirs in .message
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:limit]
+    return (lines[-1 if last else 0] if lines else type(error).__name__)[:limit]

@@ -8,18 +8,23 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ctxenc_tf.config import Config  # noqa: E402
+from ctxenc_tf.config import ModelConfig, RunConfig  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACES = os.path.join(REPO, "ctxenc_tf", "assets", "faces")
 
 
-def tiny_config(**overrides) -> Config:
+def tiny_config(**overrides) -> RunConfig:
     """A 32x32 model small enough to train in seconds on a CPU."""
     values = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8,
                   disc_filters=8, batch_size=8, epochs=1, jit_compile=False, seed=0)
     values.update(overrides)
-    return Config(**values)
+    return RunConfig.create(**values)
+
+
+def tiny_model(**overrides) -> ModelConfig:
+    """The model settings of :func:`tiny_config`."""
+    return tiny_config(**overrides).model
 
 
 def write_images(directory, count, size=(40, 48), mode="RGB", seed=0, ext="jpg"):

@@ -60,7 +60,7 @@ import sys
 
 import pytest
 
-from conftest import FACES, REPO, tiny_config, write_images
+from conftest import FACES, REPO, tiny_config, tiny_model, write_images
 
 # id: (command, argv, substrings the error line must contain); {names} are filled from `paths`.
 CASES = {
@@ -149,14 +149,14 @@ def paths(tmp_path_factory):
         f.write("hello\n")
     p["photo"] = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
     p["good"] = str(root / "good.keras")
-    atomic.save_model(ContextEncoder(tiny_config(fill_value=(0.1, 0.0, -0.1))), p["good"])
+    atomic.save_model(ContextEncoder(tiny_model(fill_value=(0.1, 0.0, -0.1))), p["good"])
     p["foreign"] = str(root / "dense.keras")
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(p["foreign"])
     # The resume state of a run with another architecture (bottleneck 16) in old_run/.
     backup = os.path.join(p["old_run"], "backup")
     os.makedirs(backup)
     old = tiny_config(data_dir=p["few"], output_dir=p["old_run"], bottleneck=16, batch_size=2)
-    state = resume.TrainingState(1, 0, "state-e0001-s000000.weights.h5", 1.0, {}, old.to_dict())
+    state = resume.TrainingState(1, 0, "state-e0001-s000000.weights.h5", 1.0, {}, old.to_dict(), "data")
     open(os.path.join(backup, state.weights), "w").close()
     with open(os.path.join(backup, resume.STATE_FILE), "w") as f:
         json.dump(dataclasses.asdict(state), f)

@@ -48,7 +48,7 @@ def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
 
     from ctxenc_tf.model.networks import build_discriminator
 
-    config = tiny.replace(fill_value=(0.0, 0.0, 0.0))
+    config = tiny.replace(fill_value=(0.0, 0.0, 0.0)).model
     discriminator = build_discriminator(config)
     spec = tf.TensorSpec([1, config.output_size, config.output_size, 3])
     graph = tf.function(lambda x: discriminator(x, training=False)).get_concrete_function(spec).graph

@@ -22,7 +22,7 @@ from ctxenc_tf.training.fit import train
 config = tiny_config(data_dir={data!r}, output_dir={out!r}, seed={seed}, batch_size=4,
                      mask_type="random_region")
 keras.utils.set_random_seed(config.seed)
-initial = ContextEncoder(config.replace(fill_value=(0.0, 0.0, 0.0))).generator.get_weights()
+initial = ContextEncoder(config.replace(fill_value=(0.0, 0.0, 0.0)).model).generator.get_weights()
 model, _, _ = train(config, log=lambda *a: None)
 np.savez({npz!r}, *initial, *model.generator.get_weights(), *model.discriminator.get_weights())
 """
@@ -88,9 +88,9 @@ def test_seed_sets_initial_weights_and_no_two_layers_start_alike():
     from ctxenc_tf.model.context_encoder import ContextEncoder
     config = tiny_config(fill_value=(0.0, 0.0, 0.0))
     keras.utils.set_random_seed(0)
-    model = ContextEncoder(config)
+    model = ContextEncoder(config.model)
     keras.utils.set_random_seed(1)
-    other = ContextEncoder(config)
+    other = ContextEncoder(config.model)
     assert not np.array_equal(model.generator.get_weights()[0], other.generator.get_weights()[0])
     kernels = [w for w in model.generator.get_weights() + model.discriminator.get_weights()
                if w.ndim == 4]

@@ -53,7 +53,7 @@ for optimizer, name in [(o, n) for o in ("sgd", "adam") for n in ("default", "mi
     strat = make_strategy(name)
     ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(config.batch_size)
     with strat.scope():
-        model = ContextEncoder(config)
+        model = ContextEncoder(config.model)
         opts = {"sgd": lambda: keras.optimizers.SGD(0.05), "adam": lambda: None}[optimizer]
         model.compile(g_optimizer=opts(), d_optimizer=opts(), jit_compile=False)
     initial = [np.asarray(w).tolist() for w in model.generator.get_weights() + model.discriminator.get_weights()]
@@ -196,8 +196,8 @@ def test_mixed_float16_wraps_optimizers_in_loss_scaling(tiny):
 
     strategy.set_precision("mixed_float16")
     try:
-        model = ContextEncoder(tiny.replace(fill_value=(0.0, 0.0, 0.0)))
-        model.compile()
+        model = ContextEncoder(tiny.replace(fill_value=(0.0, 0.0, 0.0)).model)
+        model.compile(run=tiny)
         assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
         assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer)
         images = tf.random.uniform([2, 32, 32, 3], -1, 1)

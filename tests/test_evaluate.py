@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import exit_code, tiny_config, write_images
+from conftest import exit_code, tiny_config, tiny_model, write_images
 from ctxenc_tf.cli import evaluate as evaluate_cli
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.data import sources
@@ -19,7 +19,7 @@ COLUMNS = ("l1_pct", "l2_pct", "psnr_db", "ssim")
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-    atomic.save_model(ContextEncoder(tiny_config(fill_value=(0.1, 0.0, -0.1))), path)
+    atomic.save_model(ContextEncoder(tiny_model(fill_value=(0.1, 0.0, -0.1))), path)
     return path
 
 
@@ -110,7 +110,7 @@ def test_celeba_layout_defaults_to_its_test_split(model_path, tmp_path):
 
 def test_random_mask_model_gets_fixed_holes(tmp_path):
     model = str(tmp_path / "random.keras")
-    atomic.save_model(ContextEncoder(tiny_config(fill_value=(0.0, 0.0, 0.0),
+    atomic.save_model(ContextEncoder(tiny_model(fill_value=(0.0, 0.0, 0.0),
                                                  mask_type="random_square")), model)
     write_images(str(tmp_path / "images"), 6, size=(32, 32))
     tables = []

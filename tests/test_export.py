@@ -20,7 +20,7 @@ from ctxenc_tf.model import masks
 from ctxenc_tf.export import parity, tflite
 from ctxenc_tf.data import samples
 from ctxenc_tf.inference import formats
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.export.saved_model import SIGNATURES, export_saved_model, next_version
 from ctxenc_tf.model.context_encoder import ContextEncoder
 
@@ -204,7 +204,7 @@ def test_tflite_variants_match_keras(trained, faces, tmp_path):
 
 def test_default_geometry_signatures(tmp_path):
     """The real 128/64/4 geometry (narrow layers to stay fast): shapes in SavedModel and TFLite."""
-    config = Config(bottleneck=64, gen_filters=8, disc_filters=8, fill_value=(0.2, 0.0, -0.1))
+    config = ModelConfig(bottleneck=64, gen_filters=8, disc_filters=8, fill_value=(0.2, 0.0, -0.1))
     model = ContextEncoder(config)
     path = export_saved_model(model, str(tmp_path))
     sigs = tf.saved_model.load(path).signatures

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import exit_code, tiny_config, write_images
+from conftest import exit_code, tiny_config, tiny_model, write_images
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.inference import photos
@@ -24,7 +24,7 @@ def models(tmp_path_factory):
     paths = {}
     for name, mask_type in (("centre", "center"), ("random", "random_square")):
         paths[name] = str(root / f"{name}.keras")
-        atomic.save_model(ContextEncoder(tiny_config(fill_value=FILL, mask_type=mask_type)),
+        atomic.save_model(ContextEncoder(tiny_model(fill_value=FILL, mask_type=mask_type)),
                           paths[name])
     return paths
 
@@ -92,7 +92,7 @@ def test_exif_rotation_and_side_by_side(models, tmp_path):
 def test_finish_blends_the_ring(tmp_path):
     """A black photo and an all-white prediction: the hidden core turns white, the
     overlap ring ramps up towards it, everything else stays black."""
-    config = tiny_config(fill_value=FILL)  # 32x32, hole 16, overlap 2
+    config = tiny_model(fill_value=FILL)  # 32x32, hole 16, overlap 2
     photo = photos.Photo(np.zeros((64, 64, 3), np.uint8), None, "RGB")
     job = photos.prepare(photo, config)
     out = photos.finish(job, np.zeros((32, 32, 3), np.float32),
@@ -165,7 +165,7 @@ def saved_model_without_inpaint(directory):
     module = tf.Module()
     module.f = tf.function(lambda x: {"y": x}, input_signature=[tf.TensorSpec([None], tf.float32)])
     tf.saved_model.save(module, str(directory / "saved_model" / "1"), signatures=module.f)
-    tiny_config().save_json(str(directory / "config.json"))
+    tiny_model().save_json(str(directory / "config.json"))
     return directory
 
 
@@ -217,7 +217,7 @@ def test_savedmodel_and_tflite_match_keras(tmp_path):
     from ctxenc_tf.export.saved_model import export_saved_model
     from ctxenc_tf.export.tflite import export_tflite
 
-    model = ContextEncoder(tiny_config(fill_value=FILL))
+    model = ContextEncoder(tiny_model(fill_value=FILL))
     keras_path = str(tmp_path / "model.keras")
     atomic.save_model(model, keras_path)
     version_dir = export_saved_model(model, str(tmp_path / "export"))

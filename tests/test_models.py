@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.model.networks import build_discriminator, build_generator, decoder_widths, encoder_widths
-from conftest import tiny_config
+from conftest import tiny_model
 
 
 def _conv(k, cin, cout, bias):
@@ -26,7 +26,7 @@ def test_default_generator_parameter_count_matches_architecture():
            + _conv(4, 256, 128, False) + BN * 128 + _conv(4, 128, 64, False) + BN * 64
            + _conv(4, 64, 3, True))
     expected = enc + bottleneck + dec
-    actual = build_generator(Config()).count_params()
+    actual = build_generator(ModelConfig()).count_params()
     assert abs(actual - expected) / expected < 0.01, (actual, expected)
 
 
@@ -35,12 +35,12 @@ def test_default_discriminator_parameter_count_matches_architecture():
     expected = (_conv(4, 3, 64, True) + _conv(4, 64, 128, False) + BN * 128
                 + _conv(4, 128, 256, False) + BN * 256 + _conv(4, 256, 512, False) + BN * 512
                 + _conv(4, 512, 1, True))
-    actual = build_discriminator(Config()).count_params()
+    actual = build_discriminator(ModelConfig()).count_params()
     assert abs(actual - expected) / expected < 0.01, (actual, expected)
 
 
 def test_default_geometry_shapes():
-    c = Config()
+    c = ModelConfig()
     g = build_generator(c)
     assert g.input_shape == [(None, 128, 128, 3), (None, 128, 128, 1)]
     assert g.output_shape == (None, 64, 64, 3)
@@ -53,7 +53,7 @@ def test_default_geometry_shapes():
 
 @pytest.mark.parametrize("mask_type,out", [("center", 16), ("random_square", 32), ("random_region", 32)])
 def test_tiny_models_output_shapes_and_ranges(mask_type, out):
-    c = tiny_config(mask_type=mask_type)
+    c = tiny_model(mask_type=mask_type)
     g, d = build_generator(c), build_discriminator(c)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
@@ -69,7 +69,7 @@ def test_tiny_models_output_shapes_and_ranges(mask_type, out):
 def test_generator_ignores_hidden_pixels_but_sees_context():
     # The core of the hole is replaced by the fill before the encoder: changing it must not
     # change the output; changing the context must.
-    c = tiny_config(fill_value=(0.1, -0.2, 0.3))
+    c = tiny_model(fill_value=(0.1, -0.2, 0.3))
     g = build_generator(c)
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32")

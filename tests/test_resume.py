@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config, write_images
+from conftest import REPO, tiny_config, tiny_model, write_images
 
 # Every test here exports or trains (in subprocesses): slow (see pytest.ini).
 pytestmark = pytest.mark.slow
@@ -172,13 +172,43 @@ def test_finished_run_is_not_retrained_and_best_is_kept(runs, tmp_path, capsys):
 
 
 def test_resume_refuses_other_settings(runs, tmp_path):
+    """Another model setting, or a run setting the saved step cannot be honoured under
+    (batch size, seed, precision), is refused without touching the run."""
     from ctxenc_tf.errors import ConfigError
     from ctxenc_tf.training.fit import train
     out = _copy_run(runs, tmp_path)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    with pytest.raises(ConfigError, match=r"--bottleneck 16 -> 32.*new --output-dir"):
-        train(_config(runs, out, bottleneck=32), log=lambda *a: None)
+    for change, message in ((dict(bottleneck=32), r"--bottleneck 16 -> 32"),
+                            (dict(batch_size=8), r"--batch-size 4 -> 8"),
+                            (dict(seed=4), r"--seed 3 -> 4")):
+        with pytest.raises(ConfigError, match=message + r".*new --output-dir"):
+            train(_config(runs, out, **change), log=lambda *a: None)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+
+
+def test_resume_checks_data_identity_not_paths(runs, tmp_path):
+    """The same images in another folder (copied with their times) resume, with the
+    change reported; a folder whose contents changed is refused unless
+    ``accept_changed_data``; other run settings may change."""
+    import shutil
+
+    from ctxenc_tf.errors import ConfigError
+    from ctxenc_tf.training.fit import train
+    out = _copy_run(runs, tmp_path)
+    moved = str(tmp_path / "moved")
+    shutil.copytree(runs["data_dir"], moved)  # copy2: sizes and modification times kept
+    logged = []
+    _, history, _ = train(_config(runs, out, data_dir=moved, learning_rate=1e-3, jit_compile=True),
+                          log=logged.append)
+    assert history.epoch == []
+    assert any("changed settings:" in line and "--data-dir" in line and "--learning-rate" in line
+               and "--jit-compile False -> True" in line for line in logged), logged
+    write_images(str(tmp_path / "extra"), 1, seed=9)
+    shutil.move(str(tmp_path / "extra" / "img_0000.jpg"), os.path.join(moved, "new.jpg"))
+    with pytest.raises(ConfigError, match=r"the training data changed since this run started"):
+        train(_config(runs, out, data_dir=moved), log=lambda *a: None)
+    _, history, _ = train(_config(runs, out, data_dir=moved), accept_changed_data=True, log=lambda *a: None)
+    assert history.epoch == []
 
 
 def test_existing_best_is_not_replaced_by_a_worse_model(runs, tmp_path):
@@ -190,8 +220,8 @@ def test_existing_best_is_not_replaced_by_a_worse_model(runs, tmp_path):
     before = _weights(out / "best.keras")
     good = min(float(row["val_rec_loss"]) for row in _epoch_rows(out).values())
     os.remove(out / "backup" / "state.json")
-    with pytest.raises(ConfigError, match=r"best.keras is a checkpoint of another run \(--seed 3 -> 1\)"):
-        train(_config(runs, out, seed=1), log=lambda *a: None)
+    with pytest.raises(ConfigError, match=r"best.keras is a checkpoint of another run \(--bottleneck 16 -> 8\)"):
+        train(_config(runs, out, bottleneck=8), log=lambda *a: None)
     train(_config(runs, out, epochs=1, learning_rate=1e-9), log=lambda *a: None)
     fresh = float(_epoch_rows(out)["0"]["val_rec_loss"])  # CSV appended: the fresh run's row
     assert fresh > good  # the test's premise: the fresh model is worse
@@ -232,13 +262,14 @@ def test_failed_writes_keep_the_previous_checkpoint_and_state(tmp_path, monkeypa
     from ctxenc_tf.errors import TrainingError
     from ctxenc_tf.training.callbacks import BestCheckpoint
     from ctxenc_tf.model.context_encoder import ContextEncoder
-    model = ContextEncoder(tiny_config(fill_value=(0.0, 0.0, 0.0)))
-    model.compile()
+    run = tiny_config(fill_value=(0.0, 0.0, 0.0))
+    model = ContextEncoder(run.model)
+    model.compile(run=run)
     best = BestCheckpoint(str(tmp_path / "best.keras"), monitor="val_rec_loss")
     best.set_model(model)
     best.on_epoch_end(0, {"val_rec_loss": 1.0})
     backup = str(tmp_path / "backup")
-    state = resume.TrainingState(1, 0, "state-e0001-s000000.weights.h5", 1.0, {}, model.config.to_dict())
+    state = resume.TrainingState(1, 0, "state-e0001-s000000.weights.h5", 1.0, {}, run.to_dict(), "data")
     resume.save_state(model, backup, state)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
 

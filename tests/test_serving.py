@@ -34,7 +34,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 from tensorflow_serving.config import model_server_config_pb2
 
-from conftest import FACES, REPO, run_model, tiny_config
+from conftest import FACES, REPO, run_model, tiny_config, tiny_model
 from ctxenc_tf.data import pipeline
 from ctxenc_tf.cli import serve_client as serve_client_cli
 from ctxenc_tf.inference import serving_client
@@ -49,7 +49,7 @@ FACE_FILES = sorted(glob.glob(os.path.join(FACES, "*.jpg")))
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A tiny exported model: ``(keras_model, version_dir, signature_defs, loaded)``."""
-    model = ContextEncoder(tiny_config(fill_value=(0.1, 0.0, -0.1), seed=3))
+    model = ContextEncoder(tiny_model(fill_value=(0.1, 0.0, -0.1), seed=3))
     path = export_saved_model(model, str(tmp_path_factory.mktemp("export")))
     saved = saved_model_pb2.SavedModel.FromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
     signature_defs = dict(saved.meta_graphs[0].signature_def)

@@ -30,7 +30,7 @@ def test_train_on_bundled_faces_writes_checkpoint_grid_and_logs(tmp_path):
         assert (out / name).is_file(), name
     assert list((out / "logs").rglob("events.out.tfevents*"))
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["image_size"] == 32 and cfg["hole_size"] == 16 and len(cfg["fill_value"]) == 3
+    assert cfg["model"]["image_size"] == 32 and cfg["model"]["hole_size"] == 16 and len(cfg["model"]["fill_value"]) == 3
     assert "best checkpoint" in r.stdout
     lines = (out / "log.csv").read_text().splitlines()
     assert lines[0].startswith("epoch") and len(lines) == 3 and "val_rec_loss" in lines[0]

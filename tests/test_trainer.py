@@ -7,7 +7,7 @@ from ctxenc_tf.utils import atomic
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import METRIC_NAMES, ContextEncoder
-from conftest import tiny_config
+from conftest import tiny_config, tiny_model
 
 
 def _dataset(folder, cfg, training=True):
@@ -22,8 +22,8 @@ def _dataset(folder, cfg, training=True):
 @pytest.mark.slow
 def test_fit_lowers_reconstruction_loss_and_reports_metrics(image_folder, preset):
     cfg = tiny_config(data_dir=image_folder, **preset)
-    model = ContextEncoder(cfg)
-    model.compile()
+    model = ContextEncoder(cfg.model)
+    model.compile(run=cfg)
     history = model.fit(_dataset(image_folder, cfg), epochs=6, verbose=0)
     assert set(METRIC_NAMES) <= set(history.history)
     rec = history.history["rec_loss"]
@@ -33,21 +33,23 @@ def test_fit_lowers_reconstruction_loss_and_reports_metrics(image_folder, preset
 
 
 def test_optimisers_follow_config():
-    model = ContextEncoder(tiny_config(learning_rate=1e-3, g_lr_multiplier=10, beta_1=0.4))
-    model.compile()
+    run = tiny_config(learning_rate=1e-3, g_lr_multiplier=10, beta_1=0.4)
+    model = ContextEncoder(run.model)
+    model.compile(run=run)
     assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-2)
     assert float(model.d_optimizer.learning_rate) == pytest.approx(1e-3)
     assert float(model.g_optimizer.beta_1) == pytest.approx(0.4)
-    pure = ContextEncoder(tiny_config(adv_weight=0.0, learning_rate=1e-3))
-    pure.compile()
+    run = tiny_config(adv_weight=0.0, learning_rate=1e-3)
+    pure = ContextEncoder(run.model)
+    pure.compile(run=run)
     assert pure.discriminator is None and pure.d_optimizer is None
     assert float(pure.g_optimizer.learning_rate) == pytest.approx(1e-3)  # no x10 without mixing
 
 
 def test_evaluate_reports_validation_metrics(image_folder):
     cfg = tiny_config(data_dir=image_folder)
-    model = ContextEncoder(cfg)
-    model.compile()
+    model = ContextEncoder(cfg.model)
+    model.compile(run=cfg)
     result = model.evaluate(_dataset(image_folder, cfg, training=False), return_dict=True, verbose=0)
     assert set(result) == set(METRIC_NAMES)
     assert 0 < result["l1"] < 1 and result["psnr"] > 0
@@ -56,14 +58,14 @@ def test_evaluate_reports_validation_metrics(image_folder):
 @pytest.mark.slow
 def test_keras_file_reloads_and_predicts_identically(image_folder, tmp_path):
     cfg = tiny_config(data_dir=image_folder, fill_value=(0.2, -0.1, 0.0), mask_type="random_square")
-    model = ContextEncoder(cfg)
-    model.compile()
+    model = ContextEncoder(cfg.model)
+    model.compile(run=cfg)
     ds = _dataset(image_folder, cfg)
     model.fit(ds, epochs=1, verbose=0)
     path = str(tmp_path / "m.keras")
     atomic.save_model(model, path)
     loaded = load_context_encoder(path)
-    assert loaded.config == cfg
+    assert loaded.config == cfg.model
     images, mask = next(iter(ds))
     np.testing.assert_array_equal(model([images, mask]).numpy(), loaded([images, mask]).numpy())
     # completed images keep the context outside the hole exactly

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig, RunConfig
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.prepare import prepare
 from ctxenc_tf.data.samples import real_images
@@ -100,7 +100,7 @@ def train_flops_per_image(generator_flops: int, discriminator_flops: int) -> int
     return 3 * generator_flops + 7 * discriminator_flops
 
 
-def synthetic_batch(config: Config, batch: int, seed: int = 0):
+def synthetic_batch(config: ModelConfig, batch: int, seed: int = 0):
     """``(images, masks)``: ``[B, S, S, 3]`` float32 uniform in ``[-1, 1]`` and the
     config's masks ``[B, S, S, 1]``."""
     import tensorflow as tf
@@ -114,7 +114,7 @@ def synthetic_batch(config: Config, batch: int, seed: int = 0):
     return images, hole
 
 
-def training_throughput(config: Config, steps: int, warmup: int) -> dict:
+def training_throughput(config: RunConfig, steps: int, warmup: int) -> dict:
     """Train ``config`` on one synthetic batch repeated (no input pipeline) with
     ``model.fit`` under the strategy ``config.strategy`` names: ``warmup`` steps (tracing and
     XLA compilation, timed as ``compile_s``), then ``steps`` timed steps. Returns
@@ -134,10 +134,10 @@ def training_throughput(config: Config, steps: int, warmup: int) -> dict:
         keras.utils.set_random_seed(config.seed)
         strategy = make_strategy(config.strategy)
         check_global_batch(strategy, config.batch_size)
-        ds = tf.data.Dataset.from_tensors(synthetic_batch(config, config.batch_size)).repeat()
+        ds = tf.data.Dataset.from_tensors(synthetic_batch(config.model, config.batch_size)).repeat()
         with strategy.scope():
-            model = ContextEncoder(config)
-            model.compile(jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+            model = ContextEncoder(config.model)
+            model.compile(run=config)
         per_call = config.steps_per_execution
 
         def fit(count):
@@ -151,7 +151,7 @@ def training_throughput(config: Config, steps: int, warmup: int) -> dict:
             "compile_s": compile_s, "replicas": strategy.num_replicas_in_sync}
 
 
-def pipeline_throughput(files, config: Config, batches: int) -> float:
+def pipeline_throughput(files, config: RunConfig, batches: int) -> float:
     """Images/s of :func:`ctxenc_tf.pipeline.training_batches` over ``files`` (image paths or
     prepared :class:`~ctxenc_tf.records.Records`) alone: ``batches`` batches of
     ``config.batch_size`` from a cold iterator (so shard reading and shuffle-block filling
@@ -243,7 +243,7 @@ def _si(value: float, unit: str) -> str:
 COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 
-def _training_rows(table: Table, config: Config, settings: BenchSettings, step_flops: int, peak: float) -> float:
+def _training_rows(table: Table, config: RunConfig, settings: BenchSettings, step_flops: int, peak: float) -> float:
     """Training throughput with XLA on and off; returns the XLA images/s."""
     speeds = {}
     for jit in (True, False):
@@ -258,7 +258,7 @@ def _training_rows(table: Table, config: Config, settings: BenchSettings, step_f
     return speeds[True]
 
 
-def _pipeline_rows(table: Table, config: Config, settings: BenchSettings, tmp: str, training_speed) -> None:
+def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp: str, training_speed) -> None:
     """Input pipeline alone: JPEG files, then the same images prepared as TFRecords."""
 
     source = config.replace(data_dir=settings.data_dir, train_limit=PIPELINE_IMAGES, val_limit=1)
@@ -277,8 +277,6 @@ def _pipeline_rows(table: Table, config: Config, settings: BenchSettings, tmp: s
 
 def _inference_rows(table: Table, model, settings: BenchSettings, tmp: str, log) -> None:
     """Latency at each of :data:`LATENCY_BATCHES` for Keras, SavedModel and TFLite."""
-
-
     data_dir = settings.data_dir or None
     calibration = real_images(model.config, settings.calibration_images, data_dir=data_dir)
     runners = inference_runners(model, os.path.join(tmp, "export"), settings.variants, calibration, log)
@@ -294,7 +292,7 @@ def _inference_rows(table: Table, model, settings: BenchSettings, tmp: str, log)
         table.add("inference latency", name, "; ".join(results), note)
 
 
-def run(config: Config, settings: BenchSettings, log=print) -> Table:
+def run(config: RunConfig, settings: BenchSettings, log=print) -> Table:
     """All measurements for ``config`` (the model and global batch benchmarked) with the
     bench's own ``settings``. Returns the filled :class:`Table`."""
     from ctxenc_tf.model.context_encoder import ContextEncoder
@@ -306,12 +304,12 @@ def run(config: Config, settings: BenchSettings, log=print) -> Table:
     table.add("matmul peak", f"{settings.matmul_size}x{settings.matmul_size} {compute}, measured",
               f"{peak / 1e9:.1f} GFLOP/s")
 
-    config = config if config.fill_value else config.replace(fill_value=(0.0, 0.0, 0.0))
-    model = ContextEncoder(config)
+    config = config if config.model.fill_value else config.replace(fill_value=(0.0, 0.0, 0.0))
+    model = ContextEncoder(config.model)
     g_flops = conv_flops(model.generator)
     d_flops = conv_flops(model.discriminator) if model.discriminator is not None else 0
     step_flops = train_flops_per_image(g_flops, d_flops)
-    geometry = (f"{config.image_size}px, bottleneck {config.bottleneck}, "
+    geometry = (f"{config.model.image_size}px, bottleneck {config.model.bottleneck}, "
                 f"{model.generator.count_params() / 1e6:.1f}M G params")
     table.add("FLOPs / image", f"generator forward, {geometry}", _si(g_flops, "FLOP"))
     table.add("FLOPs / image", "discriminator forward", _si(d_flops, "FLOP"))

@@ -23,7 +23,7 @@ import json
 
 from ctxenc_tf.benchmark.measurements import PARTS, BenchSettings, run
 from ctxenc_tf.cli.common import add_config_arguments, config_from_args
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.inference.formats import VARIANTS
 from ctxenc_tf.utils import atomic
@@ -36,7 +36,7 @@ MODEL_FLAGS = ("image_size", "hole_size", "overlap", "mask_type", "bottleneck", 
 
 
 def parse_args(argv):
-    """The bench's flags: the model and batch (the :class:`Config` fields in :data:`MODEL_FLAGS`)
+    """The bench's flags: the model and batch (the config fields in :data:`MODEL_FLAGS`)
     and how long to measure."""
     parser = argparse.ArgumentParser(prog="python -m ctxenc_tf bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')}={value}: must be positive")
-    base = Config(**QUICK, batch_size=8) if args.quick else Config(batch_size=64)
+    base = RunConfig.create(**QUICK, batch_size=8) if args.quick else RunConfig(batch_size=64)
     config = config_from_args(args, base=base)
     import tensorflow as tf
 
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         matmul_size=args.matmul_size or (256 if args.quick else 4096 if gpu else 2048),
         matmul_repeats=args.matmul_repeats, calibration_images=args.calibration_images,
         variants=variants, skip=skip, data_dir=config.data_dir)
-    print(f"benchmarking {config.image_size}x{config.image_size} model, global batch {config.batch_size}"
+    print(f"benchmarking {config.model.image_size}x{config.model.image_size} model, global batch {config.batch_size}"
           + (" (--quick: toy sizes, figures meaningless)" if args.quick else ""))
     table = run(config, settings)
     print()

@@ -1,23 +1,23 @@
 """Command-line plumbing shared by every command: config flags generated from the
-:class:`~ctxenc_tf.config.Config` dataclass, presets, and one-line errors."""
+:class:`~ctxenc_tf.config.ModelConfig` and :class:`~ctxenc_tf.config.RunConfig`
+dataclasses, presets, and one-line errors."""
 
 import argparse
-import dataclasses
 import os
 import sys
 
-from ctxenc_tf.config import PRESETS, Config
+from ctxenc_tf.config import PRESETS, RunConfig, cli_fields
 from ctxenc_tf.errors import CtxencError, one_line
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
-    """Add a ``--flag`` for every CLI field of :class:`Config` (or those named in ``only``),
+    """Add a ``--flag`` for every CLI field of the model and run settings (or those named in ``only``),
     plus ``--preset``. Defaults are left as ``None`` so presets and files can fill them."""
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="loss/discriminator preset: 'paper' (L2 + BCE, DCGAN D, the default) "
                              "or 'seed' (L1 + least squares, PatchGAN D)")
-    for f in dataclasses.fields(Config):
-        if not f.metadata.get("cli") or (only and f.name not in only):
+    for f in cli_fields():
+        if only and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata['help']} (default: {f.default!r})"
@@ -30,13 +30,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
                                 help=help_text)
 
 
-def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
-    """Build the :class:`Config` from parsed flags: ``base`` (or defaults), then the preset,
-    then every flag given explicitly. Raises :class:`ConfigError` on a bad value."""
-    values = (base or Config()).to_dict()
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """Build the :class:`RunConfig` from parsed flags: ``base`` (or defaults), then the
+    preset, then every flag given explicitly. Raises :class:`ConfigError` on a bad value."""
+    base = base or RunConfig()
+    values = {**base.to_dict(), **base.model.to_dict()}
+    del values["model"]
     if getattr(args, "preset", None):
         values.update(PRESETS[args.preset])
-    for f in dataclasses.fields(Config):
+    for f in cli_fields():
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = given
@@ -46,7 +48,7 @@ def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Co
         values["hole_size"] = args.image_size // 2
         if getattr(args, "overlap", None) is None:
             values["overlap"] = max(1, values["hole_size"] // 16)
-    return Config.from_dict(values)
+    return RunConfig.create(**values)
 
 
 def import_tensorflow_quietly() -> None:
@@ -92,5 +94,4 @@ def run_main(main, argv=None) -> int:
         # not. Matched by name so that this module does not import TensorFlow.
         if type(e).__name__ != "InvalidArgumentError" or not type(e).__module__.startswith("tensorflow"):
             raise
-        detail = [line for line in str(e.message).splitlines() if line.strip()][-1].strip()[:200]
-        fail(f"cannot decode an input image ({detail})")
+        fail(f"cannot decode an input image ({one_line(e, last=True)})")

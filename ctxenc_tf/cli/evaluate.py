@@ -82,7 +82,8 @@ def main(argv=None):
     check_output_dir(args.out)
     runner = load_runner(args.model)
     config = evaluation_config(runner.config, args.mask_type)
-    data_dir = records.image_source(args.data_dir or config.data_dir or sources.BUNDLED_FACES)
+    trained_dir = config.trained_on.get("data_dir", "")
+    data_dir = records.image_source(args.data_dir or trained_dir or sources.BUNDLED_FACES)
     split = args.split or ("test" if sources.celeba_layout(data_dir) else "all")
     files, described = list_files(data_dir, split, config)
     files, skipped = screening.screen_files(files[:args.limit] if args.limit else files)
@@ -90,8 +91,7 @@ def main(argv=None):
         raise DataError(f"{data_dir}: no usable image in the {split} split")
     print(f"{runner.describe()}\nevaluating on {len(files)} images: {described} of {data_dir}"
           + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
-    if (split == "all" and config.data_dir
-            and os.path.realpath(config.data_dir) == os.path.realpath(data_dir)):
+    if split == "all" and os.path.realpath(trained_dir or sources.BUNDLED_FACES) == os.path.realpath(data_dir):
         print("note: this is the model's training folder; --split val keeps to its held-out images")
 
     rows, extremes, seconds = run_evaluation(runner, config, files, data_dir, args.baselines, args.batch_size,

@@ -8,7 +8,7 @@ any folder of images for a real run.
 import argparse
 
 from ctxenc_tf.cli.common import add_config_arguments, config_from_args
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
 
 # The no-argument demo: a quick run on the bundled faces that finishes in about a minute
@@ -28,6 +28,9 @@ def parse_args(argv):
     parser.add_argument("--mixed-precision", action="store_true",
                         help="shorthand for --precision mixed_float16 on a GPU, mixed_bfloat16 "
                              "elsewhere (TPU, CPU)")
+    parser.add_argument("--accept-changed-data", action="store_true",
+                        help="resume even though the training data changed since the run started "
+                             "(files added, removed or modified)")
     parser.add_argument("--prepare", metavar="DIR",
                         help="convert --data-dir (CelebA or an image folder) once into sharded "
                              "TFRecords of --image-size pixels in DIR and exit; then train with "
@@ -52,7 +55,7 @@ def main(argv=None):
         print(f"train from it with: python train.py --data-dir {args.prepare}")
         return 0
     demo = not args.data_dir
-    config = config_from_args(args, base=Config(**DEMO) if demo else None)
+    config = config_from_args(args, base=RunConfig.create(**DEMO) if demo else None)
     time_limit = args.time_limit if args.time_limit is not None else (DEMO_MINUTES if demo else None)
     if demo:
         print("no --data-dir: training the demo on the bundled faces "
@@ -60,7 +63,8 @@ def main(argv=None):
 
     from ctxenc_tf.training.fit import train
 
-    _, history, paths = train(config, time_limit=None if time_limit is None else time_limit * 60)
+    _, history, paths = train(config, time_limit=None if time_limit is None else time_limit * 60,
+                              accept_changed_data=args.accept_changed_data)
     print(f"done: {len(history.epoch)} epoch(s); best checkpoint {paths.best}, "
           f"final model {paths.final}, sample grids in {paths.samples}/, "
           f"TensorBoard logs in {paths.logs}/")

@@ -2,13 +2,13 @@
 ``(images, masks)``, images NHWC float32 in ``[-1, 1]``, masks ``[N, S, S, 1]`` in ``{0, 1}``.
 
 Images are cropped to their central square (CelebA's 178x218 -> the 178x178 face
-region), never squashed, then resized with antialiasing to ``config.image_size``.
+region), never squashed, then resized with antialiasing to the model's ``image_size``.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import seeded_order
 from ctxenc_tf.data.records import Records
 from ctxenc_tf.errors import DataError
@@ -53,19 +53,19 @@ def _is_records(files) -> bool:
     return isinstance(files, Records)
 
 
-def _decoded(files, config: Config, cache: str) -> tf.data.Dataset:
+def _decoded(files, config: RunConfig, cache: str) -> tf.data.Dataset:
     """Decoded images of ``files`` in their given order, unreadable ones dropped
     (``ignore_errors``), cached per ``cache`` ('' none, 'memory', or a file prefix)."""
     if _is_records(files):
         ds = files.images()
     else:
         ds = tf.data.Dataset.from_tensor_slices(list(files))
-        ds = ds.map(lambda p: load_image(p, config.image_size), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda p: load_image(p, config.model.image_size), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.ignore_errors(log_warning=True)
     return ds.cache("" if cache == "memory" else cache) if cache else ds
 
 
-def _augment(config: Config, epoch, training: bool):
+def _augment(config: RunConfig, epoch, training: bool):
     """``(image, position) -> (image, mask)``: flip (training only) and mask, seeded by
     :func:`example_seed`."""
     def add_mask(image, position):
@@ -73,11 +73,11 @@ def _augment(config: Config, epoch, training: bool):
         if training:
             flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        return image, masks.make_mask(config.mask_type, config.image_size, config.hole_size, seed)
+        return image, masks.make_mask(config.model.mask_type, config.model.image_size, config.model.hole_size, seed)
     return add_mask
 
 
-def _epoch_examples(files, config: Config, epoch, skip, cached=None) -> tf.data.Dataset:
+def _epoch_examples(files, config: RunConfig, epoch, skip, cached=None) -> tf.data.Dataset:
     """``(image, mask)`` examples of training epoch ``epoch`` in its seeded order, from
     example ``skip`` on, exactly enough for the epoch's full batches.
 
@@ -95,7 +95,7 @@ def _epoch_examples(files, config: Config, epoch, skip, cached=None) -> tf.data.
         paths = tf.constant(list(files))
         order = seeded_order.epoch_order(n, config.seed, epoch)
         ds = tf.data.Dataset.range(skip, n).map(
-            lambda p: (load_image(paths[order[p]], config.image_size), p),
+            lambda p: (load_image(paths[order[p]], config.model.image_size), p),
             num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.ignore_errors(log_warning=True).repeat().take(wanted)
     else:
@@ -104,7 +104,7 @@ def _epoch_examples(files, config: Config, epoch, skip, cached=None) -> tf.data.
     return ds.map(_augment(config, epoch, training=True), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def training_batches(files, config: Config, start_epoch: int = 0, start_step: int = 0,
+def training_batches(files, config: RunConfig, start_epoch: int = 0, start_step: int = 0,
                      end_epoch: int | None = None) -> tf.data.Dataset:
     """The training stream from epoch ``start_epoch``, step ``start_step`` up to (not
     including) ``end_epoch`` (default ``config.epochs``): ``(images, masks)`` batches,
@@ -142,7 +142,7 @@ def sharded_by_element() -> tf.data.Options:
     return options
 
 
-def image_dataset(files, config: Config, training: bool) -> tf.data.Dataset:
+def image_dataset(files, config: RunConfig, training: bool) -> tf.data.Dataset:
     """Batched ``(images, masks)`` dataset over ``files``, one pass.
 
     Training: the first epoch of :func:`training_batches` (seeded order, flips, masks;

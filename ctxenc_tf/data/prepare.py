@@ -21,7 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.records import FORMAT, METADATA, read_metadata
 from ctxenc_tf.errors import DataError
@@ -39,12 +39,12 @@ def _example(pixels: np.ndarray, name: str) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _write_split(files, name: str, config: Config, directory: str, images_per_shard: int, log):
+def _write_split(files, name: str, config: RunConfig, directory: str, images_per_shard: int, log):
     """Decode ``files`` in parallel and write them as ``directory/name-NNNNN.tfrecord``
     shards. Returns ``(shards, counts, names, skipped, pixel_sum)``, shard paths relative to
     ``directory``; files that fail to decode are skipped, with the reason."""
     def load(path):
-        return path, signed_to_uint8(pipeline.load_image(path, config.image_size))
+        return path, signed_to_uint8(pipeline.load_image(path, config.model.image_size))
 
     ds = tf.data.Dataset.from_tensor_slices(list(files)).map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -72,10 +72,10 @@ def _write_split(files, name: str, config: Config, directory: str, images_per_sh
     return shards, counts, names, skipped, pixel_sum
 
 
-def prepare(config: Config, out_dir: str, images_per_shard: int = IMAGES_PER_SHARD, log=print) -> dict:
+def prepare(config: RunConfig, out_dir: str, images_per_shard: int = IMAGES_PER_SHARD, log=print) -> dict:
     """Convert ``config.data_dir`` (CelebA's train/val partition, or an image folder split
     by ``val_fraction``/``seed``; the bundled faces when empty; ``train_limit``/``val_limit``
-    applied) into TFRecord shards of ``config.image_size`` images in ``out_dir``, once.
+    applied) into TFRecord shards of ``config.model.image_size`` images in ``out_dir``, once.
 
     The shards are written into a temporary directory beside ``out_dir`` and renamed when
     complete, so ``out_dir`` is either absent or whole. An ``out_dir`` already prepared at
@@ -86,7 +86,7 @@ def prepare(config: Config, out_dir: str, images_per_shard: int = IMAGES_PER_SHA
     settings = {k: getattr(config, k) for k in ("seed", "val_fraction", "train_limit", "val_limit")}
     existing = read_metadata(out_dir)
     if existing is not None:
-        if existing["image_size"] != config.image_size or existing["source"] != source:
+        if existing["image_size"] != config.model.image_size or existing["source"] != source:
             raise DataError(f"{out_dir}: already holds {existing['image_size']}px images prepared "
                                  f"from {existing['source']}; choose another --prepare directory")
         if existing.get("split_settings") != settings:
@@ -101,8 +101,8 @@ def prepare(config: Config, out_dir: str, images_per_shard: int = IMAGES_PER_SHA
         raise DataError(f"images_per_shard={images_per_shard}: must be positive")
     split = sources.find_split(config)
     log(f"preparing {len(split.train)} train / {len(split.val)} val images from {source} "
-        f"at {config.image_size}x{config.image_size} into {out_dir}")
-    meta = {"format": FORMAT, "image_size": config.image_size, "source": source,
+        f"at {config.model.image_size}x{config.model.image_size} into {out_dir}")
+    meta = {"format": FORMAT, "image_size": config.model.image_size, "source": source,
             "source_kind": split.source, "seed": config.seed, "split_settings": settings, "splits": {}}
     skipped = list(split.skipped)
     if os.path.isdir(out_dir):

@@ -5,7 +5,7 @@ import os
 import random
 from dataclasses import dataclass
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import records
 from ctxenc_tf.data.screening import IMAGE_EXTENSIONS, screen_files
 from ctxenc_tf.errors import DataError
@@ -68,7 +68,7 @@ def list_image_folder(data_dir: str) -> list:
     return sorted(found)
 
 
-def find_split(config: Config) -> Split:
+def find_split(config: RunConfig) -> Split:
     """Train/val files for ``config.data_dir``: CelebA's official partition when the layout
     is there, else a seeded random ``val_fraction`` split of an image folder; the bundled
     faces when ``data_dir`` is empty. Applies ``train_limit``/``val_limit``. A directory of
@@ -105,7 +105,7 @@ def find_split(config: Config) -> Split:
     return Split(train, val, skipped_train + skipped_val, source)
 
 
-def find_prepared(config: Config):
+def find_prepared(config: RunConfig):
     """:class:`~ctxenc_tf.Split` of :class:`Records` when ``config.data_dir`` is a
     prepared directory (``train_limit``/``val_limit`` applied), else ``None``.
     Raises :class:`~ctxenc_tf.DataError` if it was prepared at another image size or
@@ -115,9 +115,9 @@ def find_prepared(config: Config):
     meta = records.read_metadata(config.data_dir)
     if meta is None:
         return None
-    if meta["image_size"] != config.image_size:
+    if meta["image_size"] != config.model.image_size:
         raise DataError(f"{config.data_dir}: prepared at {meta['image_size']}x{meta['image_size']}, "
-                             f"but --image-size={config.image_size}; prepare again at this size")
+                             f"but --image-size={config.model.image_size}; prepare again at this size")
     splits = {}
     for name, limit in (("train", config.train_limit), ("val", config.val_limit)):
         info = meta["splits"][name]

@@ -25,7 +25,7 @@ import os
 import keras
 import tensorflow as tf
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import pipeline
 from ctxenc_tf.inference.formats import CONFIG_FILE, SAVED_MODEL_DIR, SIGNATURES
 from ctxenc_tf.model import masks
@@ -45,7 +45,7 @@ class InpaintingModule(tf.Module):
     freezing them into constants).
     """
 
-    def __init__(self, generator: keras.Model, config: Config, batch_size: int | None = None,
+    def __init__(self, generator: keras.Model, config: ModelConfig, batch_size: int | None = None,
                  signatures=SIGNATURES):
         super().__init__(name="ctxenc")
         self.config = config
@@ -117,8 +117,8 @@ def next_version(base_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
-def write_config(config: Config, out_dir: str) -> str:
-    """Write ``out_dir/config.json`` (the model's :class:`Config`) atomically; returns its path."""
+def write_config(config: ModelConfig, out_dir: str) -> str:
+    """Write ``out_dir/config.json`` (the model's :class:`~ctxenc_tf.config.ModelConfig`) atomically; returns its path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, CONFIG_FILE)
     config.save_json(path)

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.export.saved_model import InpaintingModule, write_config
 from ctxenc_tf.inference.formats import TFLITE_SIGNATURES, VARIANTS, tflite_path
@@ -29,14 +29,14 @@ from ctxenc_tf.utils import atomic
 CALIBRATION_IMAGES = 64
 
 
-def calibration_masks(config: Config, count: int) -> np.ndarray:
+def calibration_masks(config: ModelConfig, count: int) -> np.ndarray:
     """``count`` masks of the model's own type (seeded), ``[count, S, S, 1]`` float32."""
     return np.stack([masks.make_mask(config.mask_type, config.image_size, config.hole_size,
-                                     seed=tf.constant([i, config.seed], tf.int32)).numpy()
+                                     seed=tf.constant([i, config.trained_on.get("seed", 0)], tf.int32)).numpy()
                      for i in range(count)])
 
 
-def _representative_dataset(config: Config, images: np.ndarray):
+def _representative_dataset(config: ModelConfig, images: np.ndarray):
     """Calibration samples for both signatures: ``(signature_key, {input: [1, ...]})``."""
     hole = calibration_masks(config, len(images))
 
@@ -48,7 +48,7 @@ def _representative_dataset(config: Config, images: np.ndarray):
     return generate
 
 
-def _converter(saved_model_dir: str, variant: str, config: Config, images):
+def _converter(saved_model_dir: str, variant: str, config: ModelConfig, images):
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=list(TFLITE_SIGNATURES))
     if variant == "float32":
         return converter

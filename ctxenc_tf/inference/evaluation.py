@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig, training_data
 from ctxenc_tf.data import pipeline, screening, sources
 from ctxenc_tf.errors import ConfigError, DataError
 from ctxenc_tf.inference import baselines
@@ -30,7 +30,7 @@ METRICS = (("l1_pct", "L1 (%)", "{:.2f}"), ("l2_pct", "L2 (%)", "{:.2f}"),
 METHOD_NAMES = {"model": "context encoder", "mean": "mean-colour fill", "telea": "Telea (OpenCV)"}
 
 
-def list_files(data_dir: str, split: str, config: Config) -> tuple:
+def list_files(data_dir: str, split: str, config: ModelConfig) -> tuple:
     """``(files, description)`` to evaluate. CelebA: its official ``split``. A folder:
     ``all`` its images, or ``train`` / ``val`` as the model's training run split it (its
     seed and ``val_fraction``). Raises :class:`DataError`."""
@@ -48,25 +48,26 @@ def list_files(data_dir: str, split: str, config: Config) -> tuple:
         if not files:
             raise DataError(f"{data_dir}: no image files ({', '.join(screening.IMAGE_EXTENSIONS)})")
         return files, "all images of the folder"
-    chosen = sources.find_split(config.replace(data_dir=data_dir, train_limit=0, val_limit=0))
+    run = training_data(config, data_dir=data_dir)
+    chosen = sources.find_split(run)
     files = chosen.val if split == "val" else chosen.train
-    return files, (f"{split} split of the folder (seed {config.seed}, "
-                   f"val_fraction {config.val_fraction}, as train.py splits it)")
+    return files, (f"{split} split of the folder (seed {run.seed}, "
+                   f"val_fraction {run.val_fraction}, as train.py splits it)")
 
 
-def eval_dataset(files, config: Config, batch_size: int):
+def eval_dataset(files, config: ModelConfig, batch_size: int, seed: int = 0):
     """Batches of ``(paths, images, masks)``: ``paths`` ``[B]`` string, ``images``
     ``[B, S, S, 3]`` float32 in ``[0, 1]``, ``masks`` ``[B, S, S, 1]`` in ``{0, 1}``.
 
-    The i-th file always gets the same mask (stateless seed ``(config.seed, i)``); files
+    The i-th file always gets the same mask (stateless seed ``(seed, i)``); files
     that fail to decode are dropped with their path, so rows never shift.
     """
     s = config.image_size
 
     def load(path, index):
         image = (pipeline.load_image(path, s) + 1.0) / 2.0
-        seed = tf.stack([tf.constant(config.seed, tf.int32), tf.cast(index, tf.int32)])
-        return path, image, masks.make_mask(config.mask_type, s, config.hole_size, seed)
+        pair = tf.stack([tf.constant(seed, tf.int32), tf.cast(index, tf.int32)])
+        return path, image, masks.make_mask(config.mask_type, s, config.hole_size, pair)
 
     ds = tf.data.Dataset.from_tensor_slices((list(files), tf.range(len(files))))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
@@ -163,7 +164,7 @@ def grid_png(worst, best, columns) -> bytes:
     return buffer.getvalue()
 
 
-def evaluation_config(config: Config, mask_type) -> Config:
+def evaluation_config(config: ModelConfig, mask_type) -> ModelConfig:
     """The model's config with the holes to evaluate on; a centre model only takes centre
     holes. Raises :class:`ConfigError`."""
     if mask_type is None or mask_type == config.mask_type:
@@ -174,7 +175,7 @@ def evaluation_config(config: Config, mask_type) -> Config:
     return config.replace(mask_type=mask_type)
 
 
-def run_evaluation(runner, config: Config, files, data_dir: str, baseline_names=(), batch_size: int = 32,
+def run_evaluation(runner, config: ModelConfig, files, data_dir: str, baseline_names=(), batch_size: int = 32,
                    grid_count: int = 4, quiet: bool = False) -> tuple:
     """Fill and measure every file. Returns ``(rows, extremes, seconds)``: one dict of
     numbers per decoded image (``file`` relative to ``data_dir``, then
@@ -185,7 +186,7 @@ def run_evaluation(runner, config: Config, files, data_dir: str, baseline_names=
     fill = np.asarray(config.fill_value or (0.0, 0.0, 0.0), np.float32) / 2.0 + 0.5
     rows, extremes, started = [], Extremes(grid_count), time.monotonic()
     bar = tqdm(total=len(files), unit="image", disable=quiet or None, file=sys.stderr)
-    for paths, images, hole in eval_dataset(files, config, batch_size):
+    for paths, images, hole in eval_dataset(files, config, batch_size, config.trained_on.get("seed", 0)):
         images, hole = images.numpy(), hole.numpy()
         hidden = masks.hidden_region(hole, config.overlap).numpy()
         filled = fill_all(runner, images, hole, hidden, baseline_names)
@@ -211,7 +212,7 @@ def write_outputs(out_dir: str, report: dict, rows, extremes, columns) -> str:
     summary = summarise(rows, ["model"] + report["baselines"])
     table = markdown_table(summary)
     worst, best = extremes.worst_and_best()
-    c = Config.from_dict(report["config"])
+    c = ModelConfig.from_dict(report["config"])
     heading = (f"Evaluation of `{report['model']}` ({report['model_kind']}) on "
                f"{report['images']} images: {report['split_description']} of "
                f"`{report['data_dir']}`. {c.image_size}x{c.image_size} images, {c.mask_type} "

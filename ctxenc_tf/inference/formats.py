@@ -5,7 +5,7 @@ import json
 import os
 import zipfile
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.errors import CheckpointError, ConfigError, one_line
 
 SAVED_MODEL_DIR = "saved_model"
@@ -26,8 +26,8 @@ def tflite_path(out_dir: str, variant: str) -> str:
     return os.path.join(out_dir, TFLITE_DIR, f"ctxenc_{variant}.tflite")
 
 
-def find_config(directory: str, levels: int, what: str) -> Config:
-    """The :class:`Config` in the nearest ``config.json``: ``directory/assets.extra/`` (inside
+def find_config(directory: str, levels: int, what: str) -> ModelConfig:
+    """The :class:`ModelConfig` in the nearest ``config.json``: ``directory/assets.extra/`` (inside
     a SavedModel version), ``directory`` or up to ``levels`` parents above it (an export
     writes it at its root)."""
     candidates = [os.path.join(directory, "assets.extra", CONFIG_FILE)]
@@ -38,7 +38,7 @@ def find_config(directory: str, levels: int, what: str) -> Config:
         if os.path.isfile(candidate):
             try:
                 with open(candidate) as f:
-                    return Config.from_dict(json.load(f))
+                    return ModelConfig.from_dict(json.load(f))
             except (ValueError, TypeError, ConfigError) as e:
                 raise CheckpointError(f"{candidate}: not a ctxenc_tf config ({one_line(e)})") from e
     raise CheckpointError(f"{what}: no {CONFIG_FILE} found beside the export "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import pipeline
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.model import masks
@@ -151,7 +151,7 @@ def window_around(hole: np.ndarray, image_size: int) -> tuple:
     return top, left, side
 
 
-def centre_hole(shape, window, config: Config) -> np.ndarray:
+def centre_hole(shape, window, config: ModelConfig) -> np.ndarray:
     """The model's centre hole mapped into the photo's ``window``: ``[H, W]`` bool."""
     top, left, side = window
     scale = side / config.image_size
@@ -172,7 +172,7 @@ def _resize_channels(values: np.ndarray, size, box=None) -> np.ndarray:
                      for c in range(values.shape[-1])], axis=-1)
 
 
-def prepare(photo: Photo, config: Config, hole: np.ndarray | None = None) -> Job:
+def prepare(photo: Photo, config: ModelConfig, hole: np.ndarray | None = None) -> Job:
     """Cut the model's input out of ``photo``: the central square and centre hole by
     default, or a square around the user's ``hole`` (``[H, W]`` bool)."""
     s = config.image_size
@@ -193,7 +193,7 @@ def prepare(photo: Photo, config: Config, hole: np.ndarray | None = None) -> Job
     return Job(photo, hole, window, image.astype(np.float32), mask.astype(np.float32))
 
 
-def finish(job: Job, completed: np.ndarray, prediction: np.ndarray, config: Config) -> np.ndarray:
+def finish(job: Job, completed: np.ndarray, prediction: np.ndarray, config: ModelConfig) -> np.ndarray:
     """Blend the model output into the photo at its own resolution.
 
     ``completed`` ``[S, S, 3]`` and ``prediction`` ``[O, O, 3]`` in ``[0, 1]`` (one
@@ -248,7 +248,7 @@ def encode_png(pixels: np.ndarray, icc_profile=None) -> bytes:
     return buffer.getvalue()
 
 
-def side_by_side(photo: Photo, filled: np.ndarray, hole: np.ndarray, config: Config) -> np.ndarray:
+def side_by_side(photo: Photo, filled: np.ndarray, hole: np.ndarray, config: ModelConfig) -> np.ndarray:
     """``[original | hole (the model's fill colour) | filled]`` as one RGB uint8 array,
     each panel at most :data:`SIDE_BY_SIDE_MAX_HEIGHT` pixels high."""
     fill = np.rint((np.asarray(config.fill_value or (0.0, 0.0, 0.0)) + 1.0) * 127.5).astype(np.uint8)

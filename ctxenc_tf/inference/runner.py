@@ -7,7 +7,7 @@
 * a ``.tflite`` file from ``export`` (LiteRT, ``inpaint`` signature, batch 1).
 
 ``load_runner(path)`` picks the format from the file itself. Every runner has
-``runner.config`` (the model's :class:`Config`) and ``runner.inpaint(images, masks)``,
+``runner.config`` (the model's :class:`~ctxenc_tf.config.ModelConfig`) and ``runner.inpaint(images, masks)``,
 which maps ``[N, S, S, 3]`` float32 images in ``[0, 1]`` and ``[N, S, S, 1]`` masks (1 =
 hole) to ``(completed, prediction)`` in ``[0, 1]``. Inpaint, evaluate, the export's parity
 check, the benchmark and the serving tests all run models through it, with one rule for
@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.errors import CheckpointError, one_line
 from ctxenc_tf.inference.formats import find_config, model_kind, saved_model_version_dir
 from ctxenc_tf.model import masks as mask_ops
@@ -41,7 +41,7 @@ class Runner:
 
     kind = ""
 
-    def __init__(self, path: str, config: Config):
+    def __init__(self, path: str, config: ModelConfig):
         self.path, self.config = path, config
 
     def inpaint(self, images, masks):

@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras import ops
 
 from ctxenc_tf import compat
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig, RunConfig
 from ctxenc_tf.model import losses, masks, metrics
 from ctxenc_tf.model.networks import build_discriminator, build_generator
 from ctxenc_tf.model.precision import uses_loss_scaling
@@ -18,7 +18,7 @@ from ctxenc_tf.model.precision import uses_loss_scaling
 METRIC_NAMES = ("g_loss", "d_loss", "rec_loss", "adv_loss", "psnr", "l1")
 
 
-def crop_to_output(x, config: Config):
+def crop_to_output(x, config: ModelConfig):
     """Cut the generator's output region out of a full ``[N, S, S, C]`` tensor: the
     centre ``hole_size`` square for the centre model, the whole image otherwise."""
     if config.predicts_full_image:
@@ -27,7 +27,7 @@ def crop_to_output(x, config: Config):
     return x[:, o:o + h, o:o + h, :]
 
 
-def paste_prediction(images, prediction, mask, config: Config):
+def paste_prediction(images, prediction, mask, config: ModelConfig):
     """Composite the prediction into the images: hidden core replaced, the overlap ring
     blended linearly, context outside the hole untouched.
 
@@ -54,9 +54,9 @@ def _global_mean(per_example):
 class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
     """Generator + discriminator trained jointly. ``compile(g_optimizer, d_optimizer)``."""
 
-    def __init__(self, config: Config | dict, generator=None, discriminator=None, **kwargs):
+    def __init__(self, config: ModelConfig | dict, generator=None, discriminator=None, **kwargs):
         super().__init__(**kwargs)
-        self.config = config if isinstance(config, Config) else Config.from_dict(config)
+        self.config = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
         self.generator = generator or build_generator(self.config)
         self.discriminator = discriminator or (
             build_discriminator(self.config) if self.config.uses_discriminator else None)
@@ -70,19 +70,21 @@ class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
         prediction = self.generator([images, mask], training=training)
         return paste_prediction(images, prediction, mask, self.config)
 
-    def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
-        """Adam(lr, beta_1) for each network by default, the generator's lr x10 when mixing;
-        wrapped in ``LossScaleOptimizer`` under a float16 policy. Both optimisers' slot
-        variables (Adam moments, step counter) are created here, in the caller's strategy
-        scope: created lazily inside a distributed step they fail, and resuming loads state
-        into them. ``jit_compile`` defaults to ``config.jit_compile`` (XLA on by default);
-        other kwargs (``steps_per_execution``) go to ``keras.Model.compile``."""
-        c = self.config
-        kwargs.setdefault("jit_compile", c.jit_compile)  # as train.py does (Keras' "auto" leaves XLA off here)
+    def compile(self, g_optimizer=None, d_optimizer=None, run: RunConfig | None = None, **kwargs):
+        """Adam(lr, beta_1) for each network by default, the generator's lr x10 when mixing
+        losses (``run``'s schedule; the paper's when ``run`` is None); wrapped in
+        ``LossScaleOptimizer`` under a float16 policy. Both optimisers' slot variables
+        (Adam moments, step counter) are created here, in the caller's strategy scope:
+        created lazily inside a distributed step they fail, and resuming loads state into
+        them. ``jit_compile`` and ``steps_per_execution`` default to ``run``'s (XLA on by
+        default); other kwargs go to ``keras.Model.compile``."""
+        run = run or RunConfig(model=self.config)
+        kwargs.setdefault("jit_compile", run.jit_compile)  # Keras' "auto" leaves XLA off here
+        kwargs.setdefault("steps_per_execution", run.steps_per_execution)
         super().compile(**kwargs)
-        g_optimizer = g_optimizer or keras.optimizers.Adam(c.g_learning_rate, beta_1=c.beta_1)
+        g_optimizer = g_optimizer or keras.optimizers.Adam(run.g_learning_rate, beta_1=run.beta_1)
         d_optimizer = d_optimizer or (
-            keras.optimizers.Adam(c.learning_rate, beta_1=c.beta_1) if self.discriminator else None)
+            keras.optimizers.Adam(run.learning_rate, beta_1=run.beta_1) if self.discriminator else None)
         if uses_loss_scaling():
             g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
             d_optimizer = d_optimizer and keras.optimizers.LossScaleOptimizer(d_optimizer)

@@ -12,7 +12,7 @@ import math
 import keras
 from keras import layers
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.model.fill_hole import FillHole
 from ctxenc_tf.model.precision import output_dtype
 from ctxenc_tf.model.replicas import synchronized_batch_norm
@@ -50,7 +50,7 @@ def decoder_widths(output_size: int, filters: int) -> list:
     return [filters * min(2 ** (n - 1 - i), 8) for i in range(n)] + [3]
 
 
-def build_generator(config: Config) -> keras.Model:
+def build_generator(config: ModelConfig) -> keras.Model:
     """Context-encoder generator.
 
     Inputs: ``image`` ``[N, S, S, 3]`` float32 in ``[-1, 1]`` and ``mask`` ``[N, S, S, 1]``
@@ -84,7 +84,7 @@ def build_generator(config: Config) -> keras.Model:
     return keras.Model([image, mask], out, name="generator")
 
 
-def build_discriminator(config: Config) -> keras.Model:
+def build_discriminator(config: ModelConfig) -> keras.Model:
     """Discriminator on the generator's output region (``[N, O, O, 3]`` in ``[-1, 1]``).
 
     ``dcgan`` (the paper's): stride-2 convs down to 4x4, a 4x4 valid conv -> ``[N, 1]``

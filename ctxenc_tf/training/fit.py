@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.data.fingerprint import data_fingerprint
 from ctxenc_tf.errors import ConfigError, DataError, TrainingError
 from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import ContextEncoder
@@ -28,7 +29,7 @@ SAMPLE_COUNT = 8
 
 @dataclass
 class RunPaths:
-    """Where a run writes its outputs, all below ``Config.output_dir``."""
+    """Where a run writes its outputs, all below ``RunConfig.output_dir``."""
 
     root: str
 
@@ -51,10 +52,10 @@ def report_skipped(skipped, log=print, show: int = 5) -> None:
         log(f"  ... and {len(skipped) - show} more")
 
 
-def prepare(config: Config, log=print):
+def prepare(config: RunConfig, log=print):
     """Check the output directory (first: it is the cheapest check), find the data and
-    measure the fill colour if unset. Returns ``(config, split)`` with ``config.fill_value``
-    filled in."""
+    measure the fill colour if unset. Returns ``(config, split)`` with the model's
+    ``fill_value`` filled in and ``trained_on`` saying which data trains it."""
     check_output_dir(config.output_dir)
     if config.cache and config.cache != "memory":
         cache_dir = os.path.dirname(os.path.abspath(config.cache))
@@ -67,16 +68,19 @@ def prepare(config: Config, log=print):
     if len(split.train) < config.batch_size:
         raise DataError(f"{config.data_dir or sources.BUNDLED_FACES}: {len(split.train)} training "
                              f"images, fewer than --batch-size={config.batch_size}")
-    if not config.fill_value:
-        config = config.replace(fill_value=pipeline.estimate_mean(split.train, config.image_size))
-    return config, split
+    if not config.model.fill_value:
+        config = config.replace(fill_value=pipeline.estimate_mean(split.train, config.model.image_size))
+    trained_on = {"data_dir": os.path.abspath(config.data_dir) if config.data_dir else "",
+                  "seed": config.seed, "val_fraction": config.val_fraction}
+    return config.replace(trained_on=trained_on), split
 
 
-def build_callbacks(config: Config, paths: RunPaths, val_batch, monitor: str, steps_per_epoch: int,
-                    best: float = np.inf, resumed=None, time_limit=None):
+def build_callbacks(config: RunConfig, data: str, paths: RunPaths, val_batch, monitor: str,
+                    steps_per_epoch: int, best: float = np.inf, resumed=None, time_limit=None):
     """The standard callback list: NaN/inf stop, best checkpoint (seeded with ``best``),
     CSV log, TensorBoard, sample grid, the resume state (after every epoch and every
-    ``config.backup_steps`` steps; ``resumed`` is the state this run continues) and an
+    ``config.backup_steps`` steps, with the data fingerprint ``data``; ``resumed`` is the
+    state this run continues) and an
     optional wall-time limit in seconds."""
     best_checkpoint = BestCheckpoint(paths.best, monitor=monitor, best=best)
     callbacks = [
@@ -85,7 +89,7 @@ def build_callbacks(config: Config, paths: RunPaths, val_batch, monitor: str, st
         keras.callbacks.CSVLogger(paths.csv, append=True),
         keras.callbacks.TensorBoard(paths.logs),
         SampleGrid(*val_batch, paths.samples),
-        resume.TrainingBackup(paths.backup, config, steps_per_epoch, config.backup_steps,
+        resume.TrainingBackup(paths.backup, config, data, steps_per_epoch, config.backup_steps,
                               best_checkpoint, resumed),
     ]
     if time_limit:
@@ -93,7 +97,7 @@ def build_callbacks(config: Config, paths: RunPaths, val_batch, monitor: str, st
     return callbacks
 
 
-def existing_best(path: str, config: Config, val_ds, monitor: str) -> float:
+def existing_best(path: str, config: RunConfig, val_ds, monitor: str) -> float:
     """``monitor`` of a ``best.keras`` left in the output directory by a run that has no
     resume state, measured on ``val_ds``, so that a worse model never replaces it; ``inf``
     when there is none (or no validation data to measure it on). Raises
@@ -102,7 +106,7 @@ def existing_best(path: str, config: Config, val_ds, monitor: str) -> float:
     if not os.path.exists(path) or val_ds is None:
         return np.inf
     model = load_context_encoder(path)
-    differ = resume.differences(model.config.to_dict(), config)
+    differ = resume.model_differences(model.config.to_dict(), config.model)
     if differ:
         raise ConfigError(f"{path} is a checkpoint of another run ({', '.join(differ)}); "
                           "use a new --output-dir (or move it away)")
@@ -110,7 +114,7 @@ def existing_best(path: str, config: Config, val_ds, monitor: str) -> float:
     return float(model.evaluate(val_ds, verbose=0, return_dict=True)[monitor.removeprefix("val_")])
 
 
-def fit_remaining(model, files, config: Config, val_ds, callbacks, steps: int, state=None):
+def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int, state=None):
     """``model.fit`` over what is left of the run: the rest of ``state``'s interrupted
     epoch (its own ``fit``, ``steps - state.step`` steps), then the remaining epochs.
     Returns one ``History`` for both."""
@@ -146,13 +150,15 @@ def non_finite_message(stopped: str, paths: RunPaths, backup) -> str:
             f"was not written. Lower --learning-rate and rerun the same command to {then}")
 
 
-def train(config: Config, time_limit: float | None = None, log=print):
+def train(config: RunConfig, time_limit: float | None = None, accept_changed_data: bool = False,
+          log=print):
     """Train a context encoder as ``config`` says; returns ``(model, history, paths)``.
 
     Writes below ``config.output_dir``: ``config.json``, ``best.keras`` (best validation
     reconstruction loss), ``final.keras``, ``log.csv``, ``logs/`` (TensorBoard),
     ``samples/*.png`` (masked / filled / original grids) and ``backup/`` (resume state).
-    Rerunning with the same settings resumes from ``backup/`` (see :mod:`ctxenc_tf.resume`).
+    Rerunning with the same model settings and data resumes from ``backup/`` (see
+    :mod:`ctxenc_tf.training.resume`; ``accept_changed_data`` continues on data that changed).
     Raises :class:`~ctxenc_tf.callbacks.TrainingError` if a loss becomes NaN/inf.
     """
     # First: multi-worker collectives must be configured before TF starts its runtime.
@@ -162,7 +168,10 @@ def train(config: Config, time_limit: float | None = None, log=print):
     set_precision(config.precision)
     config, split = prepare(config, log)
     paths = RunPaths(config.output_dir)
-    state = resume.load_state(paths.backup, config)
+    data = data_fingerprint(split.train, split.val)
+    state = resume.load_state(paths.backup, config, data, accept_changed_data)
+    if state is not None:
+        config = config.replace(fill_value=state.config["model"]["fill_value"])
 
     steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
     val_ds = pipeline.image_dataset(split.val, config, training=False) if split.val else None
@@ -173,11 +182,11 @@ def train(config: Config, time_limit: float | None = None, log=print):
     images, mask = sample
     monitor = "val_rec_loss" if val_ds is not None else "rec_loss"
     with strategy.scope():
-        model = ContextEncoder(config)
-        model.compile(jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
+        model = ContextEncoder(config.model)
+        model.compile(run=config)
         check_disk_space(config.output_dir, resume.state_bytes(model))
         if state is not None:
-            resume.restore(model, paths.backup, state)
+            resume.restore(model, paths.backup, state, config)
     if state is None:
         best = existing_best(paths.best, config, val_ds, monitor)
     else:
@@ -188,7 +197,7 @@ def train(config: Config, time_limit: float | None = None, log=print):
         if state.epoch >= config.epochs:
             log(f"all {config.epochs} epochs are already done; raise --epochs to train longer")
     config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
-    callbacks = build_callbacks(config, paths, (np.asarray(images), np.asarray(mask)), monitor, steps,
+    callbacks = build_callbacks(config, data, paths, (np.asarray(images), np.asarray(mask)), monitor, steps,
                                 best, state, time_limit)
     log(f"training on {strategy.num_replicas_in_sync} replica(s), {steps} steps per epoch, "
         f"writing to {config.output_dir}")

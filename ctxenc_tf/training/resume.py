@@ -7,8 +7,12 @@ to a new ``state-eEEEE-sSSSSSS.weights.h5`` (temp file + rename), then ``state.j
 which names it, is replaced (temp file + rename), then older weight files are removed. A
 kill at any moment leaves a ``state.json`` that names a complete weights file. Together
 with the input pipeline, whose batches are a pure function of ``(seed, epoch, step)``
-(:func:`ctxenc_tf.pipeline.training_batches`), rerunning the same command continues exactly
+(:func:`ctxenc_tf.data.pipeline.training_batches`), rerunning the same command continues exactly
 where the last state was written.
+
+A rerun resumes only a run of the same model (:class:`~ctxenc_tf.config.ModelConfig`) on
+the same data (:func:`~ctxenc_tf.data.fingerprint.data_fingerprint`); run settings may
+change, except :data:`FIXED_RUN_SETTINGS`.
 """
 
 import dataclasses
@@ -20,17 +24,17 @@ import warnings
 import keras
 import numpy as np
 
-from ctxenc_tf.config import Config
+from ctxenc_tf.config import ModelConfig, RunConfig
 from ctxenc_tf.errors import ConfigError, TrainingError, one_line
 from ctxenc_tf.training.callbacks import scalar
 from ctxenc_tf.utils import atomic
 
 STATE_FILE = "state.json"
 
-# Settings that may differ between the interrupted run and the rerun that resumes it;
-# any other difference (architecture, data, seed, batch size, ...) is refused.
-MAY_CHANGE = ("epochs", "backup_steps", "learning_rate", "g_lr_multiplier", "beta_1", "cache",
-              "strategy", "jit_compile", "steps_per_execution", "output_dir", "fill_value", "notes")
+# Run settings a resumed run cannot honour: the saved step counts batches of this size in
+# this seeded order, and the optimiser state's layout depends on the precision policy.
+# Any other run setting (epochs, learning rates, paths, cache, strategy, XLA, ...) may change.
+FIXED_RUN_SETTINGS = ("batch_size", "seed", "precision")
 
 
 @dataclasses.dataclass
@@ -42,7 +46,8 @@ class TrainingState:
     weights: str  # file name inside the backup directory
     best: float  # best monitored value so far (``inf`` if none)
     trackers: dict  # metric name -> variable values of the running epoch mean
-    config: dict
+    config: dict  # the RunConfig, as a dict
+    data: str  # fingerprint of the training data (ctxenc_tf.data.fingerprint)
 
     def describe(self) -> str:
         """Human-readable position, e.g. ``epoch 3, step 40`` (1-based epoch)."""
@@ -70,11 +75,25 @@ def all_finite(model) -> bool:
                if np.dtype(v.dtype).kind == "f")
 
 
-def load_state(directory: str, config: Config) -> TrainingState | None:
-    """The saved state in ``directory``, or ``None`` if there is none.
+def _changes(old: dict, new: dict, keys) -> list:
+    """``'--flag old -> new'`` for each of ``keys`` whose value differs between ``old`` and ``new``."""
+    return [f"--{k.replace('_', '-')} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def model_differences(old: dict, model: ModelConfig) -> list:
+    """The model settings (see :meth:`ModelConfig.identity`) in which ``model`` differs from
+    the model config dict ``old`` of an earlier run, as ``'--flag old -> new'``."""
+    new = model.identity()
+    return _changes(ModelConfig.from_dict(old).identity(), new, new)
+
+
+def load_state(directory: str, config: RunConfig, data: str, accept_changed_data: bool = False):
+    """The saved :class:`TrainingState` in ``directory``, or ``None`` if there is none.
 
     Raises :class:`ConfigError` (one line) if the state is unreadable, its weights file is
-    missing, or it was written by a run whose settings differ outside :data:`MAY_CHANGE`.
+    missing, or the rerun cannot continue it: other model settings, a change of a
+    :data:`FIXED_RUN_SETTINGS` setting, or training data whose fingerprint ``data``
+    differs from the state's (unless ``accept_changed_data``).
     """
     path = os.path.join(directory, STATE_FILE)
     if not os.path.exists(path):
@@ -82,37 +101,35 @@ def load_state(directory: str, config: Config) -> TrainingState | None:
     try:
         with open(path) as f:
             state = TrainingState(**json.load(f))
-    except (OSError, ValueError, TypeError) as e:
-        raise ConfigError(f"{path}: unreadable resume state ({e}); use a new --output-dir") from e
+        old = RunConfig.from_dict(state.config).to_dict()
+    except (OSError, ValueError, TypeError, ConfigError) as e:
+        raise ConfigError(f"{path}: unreadable resume state ({one_line(e)}); use a new --output-dir") from e
     if not os.path.isfile(os.path.join(directory, state.weights)):
         raise ConfigError(f"{path}: names {state.weights}, which is missing; use a new --output-dir")
-    differ = differences(state.config, config)
+    # The fill colour is measured from the data (equal for equal data); the run keeps the
+    # one it was trained with, so it is not compared here but restored by the caller.
+    model = config.model.replace(fill_value=old["model"]["fill_value"])
+    differ = model_differences(old["model"], model) + _changes(old, config.to_dict(), FIXED_RUN_SETTINGS)
     if differ:
         raise ConfigError(f"{config.output_dir} holds a run with other settings ({', '.join(differ)}); "
                           "rerun with the same flags to resume it, or use a new --output-dir")
+    if state.data != data and not accept_changed_data:
+        raise ConfigError(f"{config.output_dir}: the training data changed since this run started "
+                          "(files added, removed or modified, or other --train-limit/--val-limit/"
+                          "--val-fraction); restore it, use a new --output-dir, or pass "
+                          "--accept-changed-data to continue on the new data")
     return state
 
 
-def _changes(old: dict, config: Config, keys) -> list:
-    """``'--flag old -> new'`` for each of ``keys`` whose value in ``config`` differs from
-    the config dict ``old`` of an earlier run."""
+def changed_settings(state: TrainingState, config: RunConfig) -> list:
+    """The run settings changed since ``state`` was saved (see :func:`_changes`), to report."""
     new = config.to_dict()
-    return [f"--{k.replace('_', '-')} {old.get(k)!r} -> {new[k]!r}" for k in keys if old.get(k) != new[k]]
+    return _changes(state.config, new, [k for k in new if k not in ("model", "output_dir")])
 
 
-def differences(old: dict, config: Config) -> list:
-    """The changes (see :func:`_changes`) outside :data:`MAY_CHANGE`: a run cannot go on."""
-    return _changes(old, config, [k for k in config.to_dict() if k not in MAY_CHANGE])
-
-
-def changed_settings(state: TrainingState, config: Config) -> list:
-    """The changes (see :func:`_changes`) in :data:`MAY_CHANGE` settings, to report."""
-    return _changes(state.config, config, [k for k in MAY_CHANGE if k not in ("output_dir", "notes")])
-
-
-def restore(model, directory: str, state: TrainingState) -> None:
+def restore(model, directory: str, state: TrainingState, config: RunConfig) -> None:
     """Load ``state``'s weights and optimiser state into the compiled ``model``, then set
-    the learning rates from the model's (possibly changed) config. Raises
+    the learning rates from ``config`` (they may have changed). Raises
     :class:`ConfigError` if any of it does not fit (nothing is skipped silently)."""
     path = os.path.join(directory, state.weights)
     try:
@@ -122,9 +139,9 @@ def restore(model, directory: str, state: TrainingState) -> None:
     except (UserWarning, ValueError) as e:
         raise ConfigError(f"{path}: the resume state does not fit this model ({one_line(e)}); "
                           "use a new --output-dir") from e
-    model.g_optimizer.learning_rate.assign(model.config.g_learning_rate)
+    model.g_optimizer.learning_rate.assign(config.g_learning_rate)
     if model.d_optimizer is not None:
-        model.d_optimizer.learning_rate.assign(model.config.learning_rate)
+        model.d_optimizer.learning_rate.assign(config.learning_rate)
 
 
 def save_state(model, directory: str, state: TrainingState) -> None:
@@ -158,10 +175,10 @@ class TrainingBackup(keras.callbacks.Callback):
     (place this callback after it).
     """
 
-    def __init__(self, directory: str, config: Config, steps_per_epoch: int, every_steps: int = 0,
-                 best_checkpoint=None, resumed: TrainingState | None = None):
+    def __init__(self, directory: str, config: RunConfig, data: str, steps_per_epoch: int,
+                 every_steps: int = 0, best_checkpoint=None, resumed: TrainingState | None = None):
         super().__init__()
-        self.directory, self.config = directory, config
+        self.directory, self.config, self.data = directory, config, data
         self.steps_per_epoch, self.every_steps = steps_per_epoch, every_steps
         self.best_checkpoint, self.resumed = best_checkpoint, resumed
         self.epoch, self.offset, self.steps_done = 0, 0, 0
@@ -205,6 +222,6 @@ class TrainingBackup(keras.callbacks.Callback):
         best = self.best_checkpoint.best if self.best_checkpoint is not None else float("inf")
         trackers = self.train_trackers or self._tracker_values()
         state = TrainingState(epoch, step, f"state-e{epoch:04d}-s{step:06d}.weights.h5",
-                              float(best), trackers, self.config.to_dict())
+                              float(best), trackers, self.config.to_dict(), self.data)
         save_state(self.model, self.directory, state)
         self.last_saved = state
