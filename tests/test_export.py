@@ -110,9 +110,12 @@ def test_saved_model_matches_keras(trained, exported, faces):
     completed, prediction = keras_inpaint(model, faces, centre_masks(config, n))
     assert np.abs(out["completed"].numpy() - completed).max() <= 1e-5
     assert np.abs(out["prediction"].numpy() - prediction).max() <= 1e-5
-    # the context outside the hole is passed through untouched
+    # the context outside the hole is the input bit for bit, for any float input
     hole = centre_masks(config, n).astype(bool)[..., 0]
-    assert np.abs(out["completed"].numpy() - faces)[~hole].max() <= 1e-6
+    np.testing.assert_array_equal(out["completed"].numpy()[~hole], faces[~hole])
+    noise = np.random.default_rng(1).uniform(0, 1, faces.shape).astype(np.float32)
+    np.testing.assert_array_equal(sigs["serving_default"](images=tf.constant(noise))["completed"].numpy()[~hole],
+                                  noise[~hole])
 
     # user-drawn holes anywhere (random squares) through `inpaint`
     hole = np.stack([masks.random_square_mask(tf.constant([i, 7]), config.image_size, config.hole_size)
@@ -124,6 +127,8 @@ def test_saved_model_matches_keras(trained, exported, faces):
     out = sigs["serving_uint8"](images=tf.constant(as_uint8))
     expected = keras_inpaint(model, as_uint8 / np.float32(255), centre_masks(config, n))[0]
     assert out["completed"].dtype == tf.uint8
+    np.testing.assert_array_equal(out["completed"].numpy()[~centre_masks(config, n).astype(bool)[..., 0]],
+                                  as_uint8[~centre_masks(config, n).astype(bool)[..., 0]])
     assert np.abs(out["completed"].numpy().astype(int) - np.round(expected * 255)).max() <= 1
 
 
@@ -191,6 +196,8 @@ def test_tflite_variants_match_keras(trained, faces, tmp_path):
     rows = {r["name"]: r for r in parity.measure_parity(model, paths, faces)}
     print("\n" + parity.format_table(list(rows.values()), len(faces)))
     assert rows["float32"]["max_abs"] <= 1e-4 and rows["float32"]["completed_max_abs"] <= 1e-4
+    # Every format, quantised ones included, keeps the context outside the hole exactly.
+    assert {name: r["outside_max_abs"] for name, r in rows.items()} == {name: 0.0 for name in rows}
     for variant, (max_abs, min_psnr) in QUANTISED_BOUNDS.items():
         assert rows[variant]["max_abs"] <= max_abs, (variant, rows[variant])
         assert rows[variant]["psnr"] >= min_psnr, (variant, rows[variant])
@@ -236,9 +243,10 @@ def test_export_cli_writes_everything_and_prints_parity(trained, tmp_path):
     assert os.path.isfile(os.path.join(out, "tflite", "ctxenc_float32.tflite"))
     assert os.path.isfile(os.path.join(out, "config.json"))
     rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
-    table = {r[1].strip(): float(r[3]) for r in rows[1:]}  # name -> max abs diff
-    assert set(table) == {"saved_model", "float32"}
-    assert table["saved_model"] <= 1e-5 and table["float32"] <= 1e-4
+    table = {r[1].strip(): (float(r[3]), float(r[6])) for r in rows[1:]}  # name -> max abs diff, outside
+    assert set(table) == {"keras", "saved_model", "float32"}
+    assert table["saved_model"][0] <= 1e-5 and table["float32"][0] <= 1e-4
+    assert all(outside == 0 for _, outside in table.values())
 
 
 def one_error_line(stderr):

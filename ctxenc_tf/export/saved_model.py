@@ -78,11 +78,12 @@ class InpaintingModule(tf.Module):
         """``images`` ``[N, S, S, 3]`` float32 in ``[0, 1]``, ``masks`` ``[N, S, S, 1]``
         (1 = hole) -> ``{"completed": [N, S, S, 3], "prediction": [N, O, O, 3]}`` float32
         in ``[0, 1]``."""
-        x = tf.clip_by_value(images, 0.0, 1.0) * 2.0 - 1.0
         mask = tf.clip_by_value(masks, 0.0, 1.0)
-        prediction = self._predict([x, mask])
-        completed = paste_prediction(x, prediction, mask, self.config)
-        return {"completed": (completed + 1.0) / 2.0, "prediction": (prediction + 1.0) / 2.0}
+        prediction = (self._predict([tf.clip_by_value(images, 0.0, 1.0) * 2.0 - 1.0, mask]) + 1.0) / 2.0
+        # Pasted in [0, 1] onto the input tensor itself, as the graph's last op: outside the
+        # hole ``completed`` is the input bit for bit, also in a quantised TFLite file,
+        # which keeps this select in float (export/tflite.py).
+        return {"completed": paste_prediction(images, prediction, mask, self.config), "prediction": prediction}
 
     def complete_centre(self, images):
         """:meth:`complete` with the centre ``hole_size`` square as the hole."""

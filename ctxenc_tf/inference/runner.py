@@ -97,13 +97,14 @@ class KerasRunner(Runner):
 
             self._complete = tf.function(self._complete_eager, jit_compile=jit_compile)
 
-    def _complete_eager(self, x, masks):
-        prediction = self.generator([x, masks], training=False)
-        return paste_prediction(x, prediction, masks, self.config), prediction
+    def _complete_eager(self, images, masks):
+        # Pasted in [0, 1] onto the input itself, as the exports do: the context stays bit-exact.
+        prediction = (self.generator([images * 2.0 - 1.0, masks], training=False) + 1.0) / 2.0
+        return paste_prediction(images, prediction, masks, self.config), prediction
 
     def _run(self, images, masks):
-        completed, prediction = self._complete(images * 2.0 - 1.0, masks)
-        return (np.asarray(completed) + 1.0) / 2.0, (np.asarray(prediction) + 1.0) / 2.0
+        completed, prediction = self._complete(images, masks)
+        return np.asarray(completed), np.asarray(prediction)
 
 
 class SavedModelRunner(Runner):

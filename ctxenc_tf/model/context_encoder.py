@@ -31,16 +31,23 @@ def paste_prediction(images, prediction, mask, config: ModelConfig):
     """Composite the prediction into the images: hidden core replaced, the overlap ring
     blended linearly, context outside the hole untouched.
 
-    ``images`` ``[N, S, S, 3]``, ``prediction`` ``[N, O, O, 3]``, ``mask`` ``[N, S, S, 1]``;
-    all in ``[-1, 1]`` / ``{0, 1}``. Returns ``[N, S, S, 3]`` in ``[-1, 1]``.
+    ``images`` ``[N, S, S, 3]``, ``prediction`` ``[N, O, O, 3]``, ``mask`` ``[N, S, S, 1]``
+    in ``{0, 1}``; images and prediction in the same range (``[-1, 1]`` or ``[0, 1]``),
+    which the result keeps. A centre model fills only its centre region: hole pixels
+    outside it keep the input.
     """
     images = ops.cast(images, "float32")
     prediction = ops.cast(prediction, "float32")
+    alpha = masks.blend_alpha(ops.cast(mask, "float32"), config.overlap)
     if not config.predicts_full_image:
         o, h, s = config.hole_offset, config.hole_size, config.image_size
-        prediction = ops.pad(prediction, [[0, 0], [o, s - h - o], [o, s - h - o], [0, 0]])
-    alpha = masks.blend_alpha(ops.cast(mask, "float32"), config.overlap)
-    return images * (1.0 - alpha) + prediction * alpha
+        pad = [[0, 0], [o, s - h - o], [o, s - h - o], [0, 0]]
+        prediction = ops.pad(prediction, pad)
+        alpha = alpha * ops.pad(ops.ones((1, h, h, 1)), pad)
+    # A select, not the blend alone, so that the context is the input itself even where
+    # the prediction is not finite, and so that a quantised export can keep this one op
+    # in float (export/tflite.py): pixels outside the hole stay bit-exact.
+    return ops.where(alpha > 0.0, images * (1.0 - alpha) + prediction * alpha, images)
 
 
 def _global_mean(per_example):
