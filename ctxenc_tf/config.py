@@ -33,16 +33,28 @@ from ctxenc_tf.utils import atomic
 MASK_TYPES = ("center", "random_square", "random_region")
 RECONSTRUCTION_LOSSES = ("l2", "l1", "mix")
 ADVERSARIAL_LOSSES = ("bce", "lsgan", "none")
+GENERATORS = ("paper", "seed")
 DISCRIMINATORS = ("dcgan", "patchgan")
+RESIZES = ("crop", "stretch")
+VAL_MASKS = ("same", "center")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 # float64 is for numerical checks (tests compare strategies in it), not for training speed.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "float64")
 
 PRESETS = {
-    # Pathak et al. 2016, centre region: L2 + BCE adversarial, DCGAN discriminator.
-    "paper": dict(reconstruction_loss="l2", adversarial_loss="bce", discriminator="dcgan"),
-    # The seed PyTorch project: L1 reconstruction, least-squares GAN with a PatchGAN critic.
-    "seed": dict(reconstruction_loss="l1", adversarial_loss="lsgan", discriminator="patchgan"),
+    # Pathak et al. 2016, centre region (the defaults): L2 + BCE adversarial, DCGAN
+    # discriminator, mean fill with a 4-px overlap ring, the generator's lr x10, batch 64.
+    "paper": dict(generator="paper", discriminator="dcgan", reconstruction_loss="l2",
+                  adversarial_loss="bce", mask_type="center", overlap=4, fill_value=(),
+                  g_lr_multiplier=10.0, batch_size=64, resize="crop", val_mask="same"),
+    # The seed PyTorch project (the PyTorch-GAN context encoder): its generator and
+    # PatchGAN, L1 + least squares, random 64x64 training holes filled with white and no
+    # overlap ring, centre validation holes, equal learning rates, batch 8, images
+    # squashed to squares. The x10 and the ring need the paper preset.
+    "seed": dict(generator="seed", discriminator="patchgan", reconstruction_loss="l1",
+                 adversarial_loss="lsgan", mask_type="random_square", overlap=0,
+                 fill_value=(1.0, 1.0, 1.0), g_lr_multiplier=1.0, batch_size=8,
+                 resize="stretch", val_mask="center"),
 }
 
 
@@ -81,6 +93,7 @@ class ModelConfig:
     mask_type: str = _opt("center", f"hole shape: {', '.join(MASK_TYPES)}")
     # architecture
     bottleneck: int = _opt(4000, "channels of the encoder's 1x1 bottleneck code")
+    generator: str = _opt("paper", f"generator family: {', '.join(GENERATORS)} (see model/networks.py)")
     gen_filters: int = _opt(64, "base width of the generator's convolutions")
     disc_filters: int = _opt(64, "base width of the discriminator's convolutions")
     discriminator: str = _opt("dcgan", f"discriminator: {', '.join(DISCRIMINATORS)}")
@@ -93,7 +106,7 @@ class ModelConfig:
     adversarial_loss: str = _opt("bce", f"adversarial loss: {', '.join(ADVERSARIAL_LOSSES)}")
     fill_value: tuple = _opt((), "RGB fill of the hidden hole in [-1, 1]; empty = measured dataset mean", cli=False)
     # Provenance, not identity: the data settings of the run that trained the model
-    # (data_dir, seed, val_fraction), so evaluate can default to its held-out split.
+    # (data_dir, seed, val_fraction, resize), so evaluate can default to its held-out split.
     trained_on: dict = _opt(None, "", cli=False, factory=dict)
 
     def __post_init__(self):
@@ -103,7 +116,13 @@ class ModelConfig:
     # ---- derived geometry -------------------------------------------------
     @property
     def predicts_full_image(self) -> bool:
-        """True when the generator outputs the whole image (random masks), else the centre."""
+        """True when the generator outputs the whole image (random regions), else a
+        ``hole_size`` square: the centre, or the square around a random hole."""
+        return self.mask_type == "random_region"
+
+    @property
+    def takes_any_hole(self) -> bool:
+        """Whether the model fills holes anywhere (trained on random ones), not only the centre."""
         return self.mask_type != "center"
 
     @property
@@ -135,6 +154,7 @@ class ModelConfig:
              f"must be one of {RECONSTRUCTION_LOSSES}")
         need(self.adversarial_loss in ADVERSARIAL_LOSSES, "adversarial_loss",
              f"must be one of {ADVERSARIAL_LOSSES}")
+        need(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}")
         need(self.discriminator in DISCRIMINATORS, "discriminator", f"must be one of {DISCRIMINATORS}")
         need(_is_power_of_two(self.image_size) and self.image_size >= 16, "image_size",
              "must be a power of two >= 16 (the encoder halves it down to 4x4)")
@@ -190,6 +210,8 @@ class RunConfig:
     val_limit: int = _opt(0, "use at most this many validation images (0 = all)")
     val_fraction: float = _opt(0.1, "fraction held out for validation when --data-dir is a plain folder")
     cache: str = _opt("", "cache decoded images: '' (off), 'memory', or a file path prefix")
+    resize: str = _opt("crop", "how images become squares: 'crop' (central square, aspect kept) or 'stretch' (whole image squashed, as the seed project)")
+    val_mask: str = _opt("same", "validation holes: 'same' type as training, or 'center' (the seed project's)")
     # schedule
     epochs: int = _opt(25, "number of epochs")
     batch_size: int = _opt(64, "global batch size (split across replicas)")
@@ -227,6 +249,8 @@ class RunConfig:
         """Raise :class:`ConfigError` naming the first field whose value is out of range."""
         need = functools.partial(_need, self)
         need(self.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}")
+        need(self.resize in RESIZES, "resize", f"must be one of {RESIZES}")
+        need(self.val_mask in VAL_MASKS, "val_mask", f"must be one of {VAL_MASKS}")
         need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.g_lr_multiplier > 0, "g_lr_multiplier", "must be positive")
@@ -262,10 +286,10 @@ class RunConfig:
 
 
 def training_data(model: ModelConfig, **changes) -> RunConfig:
-    """A :class:`RunConfig` with the data settings (``data_dir``, ``seed``, ``val_fraction``)
+    """A :class:`RunConfig` with the data settings (``data_dir``, ``seed``, ``val_fraction``, ``resize``)
     of the run that trained ``model``, as ``model.trained_on`` records them (defaults when
     it does not), then ``changes``: to find that run's split again."""
-    recorded = {k: v for k, v in model.trained_on.items() if k in ("data_dir", "seed", "val_fraction")}
+    recorded = {k: v for k, v in model.trained_on.items() if k in ("data_dir", "seed", "val_fraction", "resize")}
     return RunConfig(model=model, **{**recorded, **changes})
 
 

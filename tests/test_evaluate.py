@@ -38,7 +38,8 @@ def test_table_json_csv_and_grid(model_path, tmp_path):
 
     table = (out / "metrics.md").read_text()
     for name in ("context encoder", "mean-colour fill", "Telea (OpenCV)"):
-        assert f"| {name} | hole |" in table and f"| {name} | image |" in table
+        assert all(f"| {name} | {region} |" in table for region in ("core", "hole", "image"))
+    assert "core = the hidden core" in table and "pasted back from the truth" in table
     report = json.loads((out / "metrics.json").read_text())
     assert report["images"] == 10 and report["split"] == "all"
     assert [s["file"] for s in report["skipped"]] == [str(folder / "broken.png")]
@@ -50,14 +51,18 @@ def test_table_json_csv_and_grid(model_path, tmp_path):
         for key in COLUMNS:
             values = [float(r[f"{method}/hole/{key}"]) for r in rows]
             assert report["metrics"][method]["hole"][key]["mean"] == pytest.approx(np.mean(values))
-        # Only the 16x16 hole of the 32x32 image changes: whole-image errors are 1/4 of it.
+        # Every method keeps the truth on the overlap ring: the 16x16 hole's error is the
+        # 12x12 core's, spread over 256 pixels instead of 144.
+        core_l1 = report["metrics"][method]["core"]["l1_pct"]["mean"]
         hole_l1 = report["metrics"][method]["hole"]["l1_pct"]["mean"]
+        assert hole_l1 == pytest.approx(core_l1 * 144 / 256, rel=1e-4)
+        # Only the 16x16 hole of the 32x32 image changes: whole-image errors are 1/4 of it.
         image_l1 = report["metrics"][method]["image"]["l1_pct"]["mean"]
         assert image_l1 == pytest.approx(hole_l1 / 4, rel=1e-4)
         assert report["metrics"][method]["image"]["psnr_db"]["mean"] > \
             report["metrics"][method]["hole"]["psnr_db"]["mean"]
-    model_row = [line for line in table.splitlines() if line.startswith("| context encoder | hole")][0]
-    assert f"{report['metrics']['model']['hole']['psnr_db']['mean']:.2f}" in model_row
+    model_row = [line for line in table.splitlines() if line.startswith("| context encoder | core")][0]
+    assert f"{report['metrics']['model']['core']['psnr_db']['mean']:.2f}" in model_row
 
     grid = Image.open(out / "worst_best.png")
     columns = 5  # masked input, model, mean fill, Telea, original

@@ -44,7 +44,8 @@ def test_bce_and_lsgan_adversarial_losses():
     g = losses.generator_adversarial_loss(fake, "bce").numpy()
     np.testing.assert_allclose(g, [sp(1), np.log(2)], rtol=1e-5)
     patches = tf.fill([2, 3, 3, 1], 0.5)
-    np.testing.assert_allclose(losses.discriminator_loss(patches, patches, "lsgan").numpy(), [0.5, 0.5])
+    # 0.5 x ((0.5 - 1)^2 + 0.5^2): LSGAN halves the discriminator's two terms
+    np.testing.assert_allclose(losses.discriminator_loss(patches, patches, "lsgan").numpy(), [0.25, 0.25])
     np.testing.assert_allclose(losses.generator_adversarial_loss(patches, "lsgan").numpy(), [0.25, 0.25])
     with pytest.raises(ValueError):
         losses.generator_adversarial_loss(fake, "hinge")

@@ -60,3 +60,30 @@ def test_blend_alpha_ramps_over_overlap():
     a = masks.blend_alpha(m, 2).numpy()[0, 16, :, 0]
     np.testing.assert_allclose(a[6:12], [0, 0, 1 / 3, 2 / 3, 1, 1], atol=1e-6)
     assert masks.blend_alpha(m, 0).numpy().sum() == 256
+
+
+def test_box_crop_and_paste_follow_random_squares_to_the_border():
+    """The generator's square follows the hole (random squares, even at the border), and
+    pasting a crop back reproduces the image exactly on the square, zero elsewhere."""
+    size, hole = 32, 16
+    mask = np.stack([masks.random_square_mask(tf.constant([i, 5]), size, hole).numpy() for i in range(16)]
+                    + [masks.center_mask(size, hole).numpy()])
+    offsets = masks.box_offsets(tf.constant(mask), hole).numpy()
+    for m, (top, left) in zip(mask, offsets):
+        rows, cols = np.nonzero(m[..., 0])
+        assert (top, left) == (rows.min(), cols.min())
+    assert tuple(offsets[-1]) == (8, 8)  # the centre hole's square is the centre
+    assert {0, size - hole} & set(offsets.ravel())  # some squares touch the border
+    images = tf.random.stateless_uniform([len(mask), size, size, 3], [1, 2])
+    assert masks.crop_box(tf.constant(mask), offsets, hole).numpy().all()  # the crop is all hole
+    patch = masks.crop_box(images, offsets, hole)
+    pasted, inside = masks.paste_box(patch, offsets, size)
+    np.testing.assert_array_equal(inside.numpy(), mask)  # the square is exactly the hole
+    np.testing.assert_array_equal(pasted.numpy(), images.numpy() * mask)
+
+
+def test_box_of_a_small_hole_near_the_border_stays_inside_the_image():
+    mask = np.zeros((1, 32, 32, 1), np.float32)
+    mask[0, 28:31, 29:32] = 1  # a 3x3 hole in the corner
+    top, left = masks.box_offsets(tf.constant(mask), 16).numpy()[0]
+    assert (top, left) == (16, 16)  # moved inward: the 16x16 square still holds the hole

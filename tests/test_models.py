@@ -1,4 +1,4 @@
-"""Generator and discriminator: shapes, value ranges, parameter count of the paper's model."""
+"""Generator and discriminator: shapes, value ranges, parameter counts of the paper's and the seed project's models."""
 
 import numpy as np
 import pytest
@@ -12,31 +12,62 @@ def _conv(k, cin, cout, bias):
     return k * k * cin * cout + (cout if bias else 0)
 
 
-BN = 4  # gamma, beta, moving mean, moving variance per channel
+BN = 2  # trainable per channel: gamma, beta (the moving mean and variance are not trained)
 
 
-def test_default_generator_parameter_count_matches_architecture():
-    # Paper's centre model: 128x128x3 -> 64 -> 64 -> 128 -> 256 -> 512 (4x4 stride-2 convs,
-    # first with bias and no BN, the others BN without bias) -> 4x4 valid conv to 4000 (BN)
-    # -> 4x4 valid transposed conv to 512 (BN) -> 256 -> 128 -> 64 (BN) -> 3 (bias, tanh).
-    enc = (_conv(4, 3, 64, True) + _conv(4, 64, 64, False) + BN * 64 + _conv(4, 64, 128, False)
+def _trainable(model) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_paper_generator_parameter_count_matches_architecture():
+    # Paper's centre model, no convolution bias anywhere (the original zeroes them):
+    # 128x128x3 -> 64 (no BN) -> 64 -> 128 -> 256 -> 512 (4x4 stride-2 convs, BN)
+    # -> 4x4 valid conv to 4000 (BN) -> 4x4 valid transposed conv to 512 (BN)
+    # -> 256 -> 128 -> 64 (BN) -> 3 (tanh).
+    enc = (_conv(4, 3, 64, False) + _conv(4, 64, 64, False) + BN * 64 + _conv(4, 64, 128, False)
            + BN * 128 + _conv(4, 128, 256, False) + BN * 256 + _conv(4, 256, 512, False) + BN * 512)
     bottleneck = _conv(4, 512, 4000, False) + BN * 4000
     dec = (_conv(4, 4000, 512, False) + BN * 512 + _conv(4, 512, 256, False) + BN * 256
            + _conv(4, 256, 128, False) + BN * 128 + _conv(4, 128, 64, False) + BN * 64
-           + _conv(4, 64, 3, True))
-    expected = enc + bottleneck + dec
-    actual = build_generator(ModelConfig()).count_params()
-    assert abs(actual - expected) / expected < 0.01, (actual, expected)
+           + _conv(4, 64, 3, False))
+    model = build_generator(ModelConfig())
+    assert _trainable(model) == enc + bottleneck + dec == 71_124_544
+    assert not any("bias" in w.path for w in model.weights)
 
 
-def test_default_discriminator_parameter_count_matches_architecture():
-    # DCGAN D on the 64x64 patch: 3 -> 64 -> 128 -> 256 -> 512 (4x4 stride 2) -> 4x4 valid -> 1.
-    expected = (_conv(4, 3, 64, True) + _conv(4, 64, 128, False) + BN * 128
+def test_paper_discriminator_parameter_count_matches_architecture():
+    # DCGAN D on the 64x64 patch: 3 -> 64 -> 128 -> 256 -> 512 (4x4 stride 2, BN from the
+    # second) -> 4x4 valid -> 1 logit; no bias.
+    expected = (_conv(4, 3, 64, False) + _conv(4, 64, 128, False) + BN * 128
                 + _conv(4, 128, 256, False) + BN * 256 + _conv(4, 256, 512, False) + BN * 512
-                + _conv(4, 512, 1, True))
-    actual = build_discriminator(ModelConfig()).count_params()
-    assert abs(actual - expected) / expected < 0.01, (actual, expected)
+                + _conv(4, 512, 1, False))
+    assert _trainable(build_discriminator(ModelConfig())) == expected
+
+
+def test_seed_generator_and_patchgan_match_the_pytorch_gan_context_encoder():
+    # PyTorch-GAN's context encoder (every conv with PyTorch's default bias):
+    # downsample 3 -> 64 (no BN), 64 -> 64 -> 128 -> 256 -> 512 (4x4 s2, BN), 1x1 conv to
+    # 4000 at 4x4, upsample 4000 -> 512 -> 256 -> 128 -> 64 (4x4 s2 transposed, BN),
+    # 3x3 conv to 3, tanh: 40,401,187 trainable parameters (40.4M), output 64x64 for a 128x128 input.
+    enc = (_conv(4, 3, 64, True) + _conv(4, 64, 64, True) + BN * 64 + _conv(4, 64, 128, True) + BN * 128
+           + _conv(4, 128, 256, True) + BN * 256 + _conv(4, 256, 512, True) + BN * 512)
+    code = _conv(1, 512, 4000, True)
+    dec = (_conv(4, 4000, 512, True) + BN * 512 + _conv(4, 512, 256, True) + BN * 256
+           + _conv(4, 256, 128, True) + BN * 128 + _conv(4, 128, 64, True) + BN * 64 + _conv(3, 64, 3, True))
+    config = ModelConfig(generator="seed", discriminator="patchgan", mask_type="random_square", overlap=0)
+    generator = build_generator(config)
+    assert _trainable(generator) == enc + code + dec == 40_401_187
+    assert generator.output_shape == (None, 64, 64, 3)
+    # BatchNorm momentum 0.8 as the code meant (it passed 0.8 as epsilon), PyTorch's epsilon
+    norms = [layer for layer in generator.layers if layer.__class__.__name__ == "BatchNormalization"]
+    assert {(n.momentum, n.epsilon) for n in norms} == {(0.8, 1e-5)}
+    # PatchGAN: 3x3 convs 3 -> 64 (s2) -> 128 (s2) -> 256 (s2) -> 512 (s1), instance norm
+    # without parameters from the second, 3x3 conv to one logit per patch: 8x8 for 64x64.
+    discriminator = build_discriminator(config)
+    expected = (_conv(3, 3, 64, True) + _conv(3, 64, 128, True) + _conv(3, 128, 256, True)
+                + _conv(3, 256, 512, True) + _conv(3, 512, 1, True))
+    assert _trainable(discriminator) == expected == 1_555_585
+    assert discriminator.output_shape == (None, 8, 8, 1)
 
 
 def test_default_geometry_shapes():
@@ -51,7 +82,7 @@ def test_default_geometry_shapes():
     assert decoder_widths(64, 64) == [512, 256, 128, 64, 3]
 
 
-@pytest.mark.parametrize("mask_type,out", [("center", 16), ("random_square", 32), ("random_region", 32)])
+@pytest.mark.parametrize("mask_type,out", [("center", 16), ("random_square", 16), ("random_region", 32)])
 def test_tiny_models_output_shapes_and_ranges(mask_type, out):
     c = tiny_model(mask_type=mask_type)
     g, d = build_generator(c), build_discriminator(c)

@@ -14,8 +14,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
     """Add a ``--flag`` for every CLI field of the model and run settings (or those named in ``only``),
     plus ``--preset``. Defaults are left as ``None`` so presets and files can fill them."""
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="loss/discriminator preset: 'paper' (L2 + BCE, DCGAN D, the default) "
-                             "or 'seed' (L1 + least squares, PatchGAN D)")
+                        help="'paper' (the defaults: Pathak et al.'s centre model, L2 + BCE, DCGAN D) "
+                             "or 'seed' (the seed project's PyTorch-GAN setup: its generator and "
+                             "PatchGAN, L1 + least squares, white random squares, batch 8); "
+                             "explicit flags win over the preset")
     for f in cli_fields():
         if only and f.name not in only:
             continue
@@ -43,10 +45,10 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
         if given is not None:
             values[f.name] = given
     # A new image size without an explicit hole keeps the paper's proportions
-    # (hole = half the image, overlap = 1/16 of the hole: 128 -> 64 and 4).
+    # (hole = half the image, overlap = 1/16 of the hole: 128 -> 64 and 4; none stays none).
     if getattr(args, "image_size", None) and getattr(args, "hole_size", None) is None:
         values["hole_size"] = args.image_size // 2
-        if getattr(args, "overlap", None) is None:
+        if getattr(args, "overlap", None) is None and values["overlap"]:
             values["overlap"] = max(1, values["hole_size"] // 16)
     return RunConfig.create(**values)
 

@@ -4,8 +4,11 @@
 
 For every image (CelebA's test split, or a folder) the model fills the hole (the centre
 hole for centre models, fixed seeded random holes otherwise), and so do the baselines
-(mean-colour fill, OpenCV Telea diffusion; see :mod:`ctxenc_tf.baselines`). Measured on
-the hole and on the whole image, in the literature's conventions (images in ``[0, 1]``):
+(mean-colour fill, OpenCV Telea diffusion; see :mod:`ctxenc_tf.inference.baselines`).
+Every method keeps the truth outside the hidden core (the overlap ring is pasted back,
+as the original code's test does), and is measured on the same three regions: the
+hidden core (the main score), the hole, and the whole image. In the literature's
+conventions (images in ``[0, 1]``):
 
 * L1 (%): mean absolute error x 100, L2 (%): mean squared error x 100 (as in Pathak et
   al. 2016, Table 1),
@@ -15,7 +18,7 @@ the hole and on the whole image, in the literature's conventions (images in ``[0
 
 Writes to ``--out``: ``metrics.md`` (table), ``metrics.json`` (means, standard deviations
 and the run's provenance), ``per_image.csv`` and ``worst_best.png`` (the cases with the
-lowest and highest hole PSNR of the model, next to the baselines).
+lowest and highest core PSNR of the model, next to the baselines).
 """
 
 import argparse

@@ -65,7 +65,7 @@ def main(argv=None):
     check_output_dir(args.out)
     runner = load_runner(args.model)
     config = runner.config
-    if user_hole is not None and not config.predicts_full_image:
+    if user_hole is not None and not config.takes_any_hole:
         raise DataError(f"--mask: {args.model} was trained with centre holes only "
                              "(mask type 'center'); train with --mask-type random_region or "
                              "random_square to fill drawn holes")

@@ -15,28 +15,30 @@ from ctxenc_tf.errors import DataError
 from ctxenc_tf.model import masks
 
 
-def decode_image(contents, image_size: int):
+def decode_image(contents, image_size: int, stretch: bool = False):
     """Encoded JPEG/PNG/GIF/BMP bytes (any size; grayscale, RGBA accepted) -> central
-    square crop resized to ``[image_size, image_size, 3]`` float32 in ``[-1, 1]``."""
+    square crop (``stretch``: the whole image, squashed) resized to
+    ``[image_size, image_size, 3]`` float32 in ``[-1, 1]``."""
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    return square_resize(image, image_size)
+    return square_resize(image, image_size, stretch)
 
 
-def square_resize(image, image_size: int):
-    """``[H, W, 3]`` uint8 (or float in [0, 255]) -> central square crop, antialiased
-    resize to ``[image_size, image_size, 3]`` float32 in ``[-1, 1]``."""
+def square_resize(image, image_size: int, stretch: bool = False):
+    """``[H, W, 3]`` uint8 (or float in [0, 255]) -> central square crop (``stretch``: the
+    whole image, aspect ratio not kept, as the seed project does), antialiased resize to
+    ``[image_size, image_size, 3]`` float32 in ``[-1, 1]``."""
     shape = tf.shape(image)
     side = tf.minimum(shape[0], shape[1])
     top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
-    square = tf.cast(image[top:top + side, left:left + side, :3], tf.float32)
+    square = tf.cast(image[:, :, :3] if stretch else image[top:top + side, left:left + side, :3], tf.float32)
     resized = tf.image.resize(square[None], [image_size, image_size], antialias=True)[0]
     resized = tf.ensure_shape(resized, [image_size, image_size, 3])
     return tf.clip_by_value(resized / 127.5 - 1.0, -1.0, 1.0)
 
 
-def load_image(path, image_size: int):
+def load_image(path, image_size: int, stretch: bool = False):
     """Read and :func:`decode_image` one file. ``[image_size, image_size, 3]`` in ``[-1, 1]``."""
-    return decode_image(tf.io.read_file(path), image_size)
+    return decode_image(tf.io.read_file(path), image_size, stretch)
 
 CACHED_SHUFFLE_BUFFER = 8192
 
@@ -60,20 +62,24 @@ def _decoded(files, config: RunConfig, cache: str) -> tf.data.Dataset:
         ds = files.images()
     else:
         ds = tf.data.Dataset.from_tensor_slices(list(files))
-        ds = ds.map(lambda p: load_image(p, config.model.image_size), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda p: load_image(p, config.model.image_size, config.resize == "stretch"),
+                    num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.ignore_errors(log_warning=True)
     return ds.cache("" if cache == "memory" else cache) if cache else ds
 
 
 def _augment(config: RunConfig, epoch, training: bool):
     """``(image, position) -> (image, mask)``: flip (training only) and mask, seeded by
-    :func:`example_seed`."""
+    :func:`example_seed`; validation masks are centre holes when ``config.val_mask`` says so."""
+    m = config.model
+    mask_type = "center" if not training and config.val_mask == "center" else m.mask_type
+
     def add_mask(image, position):
         seed = seeded_order.example_seed(config.seed, epoch, position)
         if training:
             flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        return image, masks.make_mask(config.model.mask_type, config.model.image_size, config.model.hole_size, seed)
+        return image, masks.make_mask(mask_type, m.image_size, m.hole_size, seed)
     return add_mask
 
 
@@ -95,7 +101,7 @@ def _epoch_examples(files, config: RunConfig, epoch, skip, cached=None) -> tf.da
         paths = tf.constant(list(files))
         order = seeded_order.epoch_order(n, config.seed, epoch)
         ds = tf.data.Dataset.range(skip, n).map(
-            lambda p: (load_image(paths[order[p]], config.model.image_size), p),
+            lambda p: (load_image(paths[order[p]], config.model.image_size, config.resize == "stretch"), p),
             num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.ignore_errors(log_warning=True).repeat().take(wanted)
     else:

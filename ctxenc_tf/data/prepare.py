@@ -44,7 +44,7 @@ def _write_split(files, name: str, config: RunConfig, directory: str, images_per
     shards. Returns ``(shards, counts, names, skipped, pixel_sum)``, shard paths relative to
     ``directory``; files that fail to decode are skipped, with the reason."""
     def load(path):
-        return path, signed_to_uint8(pipeline.load_image(path, config.model.image_size))
+        return path, signed_to_uint8(pipeline.load_image(path, config.model.image_size, config.resize == "stretch"))
 
     ds = tf.data.Dataset.from_tensor_slices(list(files)).map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -84,6 +84,8 @@ def prepare(config: RunConfig, out_dir: str, images_per_shard: int = IMAGES_PER_
     """
     source = os.path.abspath(config.data_dir or sources.BUNDLED_FACES)
     settings = {k: getattr(config, k) for k in ("seed", "val_fraction", "train_limit", "val_limit")}
+    if config.resize != "crop":  # older preparations (always cropped) carry no such key
+        settings["resize"] = config.resize
     existing = read_metadata(out_dir)
     if existing is not None:
         if existing["image_size"] != config.model.image_size or existing["source"] != source:

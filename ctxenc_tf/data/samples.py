@@ -10,14 +10,14 @@ from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.errors import DataError, one_line
 
 
-def load_images(files, image_size: int) -> np.ndarray:
+def load_images(files, image_size: int, stretch: bool = False) -> np.ndarray:
     """Decode image files (centre-square crop + resize, :func:`pipeline.load_image`) to
     ``[N, S, S, 3]`` float32 in ``[0, 1]``. A file that cannot be decoded raises
     :class:`~ctxenc_tf.DataError` naming it."""
     images = []
     for f in files:
         try:
-            images.append((pipeline.load_image(f, image_size).numpy() + 1.0) / 2.0)
+            images.append((pipeline.load_image(f, image_size, stretch).numpy() + 1.0) / 2.0)
         except tf.errors.InvalidArgumentError as e:
             raise DataError(f"{f}: cannot decode image ({one_line(e, last=True)})") from e
     return np.stack(images)
@@ -35,4 +35,4 @@ def real_images(model: ModelConfig, count: int, skip: int = 0, data_dir: str | N
     files = sources.find_split(run).train[skip:skip + count]
     if not files:
         raise DataError(f"{data_dir or sources.BUNDLED_FACES}: fewer than {skip + 1} usable images")
-    return load_images(files, model.image_size)
+    return load_images(files, model.image_size, run.resize == "stretch")

@@ -115,6 +115,10 @@ def find_prepared(config: RunConfig):
     meta = records.read_metadata(config.data_dir)
     if meta is None:
         return None
+    resize = meta.get("split_settings", {}).get("resize", "crop")
+    if resize != config.resize:
+        raise DataError(f"{config.data_dir}: prepared with --resize {resize}, but --resize={config.resize}; "
+                        "prepare again with this setting")
     if meta["image_size"] != config.model.image_size:
         raise DataError(f"{config.data_dir}: prepared at {meta['image_size']}x{meta['image_size']}, "
                              f"but --image-size={config.model.image_size}; prepare again at this size")

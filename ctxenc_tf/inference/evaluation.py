@@ -22,7 +22,15 @@ from ctxenc_tf.utils.pixels import signed_to_uint8
 
 SPLITS = ("test", "val", "train", "all")
 
-REGIONS = ("hole", "image")
+# Every method is scored on the same pixels: its fill of the hidden core, with the overlap
+# ring pasted back from the truth (the original code's test paste), so a method that sees the
+# ring (the model) and methods that only fill the core (the baselines) compare alike.
+REGIONS = ("core", "hole", "image")
+
+REGION_CAPTION = ("core = the hidden core of the hole (what no method saw; the main score); "
+                  "hole = the whole hole with the overlap ring pasted back from the truth for "
+                  "every method, as the original code's test does; image = the whole image so "
+                  "pasted")
 
 METRICS = (("l1_pct", "L1 (%)", "{:.2f}"), ("l2_pct", "L2 (%)", "{:.2f}"),
            ("psnr_db", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"))
@@ -55,7 +63,7 @@ def list_files(data_dir: str, split: str, config: ModelConfig) -> tuple:
                    f"val_fraction {run.val_fraction}, as train.py splits it)")
 
 
-def eval_dataset(files, config: ModelConfig, batch_size: int, seed: int = 0):
+def eval_dataset(files, config: ModelConfig, batch_size: int, seed: int = 0, stretch: bool = False):
     """Batches of ``(paths, images, masks)``: ``paths`` ``[B]`` string, ``images``
     ``[B, S, S, 3]`` float32 in ``[0, 1]``, ``masks`` ``[B, S, S, 1]`` in ``{0, 1}``.
 
@@ -65,7 +73,7 @@ def eval_dataset(files, config: ModelConfig, batch_size: int, seed: int = 0):
     s = config.image_size
 
     def load(path, index):
-        image = (pipeline.load_image(path, s) + 1.0) / 2.0
+        image = (pipeline.load_image(path, s, stretch) + 1.0) / 2.0
         pair = tf.stack([tf.constant(seed, tf.int32), tf.cast(index, tf.int32)])
         return path, image, masks.make_mask(config.mask_type, s, config.hole_size, pair)
 
@@ -87,11 +95,12 @@ def measure(filled, target, region) -> dict:
 
 def fill_all(runner, images, hole, hidden, methods) -> dict:
     """``{method: filled [N, S, S, 3] in [0, 1]}``: the model given ``hole``, each baseline
-    in ``methods`` given the ``hidden`` part of it (both ``[N, S, S, 1]`` in ``{0, 1}``)."""
+    in ``methods`` given the ``hidden`` part of it (both ``[N, S, S, 1]`` in ``{0, 1}``);
+    every method's result keeps the truth outside ``hidden`` (overlap ring included)."""
     out = {"model": runner.inpaint(images, hole)[0]}
     for name in methods:
         out[name] = baselines.BASELINES[name](images, hidden)
-    return out
+    return {name: np.where(hidden > 0, filled, images) for name, filled in out.items()}
 
 
 def summarise(rows, methods) -> dict:
@@ -138,7 +147,7 @@ class Extremes:
 
 def grid_png(worst, best, columns) -> bytes:
     """PNG: a header of column names, then the worst rows and the best rows, each row
-    labelled with its rank and hole PSNR; tiles ``[S, S, 3]`` uint8."""
+    labelled with its rank and core PSNR; tiles ``[S, S, 3]`` uint8."""
     from PIL import Image, ImageDraw, ImageFont
 
     rows = [(f"worst {i + 1}", s, t) for i, (s, _, t) in enumerate(worst)]
@@ -169,7 +178,7 @@ def evaluation_config(config: ModelConfig, mask_type) -> ModelConfig:
     holes. Raises :class:`ConfigError`."""
     if mask_type is None or mask_type == config.mask_type:
         return config
-    if not config.predicts_full_image:
+    if not config.takes_any_hole:
         raise ConfigError(f"--mask-type={mask_type}: the model was trained with centre holes "
                           "and predicts only the centre")
     return config.replace(mask_type=mask_type)
@@ -179,27 +188,29 @@ def run_evaluation(runner, config: ModelConfig, files, data_dir: str, baseline_n
                    grid_count: int = 4, quiet: bool = False) -> tuple:
     """Fill and measure every file. Returns ``(rows, extremes, seconds)``: one dict of
     numbers per decoded image (``file`` relative to ``data_dir``, then
-    ``method/region/metric``), the :class:`Extremes` by model hole PSNR, the time taken."""
+    ``method/region/metric``, regions :data:`REGIONS`), the :class:`Extremes` by the
+    model's core PSNR, the time taken."""
     from tqdm import tqdm
 
     methods = ["model"] + list(baseline_names)
     fill = np.asarray(config.fill_value or (0.0, 0.0, 0.0), np.float32) / 2.0 + 0.5
     rows, extremes, started = [], Extremes(grid_count), time.monotonic()
     bar = tqdm(total=len(files), unit="image", disable=quiet or None, file=sys.stderr)
-    for paths, images, hole in eval_dataset(files, config, batch_size, config.trained_on.get("seed", 0)):
+    for paths, images, hole in eval_dataset(files, config, batch_size, config.trained_on.get("seed", 0),
+                                              config.trained_on.get("resize") == "stretch"):
         images, hole = images.numpy(), hole.numpy()
         hidden = masks.hidden_region(hole, config.overlap).numpy()
         filled = fill_all(runner, images, hole, hidden, baseline_names)
-        scores = {(m, region): measure(filled[m], images, region_mask)
-                  for m in methods
-                  for region, region_mask in (("hole", hole), ("image", np.ones_like(hole)))}
+        regions = {"core": hidden, "hole": hole, "image": np.ones_like(hole)}
+        scores = {(m, region): measure(filled[m], images, regions[region])
+                  for m in methods for region in REGIONS}
         masked = images * (1.0 - hidden) + fill * hidden  # what the network sees
         for i, path in enumerate(paths.numpy()):
             row = {"file": os.path.relpath(path.decode(), data_dir)}
             row.update({f"{m}/{r}/{k}": float(v[k][i]) for (m, r), v in scores.items() for k in v})
             rows.append(row)
             tiles = [masked[i]] + [filled[m][i] for m in methods] + [images[i]]
-            extremes.add(row["model/hole/psnr_db"], row["file"],
+            extremes.add(row["model/core/psnr_db"], row["file"],
                          list(signed_to_uint8(np.stack(tiles) * 2.0 - 1.0).numpy()))
         bar.update(len(images))
     bar.close()
@@ -216,12 +227,13 @@ def write_outputs(out_dir: str, report: dict, rows, extremes, columns) -> str:
     heading = (f"Evaluation of `{report['model']}` ({report['model_kind']}) on "
                f"{report['images']} images: {report['split_description']} of "
                f"`{report['data_dir']}`. {c.image_size}x{c.image_size} images, {c.mask_type} "
-               f"hole {c.hole_size}x{c.hole_size} (overlap {c.overlap}). Images in [0, 1]; "
-               "L1/L2 = mean absolute/squared error x 100; PSNR and SSIM averaged per image.")
+               f"hole {c.hole_size}x{c.hole_size} (overlap {c.overlap}). Regions: {REGION_CAPTION}. "
+               "Images in [0, 1]; L1/L2 = mean absolute/squared error x 100; PSNR and SSIM "
+               "averaged per image; SSIM over 11x11 Gaussian windows centred in the region.")
     atomic.write_bytes(os.path.join(out_dir, "metrics.md"), f"{heading}\n\n{table}\n".encode())
     report = {**report, "metrics": summary,
-              "worst": [{"file": f, "hole_psnr_db": p} for p, f, _ in worst],
-              "best": [{"file": f, "hole_psnr_db": p} for p, f, _ in best]}
+              "worst": [{"file": f, "core_psnr_db": p} for p, f, _ in worst],
+              "best": [{"file": f, "core_psnr_db": p} for p, f, _ in best]}
     atomic.write_bytes(os.path.join(out_dir, "metrics.json"), json.dumps(report, indent=2).encode())
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))

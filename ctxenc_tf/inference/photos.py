@@ -205,10 +205,11 @@ def finish(job: Job, completed: np.ndarray, prediction: np.ndarray, config: Mode
     s = config.image_size
     if config.predicts_full_image:
         full = prediction
-    else:  # the centre prediction, padded with the model-resolution context
-        o, h = config.hole_offset, config.hole_size
+    else:  # the predicted square, padded with the model-resolution context
+        h = config.hole_size
+        top, left = masks.box_offsets(job.mask[None], h).numpy()[0]
         full = completed.copy()
-        full[o:o + h, o:o + h] = prediction
+        full[top:top + h, left:left + h] = prediction
     alpha = masks.blend_alpha(job.mask[None], config.overlap).numpy()[0]
     top, left, side = job.window
     y0, y1, x0, x1 = bounds(job.hole)

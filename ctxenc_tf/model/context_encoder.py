@@ -18,13 +18,18 @@ from ctxenc_tf.model.precision import uses_loss_scaling
 METRIC_NAMES = ("g_loss", "d_loss", "rec_loss", "adv_loss", "psnr", "l1")
 
 
-def crop_to_output(x, config: ModelConfig):
+def crop_to_output(x, mask, config: ModelConfig):
     """Cut the generator's output region out of a full ``[N, S, S, C]`` tensor: the
-    centre ``hole_size`` square for the centre model, the whole image otherwise."""
+    centre ``hole_size`` square for the centre model, the ``hole_size`` square around
+    each hole of ``mask`` (``[N, S, S, 1]``) for random squares, the whole image for
+    random regions."""
     if config.predicts_full_image:
         return x
-    o, h = config.hole_offset, config.hole_size
-    return x[:, o:o + h, o:o + h, :]
+    h = config.hole_size
+    if config.mask_type == "center":
+        o = config.hole_offset
+        return x[:, o:o + h, o:o + h, :]
+    return masks.crop_box(x, masks.box_offsets(mask, h), h)
 
 
 def paste_prediction(images, prediction, mask, config: ModelConfig):
@@ -33,17 +38,21 @@ def paste_prediction(images, prediction, mask, config: ModelConfig):
 
     ``images`` ``[N, S, S, 3]``, ``prediction`` ``[N, O, O, 3]``, ``mask`` ``[N, S, S, 1]``
     in ``{0, 1}``; images and prediction in the same range (``[-1, 1]`` or ``[0, 1]``),
-    which the result keeps. A centre model fills only its centre region: hole pixels
-    outside it keep the input.
+    which the result keeps. A model fills only its predicted square (the centre, or the
+    square around a random hole): hole pixels outside it keep the input.
     """
     images = ops.cast(images, "float32")
     prediction = ops.cast(prediction, "float32")
     alpha = masks.blend_alpha(ops.cast(mask, "float32"), config.overlap)
-    if not config.predicts_full_image:
-        o, h, s = config.hole_offset, config.hole_size, config.image_size
+    h, s = config.hole_size, config.image_size
+    if config.mask_type == "center":
+        o = config.hole_offset
         pad = [[0, 0], [o, s - h - o], [o, s - h - o], [0, 0]]
         prediction = ops.pad(prediction, pad)
         alpha = alpha * ops.pad(ops.ones((1, h, h, 1)), pad)
+    elif not config.predicts_full_image:
+        prediction, inside = masks.paste_box(prediction, masks.box_offsets(mask, h), s)
+        alpha = alpha * inside
     # A select, not the blend alone, so that the context is the input itself even where
     # the prediction is not finite, and so that a quantised export can keep this one op
     # in float (export/tflite.py): pixels outside the hole stay bit-exact.
@@ -89,9 +98,11 @@ class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
         kwargs.setdefault("jit_compile", run.jit_compile)  # Keras' "auto" leaves XLA off here
         kwargs.setdefault("steps_per_execution", run.steps_per_execution)
         super().compile(**kwargs)
-        g_optimizer = g_optimizer or keras.optimizers.Adam(run.g_learning_rate, beta_1=run.beta_1)
+        # epsilon 1e-8: Torch's (the original code's and PyTorch's) Adam default; Keras' is 1e-7.
+        g_optimizer = g_optimizer or keras.optimizers.Adam(run.g_learning_rate, beta_1=run.beta_1, epsilon=1e-8)
         d_optimizer = d_optimizer or (
-            keras.optimizers.Adam(run.learning_rate, beta_1=run.beta_1) if self.discriminator else None)
+            keras.optimizers.Adam(run.learning_rate, beta_1=run.beta_1, epsilon=1e-8)
+            if self.discriminator else None)
         if uses_loss_scaling():
             g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
             d_optimizer = d_optimizer and keras.optimizers.LossScaleOptimizer(d_optimizer)
@@ -107,8 +118,8 @@ class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
     def _step_values(self, images, mask, training):
         c = self.config
         prediction = self.generator([images, mask], training=training)
-        target = crop_to_output(images, c)
-        region = crop_to_output(mask, c)
+        target = crop_to_output(images, mask, c)
+        region = crop_to_output(mask, mask, c)
         weights = masks.loss_weights(region, c.overlap, c.overlap_weight)
         rec = losses.reconstruction_loss(prediction, target, weights, region,
                                          c.reconstruction_loss, c.mix_l1_fraction)

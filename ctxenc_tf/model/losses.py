@@ -47,10 +47,11 @@ def _per_example_mean(x):
 
 
 def discriminator_loss(real_logits, fake_logits, kind="bce"):
-    """Discriminator loss per example: real -> 1, fake -> 0, summed over the two terms.
+    """Discriminator loss per example: real -> 1, fake -> 0.
 
-    ``bce``: sigmoid cross-entropy on logits (the paper). ``lsgan``: least squares on the
-    raw outputs (the seed project). Logits may be ``[N, 1]`` or ``[N, P, P, 1]`` patches.
+    ``bce``: sigmoid cross-entropy on logits, the two terms summed (the original code).
+    ``lsgan``: least squares on the raw outputs, the two terms averaged (Mao et al.'s
+    1/2 factor, as the seed project). Logits may be ``[N, 1]`` or ``[N, P, P, 1]`` patches.
     """
     real_logits = ops.cast(real_logits, loss_dtype(real_logits))
     fake_logits = ops.cast(fake_logits, loss_dtype(fake_logits))
@@ -58,8 +59,8 @@ def discriminator_loss(real_logits, fake_logits, kind="bce"):
         real = ops.binary_crossentropy(ops.ones_like(real_logits), real_logits, from_logits=True)
         fake = ops.binary_crossentropy(ops.zeros_like(fake_logits), fake_logits, from_logits=True)
     elif kind == "lsgan":
-        real = ops.square(real_logits - 1.0)
-        fake = ops.square(fake_logits)
+        real = 0.5 * ops.square(real_logits - 1.0)
+        fake = 0.5 * ops.square(fake_logits)
     else:
         raise ValueError(f"unknown adversarial loss {kind!r}")
     return _per_example_mean(real) + _per_example_mean(fake)

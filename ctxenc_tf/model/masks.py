@@ -61,6 +61,47 @@ def make_mask(mask_type: str, image_size: int, hole_size: int, seed=None) -> tf.
     raise ValueError(f"unknown mask type {mask_type!r}")
 
 
+def box_offsets(mask, size: int):
+    """Top-left corner of the ``size``-pixel square the generator predicts for each mask:
+    the hole's first row and column, moved inward so the square stays in the image (a
+    hole up to ``size`` wide then lies inside it). ``mask``: ``[N, S, S, 1]`` in
+    ``{0, 1}``; returns ``[N, 2]`` int32 ``(top, left)``."""
+    image_size = tf.shape(mask)[1]
+    hole = mask[..., 0] > 0.5
+    first = [tf.argmax(tf.cast(tf.reduce_any(hole, axis=axis), tf.int32), axis=1, output_type=tf.int32)
+             for axis in (2, 1)]
+    return tf.clip_by_value(tf.stack(first, axis=1), 0, image_size - size)
+
+
+def _box_indices(offsets, size: int, length: int):
+    """``[N, length]`` int32: for each image, the index into a ``size`` square placed at
+    ``offsets`` (``[N]``) of every position ``0..length-1``, clipped to the square."""
+    return tf.clip_by_value(tf.range(length)[None] - offsets[:, None], 0, size - 1)
+
+
+def crop_box(x, offsets, size: int):
+    """The ``size`` x ``size`` square of ``x`` (``[N, S, S, C]``) at ``offsets``
+    (``[N, 2]`` from :func:`box_offsets`). Returns ``[N, size, size, C]``."""
+    rows = offsets[:, :1] + tf.range(size)[None]
+    cols = offsets[:, 1:] + tf.range(size)[None]
+    x = tf.gather(x, rows, axis=1, batch_dims=1)
+    return tf.gather(x, cols, axis=2, batch_dims=1)
+
+
+def paste_box(patch, offsets, image_size: int):
+    """``patch`` (``[N, P, P, C]``) placed on a zero ``[N, S, S, C]`` canvas at ``offsets``
+    (``[N, 2]``), and the ``[N, S, S, 1]`` float32 indicator of where it lies."""
+    size = patch.shape[1]
+    rows = _box_indices(offsets[:, 0], size, image_size)
+    cols = _box_indices(offsets[:, 1], size, image_size)
+    canvas = tf.gather(tf.gather(patch, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    inside = [tf.cast((tf.range(image_size)[None] >= offsets[:, i:i + 1])
+                      & (tf.range(image_size)[None] < offsets[:, i:i + 1] + size), patch.dtype)
+              for i in (0, 1)]
+    indicator = inside[0][:, :, None, None] * inside[1][:, None, :, None]
+    return canvas * indicator, indicator
+
+
 def erode(mask, pixels: int):
     """Shrink the hole by ``pixels`` on every side. ``mask``: ``[N, H, W, 1]`` in ``{0, 1}``."""
     if pixels <= 0:

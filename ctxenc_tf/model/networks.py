@@ -1,10 +1,22 @@
-"""Generator and discriminators as Keras functional models.
+"""Generator and discriminators as Keras functional models, in two families.
 
-Generator (Pathak et al. 2016, centre region): ``[image, mask]`` -> hole filled with the
-dataset mean -> encoder of 4x4 stride-2 convolutions (BN, LeakyReLU 0.2) down to 4x4 ->
-4x4 valid convolution to a ``bottleneck``-d code -> decoder of 4x4 transposed
-convolutions (BN, ReLU) -> ``tanh`` prediction of the hole region (the 64x64 centre, or
-the whole image for random masks).
+``paper`` (Pathak et al. 2016, centre region, as the original ``train.lua``):
+``[image, mask]`` -> hole filled with the dataset mean -> encoder of 4x4 stride-2
+convolutions (BN, LeakyReLU 0.2) down to 4x4 -> 4x4 valid convolution to a
+``bottleneck``-d code -> decoder of 4x4 transposed convolutions (BN, ReLU) -> ``tanh``
+prediction of the hole region. No convolution has a bias (the original zeroes them all
+before every forward pass); BN scales start at N(1, 0.02) as the original initialises them.
+Discriminator ``dcgan``: 4x4 stride-2 convolutions down to 4x4, a 4x4 valid convolution
+to one logit.
+
+``seed`` (the seed project's, i.e. the PyTorch-GAN context encoder): hole filled with
+white -> five 4x4 stride-2 convolutions (BN from the second, LeakyReLU 0.2) -> a 1x1
+convolution to a ``bottleneck``-channel 4x4 code -> 4x4 stride-2 transposed convolutions
+(BN, ReLU) -> a 3x3 convolution to RGB, ``tanh``. Every convolution has a bias (PyTorch's
+default). Its BatchNorm layers were meant to have momentum 0.8 (the PyTorch code passes
+0.8 as the epsilon argument by mistake); here they do, with PyTorch's epsilon 1e-5.
+Discriminator ``patchgan``: 3x3 convolutions (64 s2, 128 s2, 256 s2, 512 s1; instance norm
+from the second; LeakyReLU 0.2) and a 3x3 convolution to one logit per patch.
 """
 
 import math
@@ -25,14 +37,18 @@ def _init():
     return keras.initializers.RandomNormal(0.0, 0.02)
 
 
-def _conv(x, filters, name, strides=2, padding="same", bias=False):
-    return layers.Conv2D(filters, 4, strides=strides, padding=padding, use_bias=bias,
+def _conv(x, filters, name, strides=2, padding="same", bias=False, kernel=4):
+    if padding == "torch":  # PyTorch's padding=1 for a 3x3 kernel: same on both sides
+        x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+        padding = "valid"
+    return layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=bias,
                          kernel_initializer=_init(), name=name)(x)
 
 
-def _bn(x, name):
+def _bn(x, name, momentum=0.9):
     # Global-batch statistics when built under a multi-replica strategy (see strategy.py).
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name,
+    return layers.BatchNormalization(momentum=momentum, epsilon=1e-5, name=name,
+                                     gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
                                      synchronized=synchronized_batch_norm())(x)
 
 
@@ -51,7 +67,7 @@ def decoder_widths(output_size: int, filters: int) -> list:
 
 
 def build_generator(config: ModelConfig) -> keras.Model:
-    """Context-encoder generator.
+    """Context-encoder generator of the ``config.generator`` family (module docstring).
 
     Inputs: ``image`` ``[N, S, S, 3]`` float32 in ``[-1, 1]`` and ``mask`` ``[N, S, S, 1]``
     in ``{0, 1}`` (1 = hole), ``S = config.image_size``. Output: ``prediction``
@@ -62,24 +78,33 @@ def build_generator(config: ModelConfig) -> keras.Model:
     mask = keras.Input((s, s, 1), name="mask")
     fill = config.fill_value or (0.0, 0.0, 0.0)  # mid-grey until a dataset mean is measured
     x = FillHole(fill, config.overlap, name="fill_hole")([image, mask])
+    seed = config.generator == "seed"
+    momentum = 0.8 if seed else 0.9
     for i, width in enumerate(encoder_widths(s, config.gen_filters)):
-        x = _conv(x, width, f"enc{i}_conv", bias=(i == 0))
+        x = _conv(x, width, f"enc{i}_conv", bias=seed)
         if i > 0:
-            x = _bn(x, f"enc{i}_bn")
+            x = _bn(x, f"enc{i}_bn", momentum)
         x = layers.LeakyReLU(0.2, name=f"enc{i}_lrelu")(x)
-    x = _conv(x, config.bottleneck, "bottleneck_conv", strides=1, padding="valid")
-    x = _bn(x, "bottleneck_bn")
-    x = layers.LeakyReLU(0.2, name="bottleneck_lrelu")(x)
     widths = decoder_widths(config.output_size, config.gen_filters)
-    x = layers.Conv2DTranspose(widths[0], 4, padding="valid", use_bias=False,
-                               kernel_initializer=_init(), name="dec0_deconv")(x)
-    x = layers.ReLU(name="dec0_relu")(_bn(x, "dec0_bn"))
-    for i, width in enumerate(widths[1:], start=1):
-        last = i == len(widths) - 1
-        x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=last,
+    if seed:  # 1x1 code at 4x4, then every transposed convolution doubles the size
+        x = layers.Conv2D(config.bottleneck, 1, kernel_initializer=_init(), name="bottleneck_conv")(x)
+        up = widths[:-1]
+    else:  # 4x4 valid convolution to a 1x1 code, a 4x4 valid transposed convolution back to 4x4
+        x = _conv(x, config.bottleneck, "bottleneck_conv", strides=1, padding="valid")
+        x = layers.LeakyReLU(0.2, name="bottleneck_lrelu")(_bn(x, "bottleneck_bn"))
+        x = layers.Conv2DTranspose(widths[0], 4, padding="valid", use_bias=False,
+                                   kernel_initializer=_init(), name="dec0_deconv")(x)
+        x = layers.ReLU(name="dec0_relu")(_bn(x, "dec0_bn"))
+        up = widths[1:-1]
+    for i, width in enumerate(up, start=0 if seed else 1):
+        x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=seed,
                                    kernel_initializer=_init(), name=f"dec{i}_deconv")(x)
-        if not last:
-            x = layers.ReLU(name=f"dec{i}_relu")(_bn(x, f"dec{i}_bn"))
+        x = layers.ReLU(name=f"dec{i}_relu")(_bn(x, f"dec{i}_bn", momentum))
+    if seed:
+        x = _conv(x, 3, "rgb_conv", strides=1, padding="torch", bias=True, kernel=3)
+    else:
+        x = layers.Conv2DTranspose(3, 4, strides=2, padding="same", use_bias=False,
+                                   kernel_initializer=_init(), name=f"dec{len(widths) - 1}_deconv")(x)
     out = layers.Activation("tanh", dtype=output_dtype(), name="prediction")(x)
     return keras.Model([image, mask], out, name="generator")
 
@@ -88,28 +113,28 @@ def build_discriminator(config: ModelConfig) -> keras.Model:
     """Discriminator on the generator's output region (``[N, O, O, 3]`` in ``[-1, 1]``).
 
     ``dcgan`` (the paper's): stride-2 convs down to 4x4, a 4x4 valid conv -> ``[N, 1]``
-    logits. ``patchgan`` (the seed project's): 70x70-style PatchGAN -> ``[N, P, P, 1]``
-    logits, one per patch. Logits are float32, unbounded.
+    logits. ``patchgan`` (the seed project's): 3x3 convs -> ``[N, P, P, 1]`` logits, one
+    per patch (``P = O / 8``). Logits are float32, unbounded.
     """
     o = config.output_size
     f = config.disc_filters
     patch = keras.Input((o, o, 3), name="patch")
     x = patch
     if config.discriminator == "dcgan":
-        widths = [f * min(2 ** i, 8) for i in range(int(math.log2(o // 4)))]
-        strides = [2] * len(widths)
-    else:
-        widths = [f, 2 * f, 4 * f, 8 * f]
-        strides = [2, 2, 2, 1] if o >= 32 else [2, 2, 1, 1]
-    for i, (width, stride) in enumerate(zip(widths, strides)):
-        x = _conv(x, width, f"d{i}_conv", strides=stride, bias=(i == 0))
-        if i > 0:
-            x = _bn(x, f"d{i}_bn")
-        x = layers.LeakyReLU(0.2, name=f"d{i}_lrelu")(x)
-    if config.discriminator == "dcgan":
-        x = _conv(x, 1, "logit_conv", strides=1, padding="valid", bias=True)
+        for i, width in enumerate(f * min(2 ** i, 8) for i in range(int(math.log2(o // 4)))):
+            x = _conv(x, width, f"d{i}_conv")
+            if i > 0:
+                x = _bn(x, f"d{i}_bn")
+            x = layers.LeakyReLU(0.2, name=f"d{i}_lrelu")(x)
+        x = _conv(x, 1, "logit_conv", strides=1, padding="valid")
         x = layers.Flatten(name="flatten")(x)
     else:
-        x = _conv(x, 1, "logit_conv", strides=1, bias=True)
+        for i, (width, stride) in enumerate(zip([f, 2 * f, 4 * f, 8 * f], [2, 2, 2, 1])):
+            x = _conv(x, width, f"d{i}_conv", strides=stride, padding="torch", bias=True, kernel=3)
+            if i > 0:  # PyTorch's InstanceNorm2d: per image and channel, no scale or shift
+                x = layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False, scale=False,
+                                              name=f"d{i}_in")(x)
+            x = layers.LeakyReLU(0.2, name=f"d{i}_lrelu")(x)
+        x = _conv(x, 1, "logit_conv", strides=1, padding="torch", bias=True, kernel=3)
     logits = layers.Activation("linear", dtype=output_dtype(), name="logits")(x)
     return keras.Model(patch, logits, name=f"discriminator_{config.discriminator}")
