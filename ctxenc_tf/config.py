@@ -106,7 +106,7 @@ class ModelConfig:
     adversarial_loss: str = _opt("bce", f"adversarial loss: {', '.join(ADVERSARIAL_LOSSES)}")
     fill_value: tuple = _opt((), "RGB fill of the hidden hole in [-1, 1]; empty = measured dataset mean", cli=False)
     # Provenance, not identity: the data settings of the run that trained the model
-    # (data_dir, seed, val_fraction, resize), so evaluate can default to its held-out split.
+    # (data_dir, seed, val_fraction, resize, exclude), so evaluate can find its held-out split.
     trained_on: dict = _opt(None, "", cli=False, factory=dict)
 
     def __post_init__(self):
@@ -209,6 +209,7 @@ class RunConfig:
     train_limit: int = _opt(0, "use at most this many training images (0 = all)")
     val_limit: int = _opt(0, "use at most this many validation images (0 = all)")
     val_fraction: float = _opt(0.1, "fraction held out for validation when --data-dir is a plain folder")
+    exclude: str = _opt("", "comma-separated file-name patterns left out of the data, e.g. 'video-carphone*' to hold out a person")
     cache: str = _opt("", "cache decoded images: '' (off), 'memory', or a file path prefix")
     resize: str = _opt("crop", "how images become squares: 'crop' (central square, aspect kept) or 'stretch' (whole image squashed, as the seed project)")
     val_mask: str = _opt("same", "validation holes: 'same' type as training, or 'center' (the seed project's)")
@@ -286,10 +287,11 @@ class RunConfig:
 
 
 def training_data(model: ModelConfig, **changes) -> RunConfig:
-    """A :class:`RunConfig` with the data settings (``data_dir``, ``seed``, ``val_fraction``, ``resize``)
+    """A :class:`RunConfig` with the data settings (``data_dir``, ``seed``, ``val_fraction``,
+    ``resize``, ``exclude``)
     of the run that trained ``model``, as ``model.trained_on`` records them (defaults when
     it does not), then ``changes``: to find that run's split again."""
-    recorded = {k: v for k, v in model.trained_on.items() if k in ("data_dir", "seed", "val_fraction", "resize")}
+    recorded = {k: v for k, v in model.trained_on.items() if k in ("data_dir", "seed", "val_fraction", "resize", "exclude")}
     return RunConfig(model=model, **{**recorded, **changes})
 
 

@@ -52,6 +52,9 @@ def parse_args(argv):
                    help="CelebA: test (default), val or train. A folder: all (default), or val / "
                         "train as the model's training run split it")
     p.add_argument("--out", required=True, help="output folder for the table, JSON, CSV and grid")
+    p.add_argument("--only", default="", metavar="PATTERNS",
+                   help="evaluate only files whose names match these comma-separated patterns, "
+                        "e.g. 'video-carphone*' for a person the model was trained without (--exclude)")
     p.add_argument("--limit", type=int, default=0, help="evaluate at most this many images (0 = all)")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
     p.add_argument("--baselines", default="mean,telea",
@@ -89,12 +92,18 @@ def main(argv=None):
     data_dir = records.image_source(args.data_dir or trained_dir or sources.BUNDLED_FACES)
     split = args.split or ("test" if sources.celeba_layout(data_dir) else "all")
     files, described = list_files(data_dir, split, config)
+    if args.only:
+        files = [f for f in files if sources.matches(f, args.only)]
+        described += f" matching {args.only}"
     files, skipped = screening.screen_files(files[:args.limit] if args.limit else files)
     if not files:
         raise DataError(f"{data_dir}: no usable image in the {split} split")
     print(f"{runner.describe()}\nevaluating on {len(files)} images: {described} of {data_dir}"
           + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
-    if split == "all" and os.path.realpath(trained_dir or sources.BUNDLED_FACES) == os.path.realpath(data_dir):
+    excluded = config.trained_on.get("exclude", "")
+    if excluded and all(sources.matches(f, excluded) for f in files):
+        print(f"none of these images trained the model (its run left out {excluded})")
+    elif split == "all" and os.path.realpath(trained_dir or sources.BUNDLED_FACES) == os.path.realpath(data_dir):
         print("note: this is the model's training folder; --split val keeps to its held-out images")
 
     rows, extremes, seconds = run_evaluation(runner, config, files, data_dir, args.baselines, args.batch_size,

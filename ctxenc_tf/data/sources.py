@@ -1,6 +1,7 @@
 """Where images come from: CelebA's partition, a folder of images, or the bundled faces,
 split into training and validation files."""
 
+import fnmatch
 import os
 import random
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ def list_celeba(data_dir: str, split: str) -> list:
     return paths
 
 
+def matches(path: str, patterns: str) -> bool:
+    """Whether the file name of ``path`` matches one of the comma-separated ``patterns``
+    (shell-style, as :mod:`fnmatch`)."""
+    return any(fnmatch.fnmatch(os.path.basename(path), p.strip()) for p in patterns.split(",") if p.strip())
+
+
 def list_image_folder(data_dir: str) -> list:
     """Every image file (by extension) below ``data_dir``, sorted."""
     found = []
@@ -71,7 +78,8 @@ def list_image_folder(data_dir: str) -> list:
 def find_split(config: RunConfig) -> Split:
     """Train/val files for ``config.data_dir``: CelebA's official partition when the layout
     is there, else a seeded random ``val_fraction`` split of an image folder; the bundled
-    faces when ``data_dir`` is empty. Applies ``train_limit``/``val_limit``. A directory of
+    faces when ``data_dir`` is empty. Leaves out files matching ``exclude``, then applies
+    ``train_limit``/``val_limit``. A directory of
     prepared TFRecords stands for the image folder it was prepared from (training reads the
     shards themselves, :func:`find_prepared`).
 
@@ -85,8 +93,9 @@ def find_split(config: RunConfig) -> Split:
         raise DataError(f"{data_dir}: not a directory")
     if celeba_layout(data_dir):
         train, val, source = list_celeba(data_dir, "train"), list_celeba(data_dir, "val"), "celeba"
+        train, val = ([p for p in files if not matches(p, config.exclude)] for files in (train, val))
     else:
-        files = list_image_folder(data_dir)
+        files = [p for p in list_image_folder(data_dir) if not matches(p, config.exclude)]
         if not files:
             raise DataError(f"{data_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
         random.Random(config.seed).shuffle(files)

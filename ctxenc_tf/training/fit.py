@@ -71,7 +71,7 @@ def prepare(config: RunConfig, log=print):
     if not config.model.fill_value:
         config = config.replace(fill_value=pipeline.estimate_mean(split.train, config.model.image_size))
     trained_on = {"data_dir": os.path.abspath(config.data_dir) if config.data_dir else "",
-                  "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize}
+                  "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize, "exclude": config.exclude}
     return config.replace(trained_on=trained_on), split
 
 
