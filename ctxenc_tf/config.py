@@ -223,6 +223,8 @@ class RunConfig:
     # output
     output_dir: str = _opt("runs/default", "where checkpoints, logs and sample grids are written")
     backup_steps: int = _opt(0, "also save the resume state every N training steps inside an epoch (0 = after every epoch only)")
+    sample_every: int = _opt(10, "keep the sample grid of every N-th epoch (and of the first and last) in samples/")
+    checkpoint_optimizer: bool = _opt(False, "also store both optimisers' state in best.keras and final.keras (the resume state always has it)")
     # performance
     strategy: str = _opt("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)}")
     precision: str = _opt("float32", f"dtype policy: {', '.join(PRECISIONS)}")
@@ -263,6 +265,7 @@ class RunConfig:
         need(0 < self.val_fraction < 1, "val_fraction", "must be in (0, 1)")
         need(self.steps_per_execution > 0, "steps_per_execution", "must be positive")
         need(self.backup_steps >= 0, "backup_steps", "must be >= 0 (0 = after every epoch only)")
+        need(self.sample_every > 0, "sample_every", "must be positive")
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict: the run's fields and ``model``'s as a nested dict."""

@@ -231,20 +231,22 @@ def test_default_geometry_signatures(tmp_path):
 def run_export(*args):
     return subprocess.run([sys.executable, os.path.join(REPO, "export.py"), *args],
                           capture_output=True, text=True, cwd=REPO, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
 
 
 def test_export_cli_writes_everything_and_prints_parity(trained, tmp_path):
     out = str(tmp_path / "exp")
-    result = run_export("--checkpoint", trained[1], "--out", out, "--variants", "float32",
+    result = run_export("--checkpoint", trained[1], "--out", out, "--variants", "float32", "full_int8",
                         "--calibration-images", "4", "--parity-images", "4")
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no TensorFlow/TFLite log lines (quantisation, delegates) without --verbose
     assert os.path.isdir(os.path.join(out, "saved_model", "1", "variables"))
     assert os.path.isfile(os.path.join(out, "tflite", "ctxenc_float32.tflite"))
+    assert os.path.isfile(os.path.join(out, "tflite", "ctxenc_full_int8.tflite"))
     assert os.path.isfile(os.path.join(out, "config.json"))
     rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
     table = {r[1].strip(): (float(r[3]), float(r[6])) for r in rows[1:]}  # name -> max abs diff, outside
-    assert set(table) == {"keras", "saved_model", "float32"}
+    assert set(table) == {"keras", "saved_model", "float32", "full_int8"}
     assert table["saved_model"][0] <= 1e-5 and table["float32"][0] <= 1e-4
     assert all(outside == 0 for _, outside in table.values())
 

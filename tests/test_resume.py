@@ -151,10 +151,16 @@ def test_time_limit_saves_a_mid_epoch_state_that_resumes_exactly(runs, tmp_path)
     matches the uninterrupted run."""
     from ctxenc_tf.training.fit import train
     out = tmp_path / "run"
-    train(_config(runs, out), time_limit=1e-9, log=lambda *a: None)  # stops after the first batch
+    logged = []
+    train(_config(runs, out), time_limit=1e-9, log=logged.append)  # stops after the first batch
     assert {k: _state(out)[k] for k in ("epoch", "step")} == {"epoch": 0, "step": 1}
+    assert "stopped at the time limit" in logged[-1] and "after epoch 1, step 1, of 3 epochs" in logged[-1]
+    assert _epoch_rows(out)["0"]["partial"] == "1"  # the cut-off epoch is marked in log.csv
     model, history, _ = train(_config(runs, out), log=lambda *a: None)
     assert history.epoch == [0, 1, 2]
+    with open(out / "log.csv") as f:  # the rerun completes epoch 1: a second, complete row
+        assert [(row["epoch"], row["partial"]) for row in csv.DictReader(f)] == \
+            [("0", "1"), ("0", "0"), ("1", "0"), ("2", "0")]
     full = _weights(os.path.join(runs["outs"]["full"], "final.keras"))
     for a, b in zip(full, model.generator.get_weights() + model.discriminator.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -278,7 +284,7 @@ def test_failed_writes_keep_the_previous_checkpoint_and_state(tmp_path, monkeypa
             f.write(b"PK\x03\x04 half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model, "save", half_written)
+    monkeypatch.setattr(ContextEncoder, "save", lambda self, path, *a, **k: half_written(path))
     monkeypatch.setattr(model, "save_weights", half_written)
     with pytest.raises(TrainingError, match=r"cannot write .*best.keras \(No space left on device\); "
                                             r"the previous best checkpoint is intact"):

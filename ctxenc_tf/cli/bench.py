@@ -18,11 +18,10 @@ Prints one Markdown table with
 ``--quick`` runs a 32x32 toy model for a smoke test; its figures mean nothing.
 """
 
-import argparse
 import json
 
 from ctxenc_tf.benchmark.measurements import PARTS, BenchSettings, run
-from ctxenc_tf.cli.common import add_config_arguments, config_from_args
+from ctxenc_tf.cli.common import add_config_arguments, command_parser, config_from_args
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.inference.formats import VARIANTS
@@ -38,8 +37,7 @@ MODEL_FLAGS = ("image_size", "hole_size", "overlap", "mask_type", "bottleneck", 
 def parse_args(argv):
     """The bench's flags: the model and batch (the config fields in :data:`MODEL_FLAGS`)
     and how long to measure."""
-    parser = argparse.ArgumentParser(prog="python -m ctxenc_tf bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("bench", __doc__)
     add_config_arguments(parser, only=MODEL_FLAGS)
     parser.add_argument("--quick", action="store_true",
                         help="tiny 32x32 model, batch 8, few steps: a smoke test, figures meaningless")

@@ -10,6 +10,16 @@ from ctxenc_tf.config import PRESETS, RunConfig, cli_fields
 from ctxenc_tf.errors import CtxencError, one_line
 
 
+def command_parser(command: str, description: str) -> argparse.ArgumentParser:
+    """The argument parser of ``python -m ctxenc_tf <command>``, with the flags every
+    command has (``--verbose``, handled by :mod:`ctxenc_tf.cli.main`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m ctxenc_tf {command}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's and TFLite's own log lines (hidden by default)")
+    return parser
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
     """Add a ``--flag`` for every CLI field of the model and run settings (or those named in ``only``),
     plus ``--preset``. Defaults are left as ``None`` so presets and files can fill them."""
@@ -53,25 +63,24 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     return RunConfig.create(**values)
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (absl pre-init lines, CUDA probing
-    on machines without a GPU) kept off stderr, so a command's one-line errors stay
-    readable. Called by the command-line entry, never on import of the package.
-    Python exceptions from the import still propagate."""
-    if "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def silence_native_logs() -> None:
+    """Keep TensorFlow's and TFLite's own log lines (C++ start-up chatter, CUDA probing,
+    ``fully_quantize: ...`` from the converter, ``INFO: Created TensorFlow Lite XNNPACK
+    delegate``, tf.data warnings) off the terminal for the rest of the process: file
+    descriptor 2, where native code writes, goes to ``/dev/null``, while Python's
+    ``sys.stderr`` (our ``error:`` lines, progress bars, tracebacks) keeps the real one.
+    Called by the command-line entry unless ``--verbose``, never on import of the package."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    terminal = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
+    os.close(devnull)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding,
+                           errors=sys.stderr.errors)
+    import logging
 
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # its Python-side warnings too
 
 
 def fail(message: str, code: int = 2):

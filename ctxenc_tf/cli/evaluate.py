@@ -21,10 +21,9 @@ and the run's provenance), ``per_image.csv`` and ``worst_best.png`` (the cases w
 lowest and highest core PSNR of the model, next to the baselines).
 """
 
-import argparse
 import os
 
-from ctxenc_tf.cli.common import fail
+from ctxenc_tf.cli.common import command_parser, fail
 from ctxenc_tf.config import MASK_TYPES
 from ctxenc_tf.data import records, screening, sources
 from ctxenc_tf.errors import DataError
@@ -42,8 +41,7 @@ from ctxenc_tf.utils.output_dir import check_output_dir
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m ctxenc_tf evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("evaluate", __doc__)
     p.add_argument("--model", required=True,
                    help="a .keras checkpoint, a SavedModel export directory or a .tflite file")
     p.add_argument("--data-dir", help="CelebA root (img_align_celeba/ + list_eval_partition.txt) "

@@ -12,6 +12,7 @@ and its pixel difference from Keras.
 import argparse
 import os
 
+from ctxenc_tf.cli.common import command_parser
 from ctxenc_tf.inference.formats import VARIANTS
 
 
@@ -26,9 +27,7 @@ def positive_int(text):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m ctxenc_tf export", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("export", __doc__)
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a .keras checkpoint written by train.py (best.keras or final.keras)")
     parser.add_argument("--out", default="exports/ctxenc", metavar="DIR",

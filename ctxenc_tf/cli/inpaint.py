@@ -13,12 +13,12 @@ grayscale. Outputs are PNG (lossless), written atomically as ``OUT/<name>_filled
 (and ``OUT/<name>_side_by_side.png`` with ``--side-by-side``).
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
+from ctxenc_tf.cli.common import command_parser
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.inference.inpaint import OUTPUT_SUFFIXES, collect_inputs
 from ctxenc_tf.inference.photos import (
@@ -38,8 +38,7 @@ from ctxenc_tf.utils.output_dir import check_output_dir
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m ctxenc_tf inpaint", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("inpaint", __doc__)
     p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_DIR", help="image files and/or folders")
     p.add_argument("--model", required=True,
                    help="a .keras checkpoint, a SavedModel export directory or a .tflite file")

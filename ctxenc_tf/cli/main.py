@@ -5,7 +5,7 @@ when it runs."""
 import importlib
 import sys
 
-from ctxenc_tf.cli.common import import_tensorflow_quietly, run_main
+from ctxenc_tf.cli.common import run_main, silence_native_logs
 
 # command -> (module below ctxenc_tf.cli, one line for the overview)
 COMMANDS = {
@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    import_tensorflow_quietly()
+    if "--verbose" not in rest:
+        silence_native_logs()
     module = importlib.import_module(f"ctxenc_tf.cli.{COMMANDS[name][0]}")
     return run_main(module.main, rest)

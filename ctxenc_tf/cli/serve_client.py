@@ -11,10 +11,9 @@ same client works for any export and for ``serving_bytes`` (encoded photos, the 
 ``serving_uint8`` and ``serving_default`` (pixels decoded and resized here).
 """
 
-import argparse
 import time
 
-from ctxenc_tf.cli.common import fail
+from ctxenc_tf.cli.common import command_parser, fail
 from ctxenc_tf.errors import ServingError
 from ctxenc_tf.inference.serving_client import (
     DEFAULT_PORTS,
@@ -27,9 +26,7 @@ from ctxenc_tf.utils import atomic
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m ctxenc_tf serve-client", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("serve-client", __doc__)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG photo(s) of any size")
     parser.add_argument("--out", default="completed", metavar="PATH",
                         help="output .png for one image, else a directory (default: completed/)")

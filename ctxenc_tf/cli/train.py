@@ -5,9 +5,8 @@ at CelebA (the folder holding ``img_align_celeba/`` and ``list_eval_partition.tx
 any folder of images for a real run.
 """
 
-import argparse
 
-from ctxenc_tf.cli.common import add_config_arguments, config_from_args
+from ctxenc_tf.cli.common import add_config_arguments, command_parser, config_from_args
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
 
@@ -18,9 +17,7 @@ DEMO_MINUTES = 1.0
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m ctxenc_tf train", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("train", __doc__)
     add_config_arguments(parser)
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="stop after this many minutes of training (the epoch is finished "
@@ -65,7 +62,7 @@ def main(argv=None):
 
     _, history, paths = train(config, time_limit=None if time_limit is None else time_limit * 60,
                               accept_changed_data=args.accept_changed_data)
-    print(f"done: {len(history.epoch)} epoch(s); best checkpoint {paths.best}, "
+    print(f"{len(history.epoch)} epoch(s) trained in this run; best checkpoint {paths.best}, "
           f"final model {paths.final}, sample grids in {paths.samples}/, "
           f"TensorBoard logs in {paths.logs}/")
     return 0

@@ -66,8 +66,8 @@ def _converter(saved_model_dir: str, variant: str, config: ModelConfig, images):
 def _convert(saved_model_dir: str, variant: str, config: ModelConfig, images) -> bytes:
     """The ``.tflite`` flatbuffer of ``variant``. ``full_int8`` keeps the final paste (the
     graph's only SELECT_V2, :func:`~ctxenc_tf.model.context_encoder.paste_prediction`) in
-    float on the float input, so the context outside the hole is the input bit for bit;
-    quantised, it moved those pixels by up to 1.5 % of the range. The quantization
+    float on the float input, so the context outside the hole is the input bit for bit
+    (quantised, the paste moved those pixels too). The quantization
     debugger is TFLite's public way to keep chosen ops out of quantization."""
     converter = _converter(saved_model_dir, variant, config, images)
     if variant != "full_int8":

@@ -1,4 +1,4 @@
-"""Loading trained ``.keras`` checkpoints with errors a user can act on."""
+"""Saving and loading trained ``.keras`` checkpoints, with errors a user can act on."""
 
 import os
 import zipfile
@@ -7,6 +7,17 @@ import keras
 
 from ctxenc_tf.errors import CheckpointError, one_line
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.utils import atomic
+
+
+def save_checkpoint(model: ContextEncoder, path: str, optimizer_state: bool = False) -> None:
+    """Write ``model`` to the ``.keras`` file ``path`` atomically: its config, generator
+    and discriminator, i.e. what inference, export and fine-tuning need. The two Adam
+    optimisers (twice the weights again) are left out unless ``optimizer_state``: the
+    resume state in ``backup/`` holds them. Raises ``OSError`` if it cannot be written."""
+    if not optimizer_state:
+        model = ContextEncoder(model.config, model.generator, model.discriminator, name=model.name)
+    atomic.save_model(model, path)
 
 
 def load_context_encoder(path: str) -> ContextEncoder:

@@ -1,5 +1,6 @@
-"""Keras callbacks for training: sample grids, atomic best checkpoint, time limit, and a
-stop on NaN/inf losses."""
+"""Keras callbacks for training: sample grids (PNG files and TensorBoard images), atomic
+best checkpoint, the CSV log with partial epochs marked, time limit, and a stop on NaN/inf
+losses."""
 
 import os
 import time
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from ctxenc_tf.errors import TrainingError
 from ctxenc_tf.model import masks
+from ctxenc_tf.model.checkpoint import save_checkpoint
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.pixels import signed_to_uint8
 
@@ -35,28 +37,53 @@ def sample_grid(model, images, mask) -> np.ndarray:
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """Write ``directory/epoch_NNN.png`` and ``directory/latest.png`` after each epoch:
-    a :func:`sample_grid` of fixed validation images."""
+    """After each epoch, a :func:`sample_grid` of fixed validation images: written to
+    ``directory/latest.png``, to TensorBoard's Images tab (``log_dir``, tag ``samples``,
+    step = epoch number) and, for the first epoch, every ``every``-th and the run's last,
+    kept as ``directory/epoch_NNN.png``."""
 
-    def __init__(self, images, mask, directory: str):
+    def __init__(self, images, mask, directory: str, log_dir: str | None = None, every: int = 10):
         super().__init__()
         self.images, self.mask, self.directory = np.asarray(images), np.asarray(mask), directory
+        self.every, self.writer = every, tf.summary.create_file_writer(log_dir) if log_dir else None
+        self.last = None  # (epoch, png) of the newest grid not kept as epoch_NNN.png
 
     def on_epoch_end(self, epoch, logs=None):
-        png = tf.io.encode_png(sample_grid(self.model, self.images, self.mask)).numpy()
+        grid = sample_grid(self.model, self.images, self.mask)
+        png = tf.io.encode_png(grid).numpy()
         os.makedirs(self.directory, exist_ok=True)
-        for name in (f"epoch_{epoch + 1:03d}.png", "latest.png"):
-            atomic.write_bytes(os.path.join(self.directory, name), png)
+        atomic.write_bytes(os.path.join(self.directory, "latest.png"), png)
+        self.last = (epoch, png)
+        if epoch == 0 or (epoch + 1) % self.every == 0:
+            self._keep()
+        if self.writer is not None:
+            with self.writer.as_default():
+                tf.summary.image("samples", grid[None], step=epoch + 1,
+                                 description="rows: masked input, completed, original")
+            self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        self._keep()  # the last epoch's grid, however the run ended
+
+    def _keep(self):
+        if self.last is not None:
+            epoch, png = self.last
+            atomic.write_bytes(os.path.join(self.directory, f"epoch_{epoch + 1:03d}.png"), png)
+            self.last = None
 
 
 class BestCheckpoint(keras.callbacks.Callback):
     """Save the model as ``.keras`` whenever ``monitor`` improves (lower is better),
     atomically: the previous best stays intact until the new file is complete, and a
-    worse epoch never overwrites it. ``best`` can be seeded to continue a resumed run."""
+    worse epoch never overwrites it. ``best`` can be seeded to continue a resumed run.
+    The optimisers' state is left out unless ``optimizer_state`` (see
+    :func:`~ctxenc_tf.model.checkpoint.save_checkpoint`)."""
 
-    def __init__(self, filepath: str, monitor: str = "val_rec_loss", best: float = np.inf):
+    def __init__(self, filepath: str, monitor: str = "val_rec_loss", best: float = np.inf,
+                 optimizer_state: bool = False):
         super().__init__()
         self.filepath, self.monitor, self.best = filepath, monitor, best
+        self.optimizer_state = optimizer_state
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -64,7 +91,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         value = scalar(value)
         try:
-            atomic.save_model(self.model, self.filepath)
+            save_checkpoint(self.model, self.filepath, self.optimizer_state)
         except OSError as e:
             raise TrainingError(f"cannot write {self.filepath} ({e.strerror or e}); "
                                 "the previous best checkpoint is intact") from e
@@ -72,13 +99,31 @@ class BestCheckpoint(keras.callbacks.Callback):
         print(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.5f}, saved {self.filepath}")
 
 
+class EpochLog(keras.callbacks.CSVLogger):
+    """Keras' CSV log of every epoch's metrics, plus a ``partial`` column: 1 for an epoch
+    cut short (``--time-limit``, a NaN stop), whose averages cover only its first steps."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps_done = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps_done = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, {**(logs or {}), "partial": int(self.steps_done < self.params["steps"])})
+
+
 class TimeLimit(keras.callbacks.Callback):
     """Stop training after the batch that crosses ``seconds`` of wall time
-    (``model.stop_training``; the epoch's callbacks still run)."""
+    (``model.stop_training``; the epoch's callbacks still run). ``stopped_at`` is then
+    ``(epoch, steps done in it)``, 0-based epoch, else ``None``."""
 
     def __init__(self, seconds: float):
         super().__init__()
-        self.seconds = seconds
+        self.seconds, self.stopped_at, self.epoch = seconds, None, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_begin(self, logs=None):
         # A resumed run calls fit twice (rest of the interrupted epoch, then the others):
@@ -88,6 +133,7 @@ class TimeLimit(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.monotonic() - self.start > self.seconds:
             self.model.stop_training = True
+            self.stopped_at = (self.epoch, batch + 1)
 
 
 class StopOnNonFinite(keras.callbacks.Callback):

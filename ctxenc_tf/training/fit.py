@@ -11,17 +11,17 @@ from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.fingerprint import data_fingerprint
 from ctxenc_tf.errors import ConfigError, DataError, TrainingError
-from ctxenc_tf.model.checkpoint import load_context_encoder
+from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.training import resume
 from ctxenc_tf.training.callbacks import (
     BestCheckpoint,
+    EpochLog,
     SampleGrid,
     StopOnNonFinite,
     TimeLimit,
 )
 from ctxenc_tf.training.strategy import check_global_batch, make_strategy, set_precision
-from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import check_disk_space, check_output_dir
 
 SAMPLE_COUNT = 8
@@ -82,13 +82,14 @@ def build_callbacks(config: RunConfig, data: str, paths: RunPaths, val_batch, mo
     ``config.backup_steps`` steps, with the data fingerprint ``data``; ``resumed`` is the
     state this run continues) and an
     optional wall-time limit in seconds."""
-    best_checkpoint = BestCheckpoint(paths.best, monitor=monitor, best=best)
+    best_checkpoint = BestCheckpoint(paths.best, monitor=monitor, best=best,
+                                     optimizer_state=config.checkpoint_optimizer)
     callbacks = [
         StopOnNonFinite(),
         best_checkpoint,
-        keras.callbacks.CSVLogger(paths.csv, append=True),
+        EpochLog(paths.csv, append=True),
         keras.callbacks.TensorBoard(paths.logs),
-        SampleGrid(*val_batch, paths.samples),
+        SampleGrid(*val_batch, paths.samples, os.path.join(paths.logs, "samples"), config.sample_every),
         resume.TrainingBackup(paths.backup, config, data, steps_per_epoch, config.backup_steps,
                               best_checkpoint, resumed),
     ]
@@ -206,5 +207,10 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
                        for kind in (StopOnNonFinite, resume.TrainingBackup))
     if stopper.stopped:
         raise TrainingError(non_finite_message(stopper.stopped, paths, backup))
-    atomic.save_model(model, paths.final)
+    timer = next((c for c in callbacks if isinstance(c, TimeLimit)), None)
+    if timer is not None and timer.stopped_at is not None:
+        done = backup.last_saved.describe() if backup.last_saved else "its first step"
+        log(f"stopped at the time limit ({time_limit / 60:g} min) after {done}, of {config.epochs} "
+            f"epochs asked for; rerun the same command to continue from there")
+    save_checkpoint(model, paths.final, config.checkpoint_optimizer)
     return model, history, paths
