@@ -28,11 +28,16 @@ def test_quick_bench_prints_every_row(tmp_path):
     assert [row["setting"].split(",")[0] for row in rows if row["measurement"] == "FLOPs / image"] == [
         "generator forward", "discriminator forward", "training step (3 G + 7 D)"]
     training = [row for row in rows if row["measurement"] == "training"]
-    assert [("XLA on" in t["setting"], "XLA off" in t["setting"]) for t in training[:2]] == [(True, False),
-                                                                                            (False, True)]
-    for t in training[:2]:
-        assert float(t["result"].split()[0]) > 0 and "% of matmul peak" in t["relative"]
-    assert training[2]["setting"] == "XLA speed-up" and training[2]["result"].endswith("x")
+    assert [t["setting"].split(", ")[1:3] for t in training[:3]] == [
+        ["float32", "XLA on"], ["float32", "XLA off"], ["mixed_bfloat16", "XLA on"]]
+    for t in training[:3]:  # min / median over single steps, also in the JSON
+        slowest, median = (float(v) for v in t["result"].split()[0:3:2])
+        assert 0 < slowest <= median and "% of matmul peak" in t["relative"]
+        assert t["values"]["images_per_s_median"] == pytest.approx(median, rel=0.01)
+    assert [t["setting"] for t in training[3:]] == ["XLA speed-up", "mixed_bfloat16 speed-up"]
+    assert all(t["result"].endswith("x") and t["values"]["ratio"] > 0 for t in training[3:])
+    overhead = [row for row in rows if row["measurement"] == "training overhead"]
+    assert len(overhead) == 3 and all("compile" in o["result"] and "end of fit" in o["result"] for o in overhead)
     pipeline = [row for row in rows if row["measurement"] == "input pipeline"]
     assert len(pipeline) == 2 and "JPEG" in pipeline[0]["setting"] and "TFRecord" in pipeline[1]["setting"]
     latency = {row["setting"]: row["result"] for row in rows if row["measurement"] == "inference latency"}

@@ -113,3 +113,39 @@ def test_generator_ignores_hidden_pixels_but_sees_context():
     y, y2, y3 = (g.predict([v, m], verbose=0) for v in (x, x2, x3))
     np.testing.assert_array_equal(y, y2)
     assert np.abs(y - y3).max() > 1e-2 * np.abs(y).max()  # (untrained outputs are tiny)
+
+
+def test_bottleneck_matmuls_equal_the_convolutions_exactly():
+    """The bottleneck layers compute the convolution's function. Inputs and weights are
+    small integers, so every product and partial sum is an integer below 2**24, exact in
+    float32 in any summation order: the two forms must agree bit for bit."""
+    import keras
+
+    from ctxenc_tf.model.bottleneck import WindowConv2D, WindowConv2DTranspose
+
+    rng = np.random.default_rng(0)
+    ints = lambda shape: rng.integers(-2, 3, shape).astype("float32")  # noqa: E731
+    x, code = ints((5, 4, 4, 64)), ints((5, 1, 1, 96))
+    for plain, window, inputs in (
+            (keras.layers.Conv2D(48, 4, use_bias=True), WindowConv2D(48, 4, use_bias=True), x),
+            (keras.layers.Conv2DTranspose(40, 4, use_bias=True),
+             WindowConv2DTranspose(40, 4, use_bias=True), code)):
+        plain.build(inputs.shape)
+        window.build(inputs.shape)
+        weights = [ints(w.shape) for w in plain.get_weights()]
+        plain.set_weights(weights)
+        window.set_weights(weights)
+        np.testing.assert_array_equal(np.asarray(window(inputs)), np.asarray(plain(inputs)))
+    # elsewhere (not one window) it is the plain convolution
+    bigger = ints((2, 6, 6, 64))
+    plain, window = keras.layers.Conv2D(8, 4), WindowConv2D(8, 4)
+    plain.build(bigger.shape)
+    window.build(bigger.shape)
+    window.set_weights(plain.get_weights())
+    np.testing.assert_array_equal(np.asarray(window(bigger)), np.asarray(plain(bigger)))
+
+
+def test_paper_model_uses_the_matmul_bottleneck():
+    generator = build_generator(ModelConfig())
+    assert type(generator.get_layer("bottleneck_conv")).__name__ == "WindowConv2D"
+    assert type(generator.get_layer("dec0_deconv")).__name__ == "WindowConv2DTranspose"

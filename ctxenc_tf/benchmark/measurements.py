@@ -114,11 +114,33 @@ def synthetic_batch(config: ModelConfig, batch: int, seed: int = 0):
     return images, hole
 
 
-def training_throughput(config: RunConfig, steps: int, warmup: int) -> dict:
+def _step_timer():
+    """A callback recording each training call's wall time (``steps``, seconds) and when
+    the last one ended (``last_end``, ``time.perf_counter``)."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.steps, self.last_end = [], None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.begin = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            float(np.asarray((logs or {}).get("g_loss", 0.0)))  # the step's results exist now
+            self.last_end = time.perf_counter()
+            self.steps.append(self.last_end - self.begin)
+
+    return StepTimer()
+
+
+def training_throughput(config: RunConfig, steps: int, warmup: int, repeats: int = 3) -> dict:
     """Train ``config`` on one synthetic batch repeated (no input pipeline) with
-    ``model.fit`` under the strategy ``config.strategy`` names: ``warmup`` steps (tracing and
-    XLA compilation, timed as ``compile_s``), then ``steps`` timed steps. Returns
-    ``{"images_per_s", "step_ms", "compile_s", "replicas"}``."""
+    ``model.fit`` under the strategy ``config.strategy`` names: one ``fit`` of ``warmup``
+    steps (tracing and XLA compilation: ``compile_s``), then ``repeats`` fits of ``steps``
+    steps, each step timed on its own. Returns ``{"images_per_s": (min, median),
+    "step_ms": (min, median), "compile_s", "end_of_fit_s" (the longest wait between the
+    last step and ``fit`` returning), "replicas"}``; images/s from single step times."""
     import keras
     import tensorflow as tf
 
@@ -135,20 +157,29 @@ def training_throughput(config: RunConfig, steps: int, warmup: int) -> dict:
         strategy = make_strategy(config.strategy)
         check_global_batch(strategy, config.batch_size)
         ds = tf.data.Dataset.from_tensors(synthetic_batch(config.model, config.batch_size)).repeat()
+        ds = ds.with_options(pipeline.fit_options())
         with strategy.scope():
             model = ContextEncoder(config.model)
             model.compile(run=config)
         per_call = config.steps_per_execution
+        timer = _step_timer()
 
         def fit(count):
-            return _timed(lambda: model.fit(ds, steps_per_epoch=count * per_call, shuffle=False, verbose=0))
+            started = time.perf_counter()
+            model.fit(ds, steps_per_epoch=count * per_call, shuffle=False, verbose=0, callbacks=[timer])
+            return time.perf_counter() - started, time.perf_counter() - timer.last_end
 
-        compile_s, elapsed = fit(max(warmup, 1)), fit(steps)
+        compile_s, _ = fit(max(warmup, 1))
+        step_s, end_of_fit = [], []
+        for _ in range(repeats):
+            end_of_fit.append(fit(steps)[1])
+            step_s += [t / per_call for t in timer.steps]
     finally:
         set_precision("float32")
-    done = steps * per_call
-    return {"images_per_s": done * config.batch_size / elapsed, "step_ms": 1000 * elapsed / done,
-            "compile_s": compile_s, "replicas": strategy.num_replicas_in_sync}
+    median = statistics.median(step_s)
+    return {"images_per_s": (config.batch_size / max(step_s), config.batch_size / median),
+            "step_ms": (1000 * min(step_s), 1000 * median), "compile_s": compile_s,
+            "end_of_fit_s": max(end_of_fit), "replicas": strategy.num_replicas_in_sync}
 
 
 def pipeline_throughput(files, config: RunConfig, batches: int) -> float:
@@ -204,8 +235,9 @@ def inference_runners(model, out_dir: str, variants, calibration, log) -> dict:
 class BenchSettings:
     """How long and what to measure (the bench's own flags, see ``python -m ctxenc_tf bench --help``)."""
 
-    steps: int = 10  # timed training steps per setting
+    steps: int = 10  # timed training steps per fit
     warmup: int = 2  # untimed training steps first (tracing, XLA compilation)
+    train_repeats: int = 3  # timed fits per training setting
     repeats: int = 10  # timed calls per latency figure
     pipeline_batches: int = 20  # timed input batches
     matmul_size: int = 2048  # side of the peak matmul
@@ -222,9 +254,10 @@ class Table:
     def __init__(self, out=print):
         self.rows, self.out = [], out
 
-    def add(self, measurement: str, setting: str, result: str, relative: str = "") -> None:
+    def add(self, measurement: str, setting: str, result: str, relative: str = "", values=None) -> None:
+        """One row; ``values`` (numbers by name) go to the JSON only."""
         self.rows.append({"measurement": measurement, "setting": setting, "result": result,
-                          "relative": relative})
+                          "relative": relative, "values": values or {}})
         self.out(f"  {measurement} [{setting}]: {result}" + (f" ({relative})" if relative else ""))
 
     def markdown(self) -> str:
@@ -244,18 +277,39 @@ COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloa
 
 
 def _training_rows(table: Table, config: RunConfig, settings: BenchSettings, step_flops: int, peak: float) -> float:
-    """Training throughput with XLA on and off; returns the XLA images/s."""
+    """Training throughput with XLA on and off, and with XLA in mixed precision when the
+    config is float32; the ratios between them. Returns the median images/s with XLA."""
+    from ctxenc_tf.training.strategy import mixed_precision_policy
+
+    runs = [(config.precision, True), (config.precision, False)]
+    if config.precision == "float32":
+        runs.append((mixed_precision_policy(), True))
     speeds = {}
-    for jit in (True, False):
-        r = training_throughput(config.replace(jit_compile=jit), settings.steps, settings.warmup)
-        speeds[jit] = r["images_per_s"]
-        setting = (f"batch {config.batch_size}, {config.precision}, XLA {'on' if jit else 'off'}, "
+    for precision, jit in runs:
+        r = training_throughput(config.replace(jit_compile=jit, precision=precision), settings.steps,
+                                settings.warmup, settings.train_repeats)
+        slowest, median = r["images_per_s"]
+        speeds[precision, jit] = median
+        setting = (f"batch {config.batch_size}, {precision}, XLA {'on' if jit else 'off'}, "
                    f"{r['replicas']} replica(s)")
-        table.add("training", setting, f"{r['images_per_s']:.1f} images/s",
-                  f"{r['step_ms']:.0f} ms/step, {100 * r['images_per_s'] * step_flops / peak:.1f}% of "
-                  f"matmul peak, first {settings.warmup} step(s) incl. compile {r['compile_s']:.1f} s")
-    table.add("training", "XLA speed-up", f"{speeds[True] / speeds[False]:.2f}x", "XLA on / off")
-    return speeds[True]
+        table.add("training", setting, f"{slowest:.1f} / {median:.1f} images/s (min / median)",
+                  f"median step {r['step_ms'][1]:.0f} ms, {100 * median * step_flops / peak:.1f}% of "
+                  f"matmul peak; {settings.train_repeats} x {settings.steps} steps timed one by one",
+                  values={"images_per_s_min": slowest, "images_per_s_median": median,
+                          "step_ms_min": r["step_ms"][0], "step_ms_median": r["step_ms"][1],
+                          "peak_fraction": median * step_flops / peak})
+        table.add("training overhead", setting,
+                  f"compile {r['compile_s']:.1f} s; end of fit {r['end_of_fit_s']:.2f} s",
+                  f"first fit of {settings.warmup} step(s); longest wait after the last step",
+                  values={"compile_s": r["compile_s"], "end_of_fit_s": r["end_of_fit_s"]})
+    xla = speeds[config.precision, True]
+    table.add("training", "XLA speed-up", f"{xla / speeds[config.precision, False]:.2f}x",
+              "median images/s, XLA on / off", values={"ratio": xla / speeds[config.precision, False]})
+    if len(runs) == 3:
+        mixed = speeds[runs[2]]
+        table.add("training", f"{runs[2][0]} speed-up", f"{mixed / xla:.2f}x",
+                  f"median images/s, {runs[2][0]} / float32, XLA on", values={"ratio": mixed / xla})
+    return xla
 
 
 def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp: str, training_speed) -> None:

@@ -6,16 +6,19 @@ Prints one Markdown table with
   (chained ``N x N`` matmuls in the training compute dtype),
 * the model's FLOPs per image: generator and discriminator forward passes counted from
   the layer shapes, and one training step (see :func:`train_flops_per_image`),
-* training throughput (images/s) of the model at the given global batch with XLA and
-  without, on synthetic in-memory batches (``model.fit``, the strategy ``train.py``
-  would pick), also as a fraction of the matmul peak,
+* training throughput (images/s, min and median over single steps) of the model at the
+  given global batch with XLA and without, and with XLA in mixed precision, on synthetic
+  in-memory batches (``model.fit``, the strategy ``train.py`` would pick), as a fraction
+  of the matmul peak, with the ratios between them; compile time and the wait between
+  the last step and ``fit`` returning on their own rows,
 * input-pipeline throughput alone (images/s): JPEG decode + crop + resize + flip + mask
   (:func:`ctxenc_tf.pipeline.training_batches`) and the same from prepared TFRecord shards,
 * inference latency for batch 1 and batch 64: Keras, the SavedModel ``serving_default``
   signature and every TFLite variant (TFLite files have a batch of 1, so batch 64 is 64
   invocations).
 
-``--quick`` runs a 32x32 toy model for a smoke test; its figures mean nothing.
+``--json PATH`` writes every row with its numbers. ``--quick`` runs a 32x32 toy model for
+a smoke test; its figures mean nothing.
 """
 
 import json
@@ -41,7 +44,9 @@ def parse_args(argv):
     add_config_arguments(parser, only=MODEL_FLAGS)
     parser.add_argument("--quick", action="store_true",
                         help="tiny 32x32 model, batch 8, few steps: a smoke test, figures meaningless")
-    parser.add_argument("--steps", type=int, help="timed training steps per setting (default 10, quick 2)")
+    parser.add_argument("--steps", type=int, help="timed training steps per fit (default 10, quick 2)")
+    parser.add_argument("--train-repeats", type=int,
+                        help="timed fits per training setting, steps timed one by one (default 3, quick 1)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default 2)")
     parser.add_argument("--repeats", type=int, help="timed calls per latency figure (default 10, quick 2)")
     parser.add_argument("--pipeline-batches", type=int, help="timed input batches (default 20, quick 3)")
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
     bad = [s for s in skip if s not in PARTS]
     if bad:
         raise ConfigError(f"--skip: unknown part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
-    for name in ("steps", "warmup", "repeats", "pipeline_batches", "matmul_size", "matmul_repeats",
+    for name in ("steps", "train_repeats", "warmup", "repeats", "pipeline_batches", "matmul_size", "matmul_repeats",
                  "calibration_images"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -80,6 +85,7 @@ def main(argv=None) -> int:
     gpu = bool(tf.config.list_physical_devices("GPU"))
     settings = BenchSettings(
         steps=args.steps or (2 if args.quick else 10), warmup=args.warmup,
+        train_repeats=args.train_repeats or (1 if args.quick else 3),
         repeats=args.repeats or (2 if args.quick else 10),
         pipeline_batches=args.pipeline_batches or (3 if args.quick else 20),
         matmul_size=args.matmul_size or (256 if args.quick else 4096 if gpu else 2048),

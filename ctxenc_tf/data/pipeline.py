@@ -135,16 +135,25 @@ def training_batches(files, config: RunConfig, start_epoch: int = 0, start_step:
         return examples.batch(config.batch_size, drop_remainder=True)
 
     ds = tf.data.Dataset.range(start_epoch, end_epoch).flat_map(one_epoch)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(sharded_by_element())
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(fit_options())
 
 
-def sharded_by_element() -> tf.data.Options:
-    """``tf.data`` options for multi-worker training: shard by element (``DATA``). Every
-    worker runs the same seeded pipeline and keeps its share of each global batch, so the
-    global stream is the one a single machine sees; ``FILE`` sharding would give workers
-    prepared shards of unequal sizes (and refuses a single source)."""
+def fit_options() -> tf.data.Options:
+    """``tf.data`` options of every dataset handed to ``model.fit``.
+
+    Shard by element (``DATA``) for multi-worker training: every worker runs the same
+    seeded pipeline and keeps its share of each global batch, so the global stream is the
+    one a single machine sees; ``FILE`` sharding would give workers prepared shards of
+    unequal sizes (and refuses a single source).
+
+    Autotuning off: its optimisation thread sleeps in doubling periods (10 ms, 20 ms, ...,
+    up to a minute) and destroying the iterator waits for it to wake, so ``fit`` (and each
+    validation pass) returned up to a period late, e.g. at 40.95 s = 10 ms x (2^12 - 1)
+    after its last step had ended seconds earlier. Without it, ``AUTOTUNE`` parallelism is
+    the number of usable cores, which measured as fast on 2 cores."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.autotune.enabled = False
     return options
 
 
@@ -165,7 +174,7 @@ def image_dataset(files, config: RunConfig, training: bool) -> tf.data.Dataset:
     ds = ds.map(lambda p, image: _augment(config, -1, training=False)(image, p),
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(config.batch_size)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(fit_options())
 
 
 def estimate_mean(files, image_size: int, limit: int = 512) -> tuple:

@@ -25,6 +25,7 @@ import keras
 from keras import layers
 
 from ctxenc_tf.config import ModelConfig
+from ctxenc_tf.model.bottleneck import WindowConv2D, WindowConv2DTranspose
 from ctxenc_tf.model.fill_hole import FillHole
 from ctxenc_tf.model.precision import output_dtype
 from ctxenc_tf.model.replicas import synchronized_batch_norm
@@ -41,8 +42,11 @@ def _conv(x, filters, name, strides=2, padding="same", bias=False, kernel=4):
     if padding == "torch":  # PyTorch's padding=1 for a 3x3 kernel: same on both sides
         x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
         padding = "valid"
-    return layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=bias,
-                         kernel_initializer=_init(), name=name)(x)
+    # A valid convolution whose kernel covers its whole input is one matrix product.
+    whole = padding == "valid" and strides == 1 and tuple(x.shape[1:3]) == (kernel, kernel)
+    return (WindowConv2D if whole else layers.Conv2D)(
+        filters, kernel, strides=strides, padding=padding, use_bias=bias,
+        kernel_initializer=_init(), name=name)(x)
 
 
 def _bn(x, name, momentum=0.9):
@@ -92,8 +96,8 @@ def build_generator(config: ModelConfig) -> keras.Model:
     else:  # 4x4 valid convolution to a 1x1 code, a 4x4 valid transposed convolution back to 4x4
         x = _conv(x, config.bottleneck, "bottleneck_conv", strides=1, padding="valid")
         x = layers.LeakyReLU(0.2, name="bottleneck_lrelu")(_bn(x, "bottleneck_bn"))
-        x = layers.Conv2DTranspose(widths[0], 4, padding="valid", use_bias=False,
-                                   kernel_initializer=_init(), name="dec0_deconv")(x)
+        x = WindowConv2DTranspose(widths[0], 4, padding="valid", use_bias=False,
+                                  kernel_initializer=_init(), name="dec0_deconv")(x)
         x = layers.ReLU(name="dec0_relu")(_bn(x, "dec0_bn"))
         up = widths[1:-1]
     for i, width in enumerate(up, start=0 if seed else 1):
