@@ -29,7 +29,7 @@ def test_quick_bench_prints_every_row(tmp_path):
         "generator forward", "discriminator forward", "training step (3 G + 7 D)"]
     training = [row for row in rows if row["measurement"] == "training"]
     assert [t["setting"].split(", ")[1:3] for t in training[:3]] == [
-        ["float32", "XLA on"], ["float32", "XLA off"], ["mixed_bfloat16", "XLA on"]]
+        ["float32", "XLA on"], ["float32", "XLA off"], ["mixed_bfloat16", "XLA off"]]  # CPU: XLA off by default
     for t in training[:3]:  # min / median over single steps, also in the JSON
         slowest, median = (float(v) for v in t["result"].split()[0:3:2])
         assert 0 < slowest <= median and "% of matmul peak" in t["relative"]

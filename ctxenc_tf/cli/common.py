@@ -33,7 +33,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata['help']} (default: {f.default!r})"
-        if f.type in (bool, "bool"):
+        if f.type in (bool, "bool", "bool | None"):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
         else:
