@@ -273,7 +273,8 @@ def _si(value: float, unit: str) -> str:
             return f"{value / scale:.3g} {prefix}{unit}"
     return f"{value:.3g} {unit}"
 
-COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+COMPUTE_DTYPES = {"float32": "float32", "float64": "float64", "mixed_float16": "float16",
+                  "mixed_bfloat16": "bfloat16"}
 
 
 def _training_rows(table: Table, config: RunConfig, settings: BenchSettings, step_flops: int, peak: float) -> float:
@@ -296,8 +297,9 @@ def _training_rows(table: Table, config: RunConfig, settings: BenchSettings, ste
         setting = (f"batch {config.batch_size}, {precision}, XLA {'on' if jit else 'off'}, "
                    f"{r['replicas']} replica(s)")
         table.add("training", setting, f"{slowest:.1f} / {median:.1f} images/s (min / median)",
-                  f"median step {r['step_ms'][1]:.0f} ms, {100 * median * step_flops / peak:.1f}% of "
-                  f"matmul peak; {settings.train_repeats} x {settings.steps} steps timed one by one",
+                  f"median step {r['step_ms'][1]:.0f} ms, {100 * median * step_flops / peak:.1f}% of the "
+                  f"{COMPUTE_DTYPES[config.precision]} matmul peak; {settings.train_repeats} x "
+                  f"{settings.steps} steps timed one by one",
                   values={"images_per_s_min": slowest, "images_per_s_median": median,
                           "step_ms_min": r["step_ms"][0], "step_ms_median": r["step_ms"][1],
                           "peak_fraction": median * step_flops / peak})
