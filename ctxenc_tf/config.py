@@ -72,6 +72,14 @@ def _need(config, ok: bool, name: str, why: str) -> None:
         raise ConfigError(f"--{name.replace('_', '-')}={getattr(config, name)!r}: {why}")
 
 
+def _check_finite(config) -> None:
+    """Raise :class:`ConfigError` naming the first float field that is NaN or infinite."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            _need(config, False, f.name, "must be a finite number")
+
+
 def _check_keys(cls, d: dict, ignored=()) -> dict:
     """``d`` without the ``ignored`` keys; other keys that are not fields of ``cls`` raise
     :class:`ConfigError`."""
@@ -149,6 +157,7 @@ class ModelConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first field whose value is out of range."""
         need = functools.partial(_need, self)
+        _check_finite(self)
         need(self.mask_type in MASK_TYPES, "mask_type", f"must be one of {MASK_TYPES}")
         need(self.reconstruction_loss in RECONSTRUCTION_LOSSES, "reconstruction_loss",
              f"must be one of {RECONSTRUCTION_LOSSES}")
@@ -156,14 +165,15 @@ class ModelConfig:
              f"must be one of {ADVERSARIAL_LOSSES}")
         need(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}")
         need(self.discriminator in DISCRIMINATORS, "discriminator", f"must be one of {DISCRIMINATORS}")
-        need(_is_power_of_two(self.image_size) and self.image_size >= 16, "image_size",
-             "must be a power of two >= 16 (the encoder halves it down to 4x4)")
+        need(_is_power_of_two(self.image_size) and 16 <= self.image_size <= 1024, "image_size",
+             "must be a power of two from 16 to 1024 (the encoder halves it down to 4x4)")
         need(_is_power_of_two(self.hole_size) and 8 <= self.hole_size < self.image_size, "hole_size",
              "must be a power of two >= 8 and smaller than --image-size")
         need(0 <= 2 * self.overlap < self.hole_size, "overlap", "must be >= 0 and < hole_size / 2")
-        need(self.bottleneck > 0, "bottleneck", "must be positive")
-        need(self.gen_filters > 0, "gen_filters", "must be positive")
-        need(self.disc_filters > 0, "disc_filters", "must be positive")
+        # Upper bounds far above any useful model, below sizes that exhaust memory.
+        need(0 < self.bottleneck <= 65536, "bottleneck", "must be from 1 to 65536")
+        need(0 < self.gen_filters <= 1024, "gen_filters", "must be from 1 to 1024")
+        need(0 < self.disc_filters <= 1024, "disc_filters", "must be from 1 to 1024")
         need(self.overlap_weight >= 0, "overlap_weight", "must be >= 0")
         need(0 <= self.mix_l1_fraction <= 1, "mix_l1_fraction", "must be in [0, 1]")
         need(self.rec_weight >= 0 and self.adv_weight >= 0 and self.rec_weight + self.adv_weight > 0,
@@ -251,14 +261,16 @@ class RunConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first field whose value is out of range."""
         need = functools.partial(_need, self)
+        _check_finite(self)
         need(self.strategy in STRATEGIES, "strategy", f"must be one of {STRATEGIES}")
+        need(0 <= self.seed < 2 ** 31, "seed", "must be from 0 to 2**31 - 1")
         need(self.resize in RESIZES, "resize", f"must be one of {RESIZES}")
         need(self.val_mask in VAL_MASKS, "val_mask", f"must be one of {VAL_MASKS}")
         need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.g_lr_multiplier > 0, "g_lr_multiplier", "must be positive")
         need(0 <= self.beta_1 < 1, "beta_1", "must be in [0, 1)")
-        need(self.batch_size > 0, "batch_size", "must be positive")
+        need(0 < self.batch_size <= 65536, "batch_size", "must be from 1 to 65536")
         need(self.epochs > 0, "epochs", "must be positive")
         need(self.train_limit >= 0, "train_limit", "must be >= 0 (0 = no limit)")
         need(self.val_limit >= 0, "val_limit", "must be >= 0 (0 = no limit)")

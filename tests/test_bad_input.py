@@ -23,11 +23,16 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | T14 | train.py       | --output-dir <run of another architecture>         | --bottleneck 16 -> 8             |
 | T15 | train.py       | --time-limit -5                                    | --time-limit=-5                  |
 | T16 | train.py       | --cache <prefix in a missing dir>                  | --cache=..., not a writable dir  |
+| T17 | train.py       | --seed -1                                          | --seed=-1                        |
+| T18 | train.py       | --bottleneck 100000000 (would exhaust memory)      | --bottleneck=100000000           |
+| T19 | train.py       | --learning-rate inf                                | --learning-rate=inf, finite      |
+| T20 | train.py       | --output-dir <held by another writer>              | the dir, is writing here         |
 | E1  | export.py      | --checkpoint <missing .keras>                      | the file, not found              |
 | E2  | export.py      | --checkpoint <text file>                           | the file, not a .keras           |
 | E3  | export.py      | --checkpoint <a plain keras model>                 | not a ContextEncoder             |
 | E4  | export.py      | --variants onnx                                    | invalid choice: 'onnx'           |
-| E5  | export.py      | --version 0                                        | positive integer                 |
+| E5  | export.py      | --version 0                                        | expected 1 to                    |
+| E7  | export.py      | --version 99999999999999999999                     | expected 1 to                    |
 | E6  | export.py      | (no --checkpoint)                                  | required: --checkpoint           |
 | I1  | inpaint        | --model <missing .keras>                           | the file                         |
 | I2  | inpaint        | <missing photo>                                    | the photo                        |
@@ -35,6 +40,7 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | I4  | inpaint        | --model <a plain keras model>                      | not a ContextEncoder             |
 | I5  | inpaint        | --mask <missing file>                              | the mask file                    |
 | I6  | inpaint        | --model <text file>                                | the file                         |
+| I7  | inpaint        | --out <folder holding a file of the output's name> | the file, exists, --overwrite    |
 | V1  | evaluate       | --model <missing .keras>                           | the file                         |
 | V2  | evaluate       | --split bogus                                      | invalid choice: 'bogus'          |
 | V3  | evaluate       | --limit -1                                         | --limit=-1                       |
@@ -45,7 +51,11 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | S2  | serving_client | --protocol ftp                                     | invalid choice: 'ftp'            |
 | S3  | serving_client | <text file as photo>                               | not a JPEG/PNG/GIF/BMP image     |
 | S4  | serving_client | --port 1 (no server there)                         | localhost:1                      |
-| S5  | serving_client | --timeout abc                                      | invalid float value: 'abc'       |
+| S5  | serving_client | --timeout abc                                      | expected a number, got 'abc'     |
+| S6  | serving_client | --port 70000                                       | expected 1 to 65535              |
+| S7  | serving_client | --timeout nan                                      | expected 0.001 to                |
+| S8  | serving_client | --host "127.0.0.1 bad"                             | expected a host name             |
+| S9  | serving_client | <photo.png> --out <the same photo.png>             | the photo, is one of the inputs  |
 """
 
 import concurrent.futures
@@ -82,11 +92,16 @@ CASES = {
     "T15": ("train", ["--time-limit", "-5"], ["--time-limit=-5", "positive"]),
     "T16": ("train", ["--data-dir", "{few}", "--cache", "{missing}/cache"],
             ["--cache={missing}/cache", "not a writable directory"]),
+    "T17": ("train", ["--seed", "-1"], ["--seed=-1"]),
+    "T18": ("train", ["--bottleneck", "100000000"], ["--bottleneck=100000000"]),
+    "T19": ("train", ["--learning-rate", "inf"], ["--learning-rate=inf", "finite"]),
+    "T20": ("train", ["--data-dir", "{few}", "--output-dir", "{locked}"], ["{locked}", "is writing here"]),
     "E1": ("export", ["--checkpoint", "{missing}.keras"], ["{missing}.keras", "not found"]),
     "E2": ("export", ["--checkpoint", "{text}"], ["{text}", "not a .keras"]),
     "E3": ("export", ["--checkpoint", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),
     "E4": ("export", ["--checkpoint", "{good}", "--variants", "onnx"], ["invalid choice: 'onnx'"]),
-    "E5": ("export", ["--checkpoint", "{good}", "--version", "0"], ["positive integer"]),
+    "E5": ("export", ["--checkpoint", "{good}", "--version", "0"], ["expected 1 to"]),
+    "E7": ("export", ["--checkpoint", "{good}", "--version", "99999999999999999999"], ["expected 1 to"]),
     "E6": ("export", [], ["required: --checkpoint"]),
     "I1": ("inpaint", ["{photo}", "--model", "{missing}.keras", "--out", "{out}"], ["{missing}.keras"]),
     "I2": ("inpaint", ["{missing}.jpg", "--model", "{good}", "--out", "{out}"], ["{missing}.jpg"]),
@@ -96,6 +111,7 @@ CASES = {
     "I5": ("inpaint", ["{photo}", "--model", "{good}", "--out", "{out}", "--mask", "{missing}.png"],
            ["{missing}.png"]),
     "I6": ("inpaint", ["{photo}", "--model", "{text}", "--out", "{out}"], ["{text}"]),
+    "I7": ("inpaint", ["{photo}", "--model", "{good}", "--out", "{taken}"], ["{taken}/", "exists", "--overwrite"]),
     "V1": ("evaluate", ["--model", "{missing}.keras", "--out", "{out}"], ["{missing}.keras"]),
     "V2": ("evaluate", ["--model", "{good}", "--out", "{out}", "--split", "bogus"], ["invalid choice: 'bogus'"]),
     "V3": ("evaluate", ["--model", "{good}", "--out", "{out}", "--limit", "-1"], ["--limit=-1"]),
@@ -106,7 +122,11 @@ CASES = {
     "S2": ("serving", ["{photo}", "--protocol", "ftp"], ["invalid choice: 'ftp'"]),
     "S3": ("serving", ["{text}"], ["{text}", "not a JPEG/PNG/GIF/BMP image"]),
     "S4": ("serving", ["{photo}", "--port", "1", "--timeout", "5", "--out", "{out}"], ["localhost:1"]),
-    "S5": ("serving", ["{photo}", "--timeout", "abc"], ["invalid float value: 'abc'"]),
+    "S5": ("serving", ["{photo}", "--timeout", "abc"], ["expected a number, got 'abc'"]),
+    "S6": ("serving", ["{photo}", "--port", "70000"], ["expected 1 to 65535"]),
+    "S7": ("serving", ["{photo}", "--timeout", "nan"], ["expected 0.001 to"]),
+    "S8": ("serving", ["{photo}", "--host", "127.0.0.1 bad"], ["expected a host name"]),
+    "S9": ("serving", ["{png}", "--out", "{png}"], ["{png}", "is one of the inputs"]),
 }
 # Through the real entry points, one per command (train.py's: tests/test_train_cli.py).
 SUBPROCESS_CASES = ("E3", "I2", "V5", "S3")
@@ -160,6 +180,23 @@ def paths(tmp_path_factory):
     open(os.path.join(backup, state.weights), "w").close()
     with open(os.path.join(backup, resume.STATE_FILE), "w") as f:
         json.dump(dataclasses.asdict(state), f)
+    # A folder another writer holds for as long as the module's tests run (an flock on a
+    # second open file conflicts in this process too).
+    import contextlib
+
+    from ctxenc_tf.utils.output_dir import exclusive_output
+    p["locked"] = str(root / "locked")
+    p["_lock"] = contextlib.ExitStack()
+    p["_lock"].enter_context(exclusive_output(p["locked"], "another train.py"))
+    p["png"] = str(root / "photo.png")
+    from PIL import Image
+    Image.open(p["photo"]).save(p["png"])
+    # A folder already holding a file named like the photo's output.
+    p["taken"] = str(root / "taken")
+    os.makedirs(p["taken"])
+    stem = os.path.splitext(os.path.basename(p["photo"]))[0]
+    with open(os.path.join(p["taken"], stem + "_filled.png"), "w") as f:
+        f.write("mine\n")
     return p
 
 

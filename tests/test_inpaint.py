@@ -171,11 +171,15 @@ def saved_model_without_inpaint(directory):
 
 def test_outputs_in_the_input_folder(models, tmp_path):
     """--out inside (or equal to) the input folder: the photos there are inpainted, earlier
-    outputs are not inpainted again."""
+    outputs are not inpainted again, and an existing output is replaced only with
+    --overwrite (it could be a file of the user's named like one)."""
     noise_photo(tmp_path / "a.png", (40, 40), "RGB")
-    for _ in range(2):
-        assert run(["--model", models["centre"], str(tmp_path), "--out", str(tmp_path),
-                    "--quiet"]) == 0
+    argv = ["--model", models["centre"], str(tmp_path), "--out", str(tmp_path), "--quiet"]
+    assert run(argv) == 0
+    first = (tmp_path / "a_filled.png").read_bytes()
+    assert run(argv) == 2  # refused: a_filled.png exists
+    assert (tmp_path / "a_filled.png").read_bytes() == first
+    assert run(argv + ["--overwrite"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_filled.png"]
     umask = os.umask(0o022)
     os.umask(umask)  # written with open()'s usual permissions, not mkstemp's private 0600

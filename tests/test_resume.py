@@ -139,6 +139,12 @@ def _config(runs, out, **overrides):
     return tiny_config(**{**values, **overrides})
 
 
+def _files(folder):
+    """Every file below ``folder`` with its bytes, the lock file (ours, rewritten by every
+    run that takes the folder) aside."""
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".ctxenc.lock")}
+
+
 def _copy_run(runs, tmp_path):
     import shutil
     out = tmp_path / "run"
@@ -183,13 +189,13 @@ def test_resume_refuses_other_settings(runs, tmp_path):
     from ctxenc_tf.errors import ConfigError
     from ctxenc_tf.training.fit import train
     out = _copy_run(runs, tmp_path)
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = _files(out)
     for change, message in ((dict(bottleneck=32), r"--bottleneck 16 -> 32"),
                             (dict(batch_size=8), r"--batch-size 4 -> 8"),
                             (dict(seed=4), r"--seed 3 -> 4")):
         with pytest.raises(ConfigError, match=message + r".*new --output-dir"):
             train(_config(runs, out, **change), log=lambda *a: None)
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+    assert _files(out) == before  # nothing touched
 
 
 def test_resume_checks_data_identity_not_paths(runs, tmp_path):

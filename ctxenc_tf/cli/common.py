@@ -20,6 +20,21 @@ def command_parser(command: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def bounded(kind, low, high):
+    """An argparse ``type``: ``kind`` (``int`` or ``float``) from ``low`` to ``high``
+    inclusive, finite; anything else is refused with argparse's one-line usage error."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not low <= value <= high:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"expected {low} to {high}, got {text}")
+        return value
+    return parse
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
     """Add a ``--flag`` for every CLI field of the model and run settings (or those named in ``only``),
     plus ``--preset``. Defaults are left as ``None`` so presets and files can fill them."""

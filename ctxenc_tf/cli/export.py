@@ -9,21 +9,10 @@ then runs every export and the Keras model on real images and prints each file's
 and its pixel difference from Keras.
 """
 
-import argparse
 import os
 
-from ctxenc_tf.cli.common import command_parser
+from ctxenc_tf.cli.common import bounded, command_parser
 from ctxenc_tf.inference.formats import VARIANTS
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def parse_args(argv):
@@ -33,7 +22,7 @@ def parse_args(argv):
     parser.add_argument("--out", default="exports/ctxenc", metavar="DIR",
                         help="export directory (default: exports/ctxenc); TF Serving's model "
                              "base path is DIR/saved_model")
-    parser.add_argument("--version", type=positive_int, metavar="N",
+    parser.add_argument("--version", type=bounded(int, 1, 2**63 - 1), metavar="N",  # TF Serving: int64
                         help="SavedModel version number (default: the next free one)")
     parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS),
                         metavar="VARIANT",
@@ -42,9 +31,9 @@ def parse_args(argv):
     parser.add_argument("--data-dir", metavar="DIR",
                         help="real images for full_int8 calibration and the parity check "
                              "(default: the model's training data if present, else the bundled faces)")
-    parser.add_argument("--calibration-images", type=positive_int, default=64, metavar="N",
+    parser.add_argument("--calibration-images", type=bounded(int, 1, 100_000), default=64, metavar="N",
                         help="images calibrating full_int8 (default: 64)")
-    parser.add_argument("--parity-images", type=positive_int, default=16, metavar="N",
+    parser.add_argument("--parity-images", type=bounded(int, 1, 100_000), default=16, metavar="N",
                         help="other images on which each export is compared with Keras (default: 16)")
     return parser.parse_args(argv)
 

@@ -34,7 +34,7 @@ from ctxenc_tf.inference.photos import (
 )
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.utils import atomic
-from ctxenc_tf.utils.output_dir import check_output_dir
+from ctxenc_tf.utils.output_dir import check_output_dir, check_targets
 
 
 def parse_args(argv):
@@ -49,6 +49,8 @@ def parse_args(argv):
                    help="also write <name>_side_by_side.png: original | hole | filled")
     p.add_argument("--batch-size", type=int, default=8, help="photos per model call (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (never the input photos or the mask)")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size={args.batch_size}: must be positive")
@@ -60,6 +62,9 @@ def main(argv=None):
 
     args = parse_args(argv)
     inputs = collect_inputs(args.inputs, args.out)
+    check_targets([os.path.join(args.out, stem + suffix) for _, stem in inputs
+                   for suffix in OUTPUT_SUFFIXES[:1 + args.side_by_side]],
+                  [path for path, _ in inputs] + ([args.mask] if args.mask else []), args.overwrite)
     user_hole = read_mask(args.mask) if args.mask else None
     check_output_dir(args.out)
     runner = load_runner(args.model)

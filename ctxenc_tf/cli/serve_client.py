@@ -11,9 +11,10 @@ same client works for any export and for ``serving_bytes`` (encoded photos, the 
 ``serving_uint8`` and ``serving_default`` (pixels decoded and resized here).
 """
 
+import argparse
 import time
 
-from ctxenc_tf.cli.common import command_parser, fail
+from ctxenc_tf.cli.common import bounded, command_parser, fail
 from ctxenc_tf.errors import ServingError
 from ctxenc_tf.inference.serving_client import (
     DEFAULT_PORTS,
@@ -23,6 +24,13 @@ from ctxenc_tf.inference.serving_client import (
     rest_complete,
 )
 from ctxenc_tf.utils import atomic
+from ctxenc_tf.utils.output_dir import check_targets
+
+
+def _host(text):
+    if not text or any(c.isspace() or c in "/?#@" for c in text):
+        raise argparse.ArgumentTypeError(f"expected a host name or address, got {text!r}")
+    return text
 
 
 def parse_args(argv):
@@ -32,19 +40,25 @@ def parse_args(argv):
                         help="output .png for one image, else a directory (default: completed/)")
     parser.add_argument("--protocol", choices=sorted(DEFAULT_PORTS), default="rest",
                         help="REST (JSON, port 8501) or gRPC (port 8500); default rest")
-    parser.add_argument("--host", default="localhost", help="TF Serving host (default: localhost)")
-    parser.add_argument("--port", type=int, help="server port (default: 8501 REST, 8500 gRPC)")
+    parser.add_argument("--host", default="localhost", type=_host, help="TF Serving host (default: localhost)")
+    parser.add_argument("--port", type=bounded(int, 1, 65535), help="server port (default: 8501 REST, 8500 gRPC)")
     parser.add_argument("--model", default="ctxenc", help="model name on the server (default: ctxenc)")
-    parser.add_argument("--version", type=int, help="model version (default: the newest served)")
+    parser.add_argument("--version", type=bounded(int, 1, 2**63 - 1),
+                        help="model version (default: the newest served)")
     parser.add_argument("--signature", default="serving_bytes",
                         help="serving_bytes (default: photo bytes in, PNG out), serving_uint8 "
                              "or serving_default (pixels resized by the client)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: 60)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (never the input photos)")
+    parser.add_argument("--timeout", type=bounded(float, 0.001, 86400.0), default=60.0,
+                        help="seconds per request (default: 60)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    targets = output_paths(args.images, args.out)
+    check_targets(targets, args.images, args.overwrite)
     photos = [read_photo(p) for p in args.images]
     port = args.port or DEFAULT_PORTS[args.protocol]
     start = time.perf_counter()
@@ -58,7 +72,7 @@ def main(argv=None) -> int:
     except ServingError as e:
         fail(str(e))
     seconds = time.perf_counter() - start
-    for source, target, png in zip(args.images, output_paths(args.images, args.out), pngs):
+    for source, target, png in zip(args.images, targets, pngs):
         atomic.write_bytes(target, png)
         print(f"{source} -> {target} ({len(png) / 1024:.1f} KiB)")
     print(f"{len(pngs)} image(s) completed by '{args.model}' over {args.protocol} in {seconds:.2f} s")

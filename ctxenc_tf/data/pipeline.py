@@ -5,6 +5,8 @@ Images are cropped to their central square (CelebA's 178x218 -> the 178x178 face
 region), never squashed, then resized with antialiasing to the model's ``image_size``.
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -43,6 +45,12 @@ def load_image(path, image_size: int, stretch: bool = False):
 CACHED_SHUFFLE_BUFFER = 8192
 
 
+def path_bytes(files) -> list:
+    """File paths as bytes for ``tf.data``: a name that is not valid UTF-8 (Python keeps its
+    bytes as surrogates) would make TensorFlow's string conversion fail."""
+    return [os.fsencode(p) for p in files]
+
+
 def steps_per_epoch(num_files: int, batch_size: int) -> int:
     """Training steps in one epoch: full batches only, ``num_files // batch_size``."""
     return num_files // batch_size
@@ -61,7 +69,7 @@ def _decoded(files, config: RunConfig, cache: str) -> tf.data.Dataset:
     if _is_records(files):
         ds = files.images()
     else:
-        ds = tf.data.Dataset.from_tensor_slices(list(files))
+        ds = tf.data.Dataset.from_tensor_slices(path_bytes(files))
         ds = ds.map(lambda p: load_image(p, config.model.image_size, config.resize == "stretch"),
                     num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.ignore_errors(log_warning=True)
@@ -98,7 +106,7 @@ def _epoch_examples(files, config: RunConfig, epoch, skip, cached=None) -> tf.da
         ds = files.epoch_images(config.seed, epoch).enumerate().skip(skip)
         ds = ds.map(lambda p, image: (image, p))
     elif cached is None:
-        paths = tf.constant(list(files))
+        paths = tf.constant(path_bytes(files))
         order = seeded_order.epoch_order(n, config.seed, epoch)
         ds = tf.data.Dataset.range(skip, n).map(
             lambda p: (load_image(paths[order[p]], config.model.image_size, config.resize == "stretch"), p),
@@ -182,7 +190,7 @@ def estimate_mean(files, image_size: int, limit: int = 512) -> tuple:
     (prepared TFRecords carry the mean of their whole training split)."""
     if _is_records(files):
         return files.mean
-    ds = tf.data.Dataset.from_tensor_slices(list(files)[:limit])
+    ds = tf.data.Dataset.from_tensor_slices(path_bytes(list(files)[:limit]))
     ds = ds.map(lambda p: tf.reduce_mean(load_image(p, image_size), axis=(0, 1)),
                 num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     means = np.array([m.numpy() for m in ds])

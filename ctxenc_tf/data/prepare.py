@@ -46,7 +46,7 @@ def _write_split(files, name: str, config: RunConfig, directory: str, images_per
     def load(path):
         return path, signed_to_uint8(pipeline.load_image(path, config.model.image_size, config.resize == "stretch"))
 
-    ds = tf.data.Dataset.from_tensor_slices(list(files)).map(
+    ds = tf.data.Dataset.from_tensor_slices(pipeline.path_bytes(files)).map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors().prefetch(tf.data.AUTOTUNE)
     shards, counts, names, written, pixel_sum = [], [], [], set(), np.zeros(3)
@@ -59,8 +59,8 @@ def _write_split(files, name: str, config: RunConfig, directory: str, images_per
             shards.append(f"{name}-{len(shards):05d}.tfrecord")
             counts.append(0)
             writer = tf.io.TFRecordWriter(os.path.join(directory, shards[-1]))
-        written.add(path.decode())
-        names.append(os.path.basename(path.decode()))
+        written.add(os.fsdecode(path))
+        names.append(os.path.basename(os.fsdecode(path)))
         writer.write(_example(pixels, names[-1]))
         counts[-1] += 1
         pixel_sum += pixels.reshape(-1, 3).mean(axis=0)

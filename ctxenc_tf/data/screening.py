@@ -62,8 +62,11 @@ def _pixel_size(head: bytes):
 def screen_file(path: str):
     """Cheap check of one file without decoding its pixels: ``None`` if it looks like a
     complete image, else the reason (missing, empty, too large a file, not an image,
-    corrupt header, zero or more than :data:`MAX_PIXELS` pixels, truncated)."""
+    corrupt header, zero or more than :data:`MAX_PIXELS` pixels, truncated, or not a
+    regular file: reading a named pipe or a device would block or never end)."""
     try:
+        if os.path.exists(path) and not os.path.isfile(path):
+            return "not a regular file"
         size = os.path.getsize(path)
         if size == 0:
             return "empty file"

@@ -49,15 +49,21 @@ def list_celeba(data_dir: str, split: str) -> list:
     images, partition = layout
     wanted = CELEBA_SPLITS[split]
     paths = []
-    with open(partition) as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or not parts[1].isdigit():
-                raise DataError(f"{partition}:{n}: expected '<file> <0|1|2>', got {line.strip()!r}")
-            if int(parts[1]) == wanted:
-                paths.append(os.path.join(images, parts[0]))
+    try:
+        with open(partition, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{partition}: not a text file (byte {e.start} is not UTF-8)") from None
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise DataError(f"{partition}:{n}: expected '<file> <0|1|2>', got {line.strip()[:80]!r}")
+        if os.path.isabs(parts[0]) or os.path.normpath(parts[0]).startswith(".."):
+            raise DataError(f"{partition}:{n}: {parts[0]!r} is not a file inside {CELEBA_IMAGES}/")
+        if int(parts[1]) == wanted:
+            paths.append(os.path.join(images, parts[0]))
     return paths
 
 
@@ -71,7 +77,9 @@ def list_image_folder(data_dir: str) -> list:
     """Every image file (by extension) below ``data_dir``, sorted."""
     found = []
     for root, _, names in os.walk(data_dir):
-        found += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+        # isfile: named pipes, sockets and devices are skipped (reading them may never end)
+        found += [os.path.join(root, n) for n in names
+                  if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(root, n))]
     return sorted(found)
 
 
@@ -105,6 +113,9 @@ def find_split(config: RunConfig) -> Split:
         train = train[:config.train_limit]
     if config.val_limit:
         val = val[:config.val_limit]
+    # The run's own outputs (sample grids) never become training images.
+    outputs = os.path.realpath(config.output_dir) + os.sep
+    train, val = ([p for p in files if not os.path.realpath(p).startswith(outputs)] for files in (train, val))
     train, skipped_train = screen_files(train)
     val, skipped_val = screen_files(val)
     if not train:

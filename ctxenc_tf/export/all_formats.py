@@ -5,6 +5,7 @@ from ctxenc_tf.export import parity, tflite
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.inference.formats import SIGNATURES, VARIANTS
 from ctxenc_tf.model.checkpoint import load_context_encoder
+from ctxenc_tf.utils.output_dir import exclusive_output
 
 
 def export_all(checkpoint_path: str, out_dir: str, version: int | None = None, variants=None,
@@ -17,15 +18,24 @@ def export_all(checkpoint_path: str, out_dir: str, version: int | None = None, v
     bundled faces) and log the size / parity table.
 
     Returns ``{"saved_model": dir, "tflite": {variant: path}, "parity": rows, "table": str}``.
+    One export writes into ``out_dir`` at a time (:func:`~ctxenc_tf.utils.output_dir.exclusive_output`).
     Raises :class:`~ctxenc_tf.errors.CheckpointError` for an unusable checkpoint.
     """
     variants = VARIANTS if variants is None else tuple(variants)
+    with exclusive_output(out_dir, "export.py", subdirs=("saved_model", "tflite")):
+        return _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibration_images,
+                           parity_images, log)
+
+
+def _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibration_images, parity_images, log):
     model = load_context_encoder(checkpoint_path)
     config = model.config
     log(f"loaded {checkpoint_path}: {config.image_size}x{config.image_size} images, "
         f"{config.mask_type} hole {config.hole_size}, bottleneck {config.bottleneck}, "
         f"{model.generator.count_params():,} generator parameters")
-    parity_set = real_images(config, parity_images, skip=calibration_images, data_dir=data_dir)
+    # The parity images follow the calibration images only when full_int8 is calibrated.
+    skip = calibration_images if "full_int8" in variants else 0
+    parity_set = real_images(config, parity_images, skip=skip, data_dir=data_dir)
     saved = export_saved_model(model, out_dir, version)
     log(f"SavedModel (signatures {', '.join(SIGNATURES)}): {saved}")
     paths = {}

@@ -77,7 +77,7 @@ def eval_dataset(files, config: ModelConfig, batch_size: int, seed: int = 0, str
         pair = tf.stack([tf.constant(seed, tf.int32), tf.cast(index, tf.int32)])
         return path, image, masks.make_mask(config.mask_type, s, config.hole_size, pair)
 
-    ds = tf.data.Dataset.from_tensor_slices((list(files), tf.range(len(files))))
+    ds = tf.data.Dataset.from_tensor_slices((pipeline.path_bytes(files), tf.range(len(files))))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -206,7 +206,7 @@ def run_evaluation(runner, config: ModelConfig, files, data_dir: str, baseline_n
                   for m in methods for region in REGIONS}
         masked = images * (1.0 - hidden) + fill * hidden  # what the network sees
         for i, path in enumerate(paths.numpy()):
-            row = {"file": os.path.relpath(path.decode(), data_dir)}
+            row = {"file": os.path.relpath(os.fsdecode(path), data_dir)}
             row.update({f"{m}/{r}/{k}": float(v[k][i]) for (m, r), v in scores.items() for k in v})
             rows.append(row)
             tiles = [masked[i]] + [filled[m][i] for m in methods] + [images[i]]
@@ -239,6 +239,7 @@ def write_outputs(out_dir: str, report: dict, rows, extremes, columns) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    atomic.write_bytes(os.path.join(out_dir, "per_image.csv"), buffer.getvalue().encode())
+    # A file name that is not UTF-8 is written back as the bytes it has on disk.
+    atomic.write_bytes(os.path.join(out_dir, "per_image.csv"), buffer.getvalue().encode("utf-8", "surrogateescape"))
     atomic.write_bytes(os.path.join(out_dir, "worst_best.png"), grid_png(worst, best, columns))
     return table

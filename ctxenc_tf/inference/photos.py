@@ -3,6 +3,7 @@ and hole the model sees, and blending its prediction back at the photo's own res
 so that every pixel outside the hole keeps its exact value."""
 
 import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,8 @@ class Job:
 
 def _open(path: str) -> Image.Image:
     """Open and fully decode an image file with EXIF orientation applied."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a pipe or device: reading could block
+        raise PhotoError("not a regular file")
     try:
         with Image.open(path) as img:
             img.load()

@@ -1,5 +1,6 @@
 """Training orchestration behind ``train.py``: data, model, callbacks, ``model.fit``."""
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ import numpy as np
 
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.data.cache import cache_prefix, held_cache
 from ctxenc_tf.data.fingerprint import data_fingerprint
 from ctxenc_tf.errors import ConfigError, DataError, TrainingError
 from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
@@ -22,7 +24,11 @@ from ctxenc_tf.training.callbacks import (
     TimeLimit,
 )
 from ctxenc_tf.training.strategy import check_global_batch, make_strategy, set_precision
-from ctxenc_tf.utils.output_dir import check_disk_space, check_output_dir
+from ctxenc_tf.utils.output_dir import (
+    check_disk_space,
+    check_output_dir,
+    exclusive_output,
+)
 
 SAMPLE_COUNT = 8
 
@@ -160,8 +166,18 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     ``samples/*.png`` (masked / filled / original grids) and ``backup/`` (resume state).
     Rerunning with the same model settings and data resumes from ``backup/`` (see
     :mod:`ctxenc_tf.training.resume`; ``accept_changed_data`` continues on data that changed).
-    Raises :class:`~ctxenc_tf.callbacks.TrainingError` if a loss becomes NaN/inf.
+    Only one process trains into an output directory at a time (a second one is refused with
+    :class:`~ctxenc_tf.utils.output_dir.OutputBusyError`); temporary files left there by a
+    killed run are removed first. Raises :class:`~ctxenc_tf.errors.TrainingError` if a loss
+    becomes NaN/inf.
     """
+    check_output_dir(config.output_dir)  # first: its error names the folder
+    with exclusive_output(config.output_dir, "train.py", subdirs=("backup", "samples")), \
+            contextlib.ExitStack() as held:
+        return _train(config, time_limit, accept_changed_data, log, held)
+
+
+def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contextlib.ExitStack):
     # First: multi-worker collectives must be configured before TF starts its runtime.
     strategy = make_strategy(config.strategy)
     check_global_batch(strategy, config.batch_size)
@@ -170,6 +186,9 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     config, split = prepare(config, log)
     paths = RunPaths(config.output_dir)
     data = data_fingerprint(split.train, split.val)
+    if config.cache not in ("", "memory"):  # a cache file of exactly this data, ours alone
+        prefix = cache_prefix(config.cache, data, config.model.image_size, config.resize == "stretch")
+        config = config.replace(cache=held.enter_context(held_cache(prefix)))
     state = resume.load_state(paths.backup, config, data, accept_changed_data)
     if state is not None:
         config = config.replace(fill_value=state.config["model"]["fill_value"])

@@ -1,9 +1,85 @@
-"""Output folders and file names: checked before work starts, never colliding."""
+"""Output folders and file names: checked before work starts, never colliding, one writer
+at a time."""
 
+import contextlib
 import errno
+import fcntl
+import json
 import os
+import re
 import shutil
 import tempfile
+
+from ctxenc_tf.errors import CtxencError
+
+LOCK_FILE = ".ctxenc.lock"
+
+# The temporary names of utils/atomic.py: "." + target name + "." + mkstemp's 8 random
+# characters + ".tmp" (+ the target's extension).
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\..*)?$")
+
+
+class OutputBusyError(CtxencError, RuntimeError):
+    """Another process is writing to the same output directory; the message names it."""
+
+
+def _lock_name() -> str:
+    """The lock file of this process: one per multi-worker task (each worker writes its
+    own copy of the outputs), else :data:`LOCK_FILE`."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    except (ValueError, AttributeError):
+        task = {}
+    return f"{LOCK_FILE}-{task['type']}-{task['index']}" if "type" in task and "index" in task else LOCK_FILE
+
+
+@contextlib.contextmanager
+def file_lock(path: str, command: str, what: str):
+    """Hold the advisory lock (``flock``) of the file ``path`` while the block runs; it is
+    released when the block ends or the process dies, so a lock left by a killed process
+    is simply taken over. The file names the holder (``command`` and pid). Raises
+    :class:`OutputBusyError` ``"<what>: <holder> is writing here; ..."`` when held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise OutputBusyError(f"{what}: {other} is writing here; wait for it to finish "
+                                  "or choose another output") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{command} (pid {os.getpid()})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_output(directory: str, command: str, subdirs=()):
+    """Hold ``directory`` for this process while the block runs (:func:`file_lock` on a
+    file inside it), then remove the temporary files a killed writer left in
+    ``directory`` and its ``subdirs``. Raises :class:`OutputBusyError` naming the other
+    process (its ``command`` and pid)."""
+    os.makedirs(directory, exist_ok=True)
+    with file_lock(os.path.join(directory, _lock_name()), command, directory):
+        for folder in (directory, *(os.path.join(directory, d) for d in subdirs)):
+            remove_temporary_files(folder)
+        yield
+
+
+def remove_temporary_files(directory: str) -> list:
+    """Delete what :mod:`ctxenc_tf.utils.atomic` left in ``directory`` when a writer was
+    killed (temporary files and folders); returns their paths. Call it only while holding
+    the directory (:func:`exclusive_output`), so no live writer's file is touched."""
+    if not os.path.isdir(directory):
+        return []
+    removed = []
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if _TEMP_NAME.match(name) and not os.path.islink(path):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            removed.append(path)
+    return removed
 
 CHECKPOINT_COPIES = 4  # best.keras, final.keras, the resume state, one temp file while replacing
 
@@ -30,9 +106,27 @@ def check_disk_space(path: str, checkpoint_bytes: int, copies: int = CHECKPOINT_
 
 def unique_stems(stems) -> list:
     """Output file-name stems with repeats numbered (``a``, ``a_2``, ``a_3``), so that two
-    inputs with one name never write the same output file."""
-    seen, unique = {}, []
+    inputs never write the same output file, even when an input is itself named like a
+    numbered repeat (``a.jpg a.png a_2.jpg`` -> ``a``, ``a_2``, ``a_2_2``)."""
+    used, unique = set(), []
     for stem in stems:
-        n = seen[stem] = seen.get(stem, 0) + 1
-        unique.append(stem if n == 1 else f"{stem}_{n}")
+        name, n = stem, 1
+        while name in used:
+            n += 1
+            name = f"{stem}_{n}"
+        used.add(name)
+        unique.append(name)
     return unique
+
+
+def check_targets(targets, inputs, overwrite: bool = False) -> None:
+    """Refuse to write any of ``targets`` over one of ``inputs`` (never, whatever
+    ``overwrite`` says) or over an existing file (unless ``overwrite``): raises
+    ``FileExistsError`` naming the first such target, before anything is written."""
+    sources = {os.path.realpath(p) for p in inputs}
+    for target in targets:
+        if os.path.realpath(target) in sources:
+            raise FileExistsError(errno.EEXIST, "is one of the inputs; choose another --out", target)
+        if not overwrite and os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists; pass --overwrite to replace it, or choose "
+                                  "another --out", target)

@@ -1,0 +1,124 @@
+"""Output safety: names never collide, inputs and files that are not ours are never
+written over, one writer per output folder, temp files of a killed writer are removed,
+special files (named pipes) are never read."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FACES, REPO, tiny_model, write_images
+from ctxenc_tf.data import screening, sources
+from ctxenc_tf.utils import output_dir
+
+
+def test_unique_stems_never_repeat_even_for_numbered_inputs():
+    assert output_dir.unique_stems(["a", "a", "a_2"]) == ["a", "a_2", "a_2_2"]
+    assert output_dir.unique_stems(["a_2", "a", "a"]) == ["a_2", "a", "a_3"]
+
+
+def test_targets_over_inputs_or_existing_files_are_refused(tmp_path):
+    photo, mine = tmp_path / "cat.png", tmp_path / "cat_filled.png"
+    photo.write_bytes(b"photo")
+    mine.write_bytes(b"my own file")
+    with pytest.raises(FileExistsError, match="one of the inputs"):
+        output_dir.check_targets([str(photo)], [str(photo)], overwrite=True)  # never, even with --overwrite
+    with pytest.raises(FileExistsError, match="exists; pass --overwrite"):
+        output_dir.check_targets([str(mine)], [str(photo)])
+    output_dir.check_targets([str(mine)], [str(photo)], overwrite=True)
+    assert mine.read_bytes() == b"my own file"  # checking writes nothing
+
+
+def test_one_writer_per_folder_and_a_killed_writers_lock_and_temp_files(tmp_path):
+    folder = tmp_path / "run"
+    with output_dir.exclusive_output(str(folder), "train.py"):
+        with pytest.raises(output_dir.OutputBusyError, match=rf"train.py \(pid {os.getpid()}\) is writing here"):
+            with output_dir.exclusive_output(str(folder), "export.py"):
+                pass
+    # A writer killed with SIGKILL: its lock is released by the OS, its temp files stay.
+    script = ("import os, sys; sys.path.insert(0, {repo!r}); from ctxenc_tf.utils import output_dir\n"
+              "with output_dir.exclusive_output({d!r}, 'train.py', subdirs=('backup',)):\n"
+              "    open(os.path.join({d!r}, '.best.keras.ab12cd34.tmp.keras'), 'w').close()\n"
+              "    os.makedirs(os.path.join({d!r}, 'backup', '.state.zz99yy88.tmp'))\n"
+              "    os.kill(os.getpid(), 9)\n").format(repo=REPO, d=str(folder))
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -9
+    (folder / "best.keras").write_bytes(b"a finished checkpoint")
+    assert len(list(folder.rglob(".*.tmp*"))) == 2
+    with output_dir.exclusive_output(str(folder), "train.py", subdirs=("backup",)):
+        assert not list(folder.rglob(".*.tmp*"))  # taken over, leftovers removed
+        assert (folder / "best.keras").read_bytes() == b"a finished checkpoint"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_named_pipes_are_skipped_not_read(tmp_path, capsys):
+    folder = tmp_path / "images"
+    write_images(str(folder), 3)
+    os.mkfifo(folder / "pipe.jpg")  # reading it would block forever
+    assert sorted(os.path.basename(p) for p in sources.list_image_folder(str(folder))) == \
+        ["img_0000.jpg", "img_0001.jpg", "img_0002.jpg"]
+    assert screening.screen_file(str(folder / "pipe.jpg")) == "not a regular file"
+    from conftest import exit_code
+    from ctxenc_tf.cli import inpaint as inpaint_cli
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.utils import atomic
+    model = str(tmp_path / "m.keras")
+    atomic.save_model(ContextEncoder(tiny_model(fill_value=(0.0, 0.0, 0.0))), model)
+    face = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
+    code = exit_code(inpaint_cli.main, [face, str(folder / "pipe.jpg"), "--model", model,
+                                        "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 1  # one photo done, the pipe skipped with a line naming it
+    assert "pipe.jpg: not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_file_cache_is_per_data_and_survives_a_killed_writer(tmp_path):
+    """A --cache prefix names the data it holds (other images never read a cache of these),
+    and what a killed run left half written (tf.data's lock file, partial shards) is
+    cleared instead of failing with AlreadyExistsError."""
+    from conftest import tiny_config
+    from ctxenc_tf.data.cache import cache_prefix
+    from ctxenc_tf.data.fingerprint import data_fingerprint
+    from ctxenc_tf.training.fit import train
+
+    (tmp_path / "cache").mkdir()
+    prefix = str(tmp_path / "cache" / "decoded")
+    resolved = {}
+    for name, seed in (("black", 1), ("white", 2)):
+        folder = tmp_path / name
+        write_images(str(folder), 12, seed=seed)
+        config = tiny_config(data_dir=str(folder), output_dir=str(tmp_path / f"run_{name}"), batch_size=4,
+                             cache=prefix)
+        split = sources.find_split(config)
+        resolved[name] = cache_prefix(prefix, data_fingerprint(split.train, split.val), 32, False)
+        if name == "white":  # a run killed while filling this cache left these behind
+            for leftover in ("_0.lockfile", "_0.data-00000-of-00001"):
+                with open(resolved[name] + leftover, "wb") as f:
+                    f.write(b"half")
+        train(config, log=lambda *a: None)
+        assert os.path.exists(resolved[name] + ".index")
+    assert resolved["black"] != resolved["white"]
+    assert not any(p.endswith(".lockfile") for p in os.listdir(tmp_path / "cache"))
+
+
+@pytest.mark.slow
+def test_file_names_that_are_not_utf8_train_and_evaluate(tmp_path, capsys):
+    """A file name in another encoding (Latin-1 bytes) and the run's output folder inside
+    the data folder: training and evaluation go on, the run's own sample grids are not
+    training data."""
+    from conftest import exit_code, tiny_config
+    from ctxenc_tf.cli import evaluate as evaluate_cli
+    from ctxenc_tf.training.fit import train
+
+    folder = tmp_path / "images"
+    write_images(str(folder), 12)
+    os.rename(folder / "img_0000.jpg", os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.jpg"))
+    config = tiny_config(data_dir=str(folder), output_dir=str(folder / "run"), batch_size=4, epochs=2)
+    train(config, log=lambda *a: None)
+    assert list((folder / "run" / "samples").glob("*.png"))
+    split = sources.find_split(config)  # again, with the grids now there
+    assert len(split.train) + len(split.val) == 12
+    assert any(os.fsencode(p).endswith(b"caf\xe9.jpg") for p in split.train + split.val)
+    code = exit_code(evaluate_cli.main, ["--model", str(folder / "run" / "best.keras"), "--data-dir", str(folder),
+                                         "--out", str(tmp_path / "eval"), "--baselines", "mean", "--quiet"])
+    assert code == 0, capsys.readouterr().err
