@@ -301,3 +301,35 @@ def test_failed_writes_keep_the_previous_checkpoint_and_state(tmp_path, monkeypa
         resume.save_state(model, backup, dataclasses.replace(state, epoch=2, weights="state-e0002-s000000.weights.h5"))
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before  # same files, same bytes: no temp file left behind
+
+
+def test_damaged_state_falls_back_to_the_previous_one(runs, tmp_path):
+    """Bytes changed in the middle of the newest weights file: its content hash no longer
+    matches, so the run resumes from the state before it (kept with its weights) and says
+    so; with both damaged it stops with one line instead of loading garbage."""
+    from ctxenc_tf.errors import ConfigError
+    from ctxenc_tf.training import resume
+    from ctxenc_tf.training.fit import train
+    out = _copy_run(runs, tmp_path)
+    backup = out / "backup"
+
+    def states():
+        return [json.loads((backup / name).read_text()) for name in (resume.STATE_FILE, resume.PREVIOUS_STATE_FILE)]
+
+    def damage(state):
+        weights = backup / state["weights"]
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        weights.write_bytes(bytes(data))
+
+    newest, previous = states()
+    assert newest["weights"] != previous["weights"] and (backup / previous["weights"]).is_file()
+    damage(newest)
+    logged = []
+    _, history, _ = train(_config(runs, out), log=logged.append)
+    assert any("newest resume state is damaged" in line for line in logged), logged
+    assert history.epoch  # the steps after the previous state were trained again
+    for state in states():
+        damage(state)
+    with pytest.raises(ConfigError, match=r"the resume state is damaged .* no earlier good state"):
+        train(_config(runs, out), log=lambda *a: None)

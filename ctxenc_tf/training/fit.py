@@ -189,7 +189,7 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
     if config.cache not in ("", "memory"):  # a cache file of exactly this data, ours alone
         prefix = cache_prefix(config.cache, data, config.model.image_size, config.resize == "stretch")
         config = config.replace(cache=held.enter_context(held_cache(prefix)))
-    state = resume.load_state(paths.backup, config, data, accept_changed_data)
+    state = resume.load_state(paths.backup, config, data, accept_changed_data, log)
     if state is not None:
         config = config.replace(fill_value=state.config["model"]["fill_value"])
 

@@ -4,8 +4,10 @@ the best monitored value and the running epoch metrics.
 
 Written atomically after every epoch (and every ``backup_steps`` steps): the weights go
 to a new ``state-eEEEE-sSSSSSS.weights.h5`` (temp file + rename), then ``state.json``,
-which names it, is replaced (temp file + rename), then older weight files are removed. A
-kill at any moment leaves a ``state.json`` that names a complete weights file. Together
+which names it with the weights' SHA-256, is replaced (temp file + rename); the state it
+replaces stays as ``state.prev.json`` with its weights, older weight files are removed. A
+kill at any moment leaves a ``state.json`` that names a complete weights file; a weights
+file damaged later (its hash differs) is noticed, and the previous state used. Together
 with the input pipeline, whose batches are a pure function of ``(seed, epoch, step)``
 (:func:`ctxenc_tf.data.pipeline.training_batches`), rerunning the same command continues exactly
 where the last state was written.
@@ -15,8 +17,10 @@ the same data (:func:`~ctxenc_tf.data.fingerprint.data_fingerprint`); run settin
 change, except :data:`FIXED_RUN_SETTINGS`.
 """
 
+import contextlib
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import warnings
@@ -30,6 +34,8 @@ from ctxenc_tf.training.callbacks import scalar
 from ctxenc_tf.utils import atomic
 
 STATE_FILE = "state.json"
+
+PREVIOUS_STATE_FILE = "state.prev.json"  # the state before the newest, kept with its weights
 
 # Run settings a resumed run cannot honour: the saved step counts batches of this size in
 # this seeded order, and the optimiser state's layout depends on the precision policy.
@@ -48,6 +54,7 @@ class TrainingState:
     trackers: dict  # metric name -> variable values of the running epoch mean
     config: dict  # the RunConfig, as a dict
     data: str  # fingerprint of the training data (ctxenc_tf.data.fingerprint)
+    sha256: str = ""  # of the weights file, set when it is written
 
     def describe(self) -> str:
         """Human-readable position, e.g. ``epoch 3, step 40`` (1-based epoch)."""
@@ -87,25 +94,58 @@ def model_differences(old: dict, model: ModelConfig) -> list:
     return _changes(ModelConfig.from_dict(old).identity(), new, new)
 
 
-def load_state(directory: str, config: RunConfig, data: str, accept_changed_data: bool = False):
+def _read_state(directory: str, name: str):
+    """``(state, None)`` for the state file ``name`` in ``directory`` when it and its
+    weights file are whole (the weights' content hash matches), else ``(None, what is
+    wrong)``."""
+    path = os.path.join(directory, name)
+    try:
+        with open(path) as f:
+            state = TrainingState(**json.load(f))
+        RunConfig.from_dict(state.config)
+    except FileNotFoundError:
+        return None, f"{name} is missing"
+    except (OSError, ValueError, TypeError, ConfigError) as e:
+        return None, f"{name} is unreadable: {one_line(e)}"
+    weights = os.path.join(directory, state.weights)
+    if not os.path.isfile(weights):
+        return None, f"{name} names {state.weights}, which is missing"
+    if file_sha256(weights) != state.sha256:
+        return None, f"{state.weights} does not match its content hash"
+    return state, None
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_state(directory: str, config: RunConfig, data: str, accept_changed_data: bool = False, log=print):
     """The saved :class:`TrainingState` in ``directory``, or ``None`` if there is none.
 
-    Raises :class:`ConfigError` (one line) if the state is unreadable, its weights file is
-    missing, or the rerun cannot continue it: other model settings, a change of a
+    A state whose file or weights are damaged (their content hash differs) is replaced by
+    the state before it when that one is whole (said with ``log``). Raises
+    :class:`ConfigError` (one line) if no whole state is left, or the rerun cannot continue
+    it: other model settings, a change of a
     :data:`FIXED_RUN_SETTINGS` setting, or training data whose fingerprint ``data``
     differs from the state's (unless ``accept_changed_data``).
     """
     path = os.path.join(directory, STATE_FILE)
     if not os.path.exists(path):
         return None
-    try:
-        with open(path) as f:
-            state = TrainingState(**json.load(f))
-        old = RunConfig.from_dict(state.config).to_dict()
-    except (OSError, ValueError, TypeError, ConfigError) as e:
-        raise ConfigError(f"{path}: unreadable resume state ({one_line(e)}); use a new --output-dir") from e
-    if not os.path.isfile(os.path.join(directory, state.weights)):
-        raise ConfigError(f"{path}: names {state.weights}, which is missing; use a new --output-dir")
+    state, damage = _read_state(directory, STATE_FILE)
+    if damage:
+        state, earlier = _read_state(directory, PREVIOUS_STATE_FILE)
+        if earlier:
+            raise ConfigError(f"{path}: the resume state is damaged ({damage}) and no earlier good "
+                              "state is kept; use a new --output-dir")
+        log(f"{path}: the newest resume state is damaged ({damage}); resuming from the one "
+            f"before it ({state.describe()})")
+    old = RunConfig.from_dict(state.config).to_dict()
     # The fill colour is measured from the data (equal for equal data); the run keeps the
     # one it was trained with, so it is not compared here but restored by the caller.
     model = config.model.replace(fill_value=old["model"]["fill_value"])
@@ -144,23 +184,35 @@ def restore(model, directory: str, state: TrainingState, config: RunConfig) -> N
         model.d_optimizer.learning_rate.assign(config.learning_rate)
 
 
-def save_state(model, directory: str, state: TrainingState) -> None:
-    """Write ``state`` (with ``model``'s weights) atomically; see the module docstring.
-    Raises :class:`TrainingError` naming the file if it cannot be written (the previous
-    state stays intact)."""
+def save_state(model, directory: str, state: TrainingState) -> TrainingState:
+    """Write ``state`` (with ``model``'s weights and their content hash) atomically; see the
+    module docstring. The state it replaces is kept as :data:`PREVIOUS_STATE_FILE` with its
+    weights, older weights are removed. Returns the state as written. Raises
+    :class:`TrainingError` naming the folder if it cannot be written (the previous state
+    stays intact)."""
     os.makedirs(directory, exist_ok=True)
     weights = os.path.join(directory, state.weights)
+    current = os.path.join(directory, STATE_FILE)
     try:
         with atomic.atomic_path(weights, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
-        atomic.write_bytes(os.path.join(directory, STATE_FILE),
-                           json.dumps(dataclasses.asdict(state), indent=1).encode())
+            state = dataclasses.replace(state, sha256=file_sha256(tmp))
+        kept = _read_state(directory, STATE_FILE)[0]
+        if kept is not None and kept.weights != state.weights:
+            with open(current, "rb") as f:
+                atomic.write_bytes(os.path.join(directory, PREVIOUS_STATE_FILE), f.read())
+        atomic.write_bytes(current, json.dumps(dataclasses.asdict(state), indent=1).encode())
     except OSError as e:
         raise TrainingError(f"cannot write the resume state to {directory} ({e.strerror or e}); "
                             "the previous state is intact") from e
+    named = {state.weights}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # no usable previous state
+        with open(os.path.join(directory, PREVIOUS_STATE_FILE)) as f:
+            named.add(json.load(f)["weights"])
     for old in glob.glob(os.path.join(directory, "state-*.weights.h5")):
-        if os.path.basename(old) != state.weights:
+        if os.path.basename(old) not in named:
             os.remove(old)
+    return state
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -223,5 +275,4 @@ class TrainingBackup(keras.callbacks.Callback):
         trackers = self.train_trackers or self._tracker_values()
         state = TrainingState(epoch, step, f"state-e{epoch:04d}-s{step:06d}.weights.h5",
                               float(best), trackers, self.config.to_dict(), self.data)
-        save_state(self.model, self.directory, state)
-        self.last_saved = state
+        self.last_saved = save_state(self.model, self.directory, state)
