@@ -2,7 +2,8 @@
 ``(images, masks)``, images NHWC float32 in ``[-1, 1]``, masks ``[N, S, S, 1]`` in ``{0, 1}``.
 
 Images are cropped to their central square (CelebA's 178x218 -> the 178x178 face
-region), never squashed, then resized with antialiasing to the model's ``image_size``.
+region), not squashed (unless ``--resize stretch``), then resized with antialiasing to the
+model's ``image_size``.
 """
 
 import os

@@ -84,8 +84,9 @@ def prepare(config: RunConfig, out_dir: str, images_per_shard: int = IMAGES_PER_
     """
     source = os.path.abspath(config.data_dir or sources.BUNDLED_FACES)
     settings = {k: getattr(config, k) for k in ("seed", "val_fraction", "train_limit", "val_limit")}
-    if config.resize != "crop":  # older preparations (always cropped) carry no such key
-        settings["resize"] = config.resize
+    # Older preparations (always cropped, nothing excluded) carry neither key.
+    settings.update({k: v for k, v in (("resize", config.resize), ("exclude", config.exclude))
+                     if v != {"resize": "crop", "exclude": ""}[k]})
     existing = read_metadata(out_dir)
     if existing is not None:
         if existing["image_size"] != config.model.image_size or existing["source"] != source:

@@ -10,6 +10,7 @@ from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import records
 from ctxenc_tf.data.screening import IMAGE_EXTENSIONS, screen_files
 from ctxenc_tf.errors import DataError
+from ctxenc_tf.utils.output_dir import LOCK_FILE
 
 CELEBA_IMAGES = "img_align_celeba"
 
@@ -74,9 +75,14 @@ def matches(path: str, patterns: str) -> bool:
 
 
 def list_image_folder(data_dir: str) -> list:
-    """Every image file (by extension) below ``data_dir``, sorted."""
+    """Every image file (by extension) below ``data_dir``, sorted; output folders of this
+    project's commands (they hold its lock file) are left out, so a run's sample grids never
+    become data."""
     found = []
-    for root, _, names in os.walk(data_dir):
+    for root, dirs, names in os.walk(data_dir):
+        if any(n.startswith(LOCK_FILE) for n in names):  # a run's or an export's output folder
+            dirs[:] = []
+            continue
         # isfile: named pipes, sockets and devices are skipped (reading them may never end)
         found += [os.path.join(root, n) for n in names
                   if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(root, n))]
@@ -113,9 +119,6 @@ def find_split(config: RunConfig) -> Split:
         train = train[:config.train_limit]
     if config.val_limit:
         val = val[:config.val_limit]
-    # The run's own outputs (sample grids) never become training images.
-    outputs = os.path.realpath(config.output_dir) + os.sep
-    train, val = ([p for p in files if not os.path.realpath(p).startswith(outputs)] for files in (train, val))
     train, skipped_train = screen_files(train)
     val, skipped_val = screen_files(val)
     if not train:
@@ -135,6 +138,10 @@ def find_prepared(config: RunConfig):
     meta = records.read_metadata(config.data_dir)
     if meta is None:
         return None
+    if config.exclude != meta.get("split_settings", {}).get("exclude", ""):
+        raise DataError(f"{config.data_dir}: prepared with --exclude "
+                        f"{meta.get('split_settings', {}).get('exclude', '')!r}, not {config.exclude!r}; "
+                        "prepare again with this setting")
     resize = meta.get("split_settings", {}).get("resize", "crop")
     if resize != config.resize:
         raise DataError(f"{config.data_dir}: prepared with --resize {resize}, but --resize={config.resize}; "

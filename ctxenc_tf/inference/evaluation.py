@@ -181,6 +181,9 @@ def evaluation_config(config: ModelConfig, mask_type) -> ModelConfig:
     if not config.takes_any_hole:
         raise ConfigError(f"--mask-type={mask_type}: the model was trained with centre holes "
                           "and predicts only the centre")
+    if not config.predicts_full_image and mask_type == "random_region":
+        raise ConfigError(f"--mask-type={mask_type}: the model fills a {config.hole_size}px square; "
+                          "regions can reach past it (use center or random_square)")
     return config.replace(mask_type=mask_type)
 
 

@@ -3,6 +3,7 @@ and hole the model sees, and blending its prediction back at the photo's own res
 so that every pixel outside the hole keeps its exact value."""
 
 import io
+import math
 import os
 from dataclasses import dataclass
 
@@ -137,18 +138,18 @@ def bounds(hole: np.ndarray) -> tuple:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def window_around(hole: np.ndarray, image_size: int) -> tuple:
-    """A square ``(top, left, side)`` inside the photo holding the whole ``hole`` with
-    about as much context again around it (the proportions the models train on), at
-    least ``image_size`` pixels when the photo allows. Raises :class:`PhotoError` when
-    the hole does not fit in any square of the photo."""
+def window_around(hole: np.ndarray, image_size: int, share: float = 0.5) -> tuple:
+    """A square ``(top, left, side)`` inside the photo holding the whole ``hole``, which
+    spans at most ``share`` of its side (0.5: about as much context again around it, the
+    proportions the models train on), at least ``image_size`` pixels when the photo
+    allows. Raises :class:`PhotoError` when the hole does not fit in any square of the photo."""
     h, w = hole.shape
     y0, y1, x0, x1 = bounds(hole)
     extent = max(y1 - y0, x1 - x0)
     if y1 - y0 > min(h, w) or x1 - x0 > min(h, w):
         raise PhotoError(f"the hole ({x1 - x0}x{y1 - y0}) does not fit in a square of the "
                          f"{w}x{h} photo")
-    side = int(min(min(h, w), max(2 * extent, image_size)))
+    side = int(min(min(h, w), max(math.ceil(extent / share), image_size)))
     top = int(np.clip((y0 + y1) // 2 - side // 2, 0, h - side))
     left = int(np.clip((x0 + x1) // 2 - side // 2, 0, w - side))
     return top, left, side
@@ -185,11 +186,20 @@ def prepare(photo: Photo, config: ModelConfig, hole: np.ndarray | None = None) -
         hole = centre_hole(shape, window, config)
         mask = masks.center_mask(s, config.hole_size).numpy()
     else:
-        window = window_around(hole, s)
+        # A model that fills one square gets the hole inside it, with a pixel to spare for
+        # the resize's antialiasing on each side.
+        share = 0.5 if config.predicts_full_image else min(0.5, (config.hole_size - 2) / s)
+        window = window_around(hole, s, share)
         top, left, side = window
         cover = _resize_channels(hole[top:top + side, left:left + side, None].astype(np.float32),
                                  (s, s))
         mask = (cover > 0).astype(np.float32)  # every model pixel touching the hole
+        if not config.predicts_full_image:  # the model fills one hole_size square
+            y0, y1, x0, x1 = bounds(mask > 0)
+            if max(y1 - y0, x1 - x0) > config.hole_size:
+                raise PhotoError(f"the hole is {x1 - x0}x{y1 - y0} pixels at the model's scale, more "
+                                 f"than the {config.hole_size}x{config.hole_size} square it fills; "
+                                 "draw a smaller or rounder hole")
     top, left, side = window
     crop = photo.rgb[top:top + side, left:left + side]
     image = (pipeline.square_resize(crop, s).numpy() + 1.0) / 2.0

@@ -64,6 +64,8 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._keep()  # the last epoch's grid, however the run ended
+        if self.writer is not None:
+            self.writer.flush()
 
     def _keep(self):
         if self.last is not None:
@@ -115,15 +117,11 @@ class EpochLog(keras.callbacks.CSVLogger):
 
 class TimeLimit(keras.callbacks.Callback):
     """Stop training after the batch that crosses ``seconds`` of wall time
-    (``model.stop_training``; the epoch's callbacks still run). ``stopped_at`` is then
-    ``(epoch, steps done in it)``, 0-based epoch, else ``None``."""
+    (``model.stop_training``; the epoch's callbacks still run); ``stopped`` says whether it did."""
 
     def __init__(self, seconds: float):
         super().__init__()
-        self.seconds, self.stopped_at, self.epoch = seconds, None, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self.seconds, self.stopped = seconds, False
 
     def on_train_begin(self, logs=None):
         # A resumed run calls fit twice (rest of the interrupted epoch, then the others):
@@ -133,7 +131,7 @@ class TimeLimit(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.monotonic() - self.start > self.seconds:
             self.model.stop_training = True
-            self.stopped_at = (self.epoch, batch + 1)
+            self.stopped = True
 
 
 class StopOnNonFinite(keras.callbacks.Callback):

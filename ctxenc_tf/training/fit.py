@@ -59,8 +59,7 @@ def report_skipped(skipped, log=print, show: int = 5) -> None:
 
 
 def prepare(config: RunConfig, log=print):
-    """Check the output directory (first: it is the cheapest check), find the data and
-    measure the fill colour if unset. Returns ``(config, split)`` with the model's
+    """Check the output directory, find the data and measure the fill colour if unset. Returns ``(config, split)`` with the model's
     ``fill_value`` filled in and ``trained_on`` saying which data trains it."""
     check_output_dir(config.output_dir)
     if config.cache and config.cache != "memory":
@@ -108,7 +107,7 @@ def existing_best(path: str, config: RunConfig, val_ds, monitor: str) -> float:
     """``monitor`` of a ``best.keras`` left in the output directory by a run that has no
     resume state, measured on ``val_ds``, so that a worse model never replaces it; ``inf``
     when there is none (or no validation data to measure it on). Raises
-    :class:`~ctxenc_tf.checkpoint.CheckpointError` if the file cannot be loaded and
+    :class:`~ctxenc_tf.errors.CheckpointError` if the file cannot be loaded and
     :class:`ConfigError` if it is a model with other settings than ``config``."""
     if not os.path.exists(path) or val_ds is None:
         return np.inf
@@ -204,7 +203,9 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
     with strategy.scope():
         model = ContextEncoder(config.model)
         model.compile(run=config)
-        check_disk_space(config.output_dir, resume.state_bytes(model))
+        # best, final, the resume state, the one before it and a temporary file: 4 states'
+        # worth, 5 when the checkpoints carry the optimisers too.
+        check_disk_space(config.output_dir, resume.state_bytes(model), 5 if config.checkpoint_optimizer else 4)
         if state is not None:
             resume.restore(model, paths.backup, state, config)
     if state is None:
@@ -227,7 +228,8 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
     if stopper.stopped:
         raise TrainingError(non_finite_message(stopper.stopped, paths, backup))
     timer = next((c for c in callbacks if isinstance(c, TimeLimit)), None)
-    if timer is not None and timer.stopped_at is not None:
+    finished = backup.last_saved is not None and backup.last_saved.epoch >= config.epochs
+    if timer is not None and timer.stopped and not finished:
         done = backup.last_saved.describe() if backup.last_saved else "its first step"
         log(f"stopped at the time limit ({time_limit / 60:g} min) after {done}, of {config.epochs} "
             f"epochs asked for; rerun the same command to continue from there")

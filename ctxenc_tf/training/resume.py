@@ -38,9 +38,10 @@ STATE_FILE = "state.json"
 PREVIOUS_STATE_FILE = "state.prev.json"  # the state before the newest, kept with its weights
 
 # Run settings a resumed run cannot honour: the saved step counts batches of this size in
-# this seeded order, and the optimiser state's layout depends on the precision policy.
+# this seeded order, the optimiser state's layout depends on the precision policy, and
+# the resize rule and validation holes define the images and the best-so-far metric.
 # Any other run setting (epochs, learning rates, paths, cache, strategy, XLA, ...) may change.
-FIXED_RUN_SETTINGS = ("batch_size", "seed", "precision")
+FIXED_RUN_SETTINGS = ("batch_size", "seed", "precision", "resize", "val_mask")
 
 
 @dataclasses.dataclass
@@ -110,6 +111,8 @@ def _read_state(directory: str, name: str):
     weights = os.path.join(directory, state.weights)
     if not os.path.isfile(weights):
         return None, f"{name} names {state.weights}, which is missing"
+    if not state.sha256:
+        return None, f"{name} was written by an older version (no content hash)"
     if file_sha256(weights) != state.sha256:
         return None, f"{state.weights} does not match its content hash"
     return state, None
@@ -184,10 +187,11 @@ def restore(model, directory: str, state: TrainingState, config: RunConfig) -> N
         model.d_optimizer.learning_rate.assign(config.learning_rate)
 
 
-def save_state(model, directory: str, state: TrainingState) -> TrainingState:
+def save_state(model, directory: str, state: TrainingState, previous: TrainingState | None = None) -> TrainingState:
     """Write ``state`` (with ``model``'s weights and their content hash) atomically; see the
-    module docstring. The state it replaces is kept as :data:`PREVIOUS_STATE_FILE` with its
-    weights, older weights are removed. Returns the state as written. Raises
+    module docstring. ``previous``, the state it replaces (as written, its weights whole),
+    is kept as :data:`PREVIOUS_STATE_FILE` with its weights; older weights are removed.
+    Returns the state as written. Raises
     :class:`TrainingError` naming the folder if it cannot be written (the previous state
     stays intact)."""
     os.makedirs(directory, exist_ok=True)
@@ -197,10 +201,9 @@ def save_state(model, directory: str, state: TrainingState) -> TrainingState:
         with atomic.atomic_path(weights, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
             state = dataclasses.replace(state, sha256=file_sha256(tmp))
-        kept = _read_state(directory, STATE_FILE)[0]
-        if kept is not None and kept.weights != state.weights:
-            with open(current, "rb") as f:
-                atomic.write_bytes(os.path.join(directory, PREVIOUS_STATE_FILE), f.read())
+        if previous is not None and previous.weights != state.weights:
+            atomic.write_bytes(os.path.join(directory, PREVIOUS_STATE_FILE),
+                               json.dumps(dataclasses.asdict(previous), indent=1).encode())
         atomic.write_bytes(current, json.dumps(dataclasses.asdict(state), indent=1).encode())
     except OSError as e:
         raise TrainingError(f"cannot write the resume state to {directory} ({e.strerror or e}); "
@@ -223,7 +226,7 @@ class TrainingBackup(keras.callbacks.Callback):
 
     ``resumed``: the state the run continues from; its epoch's running metrics are put back
     so that epoch's logged averages match an uninterrupted run. ``best_checkpoint``: the
-    :class:`~ctxenc_tf.callbacks.BestCheckpoint` whose ``best`` is recorded in the state
+    :class:`~ctxenc_tf.training.callbacks.BestCheckpoint` whose ``best`` is recorded in the state
     (place this callback after it).
     """
 
@@ -275,4 +278,4 @@ class TrainingBackup(keras.callbacks.Callback):
         trackers = self.train_trackers or self._tracker_values()
         state = TrainingState(epoch, step, f"state-e{epoch:04d}-s{step:06d}.weights.h5",
                               float(best), trackers, self.config.to_dict(), self.data)
-        self.last_saved = save_state(self.model, self.directory, state)
+        self.last_saved = save_state(self.model, self.directory, state, self.last_saved)

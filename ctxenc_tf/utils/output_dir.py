@@ -4,7 +4,6 @@ at a time."""
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -21,16 +20,6 @@ _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\..*)?$")
 
 class OutputBusyError(CtxencError, RuntimeError):
     """Another process is writing to the same output directory; the message names it."""
-
-
-def _lock_name() -> str:
-    """The lock file of this process: one per multi-worker task (each worker writes its
-    own copy of the outputs), else :data:`LOCK_FILE`."""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
-    except (ValueError, AttributeError):
-        task = {}
-    return f"{LOCK_FILE}-{task['type']}-{task['index']}" if "type" in task and "index" in task else LOCK_FILE
 
 
 @contextlib.contextmanager
@@ -61,7 +50,7 @@ def exclusive_output(directory: str, command: str, subdirs=()):
     ``directory`` and its ``subdirs``. Raises :class:`OutputBusyError` naming the other
     process (its ``command`` and pid)."""
     os.makedirs(directory, exist_ok=True)
-    with file_lock(os.path.join(directory, _lock_name()), command, directory):
+    with file_lock(os.path.join(directory, LOCK_FILE), command, directory):
         for folder in (directory, *(os.path.join(directory, d) for d in subdirs)):
             remove_temporary_files(folder)
         yield
