@@ -165,15 +165,15 @@ class ModelConfig:
              f"must be one of {ADVERSARIAL_LOSSES}")
         need(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}")
         need(self.discriminator in DISCRIMINATORS, "discriminator", f"must be one of {DISCRIMINATORS}")
-        need(_is_power_of_two(self.image_size) and 16 <= self.image_size <= 1024, "image_size",
-             "must be a power of two from 16 to 1024 (the encoder halves it down to 4x4)")
+        need(_is_power_of_two(self.image_size) and 16 <= self.image_size <= 512, "image_size",
+             "must be a power of two from 16 to 512 (the encoder halves it down to 4x4)")
         need(_is_power_of_two(self.hole_size) and 8 <= self.hole_size < self.image_size, "hole_size",
              "must be a power of two >= 8 and smaller than --image-size")
         need(0 <= 2 * self.overlap < self.hole_size, "overlap", "must be >= 0 and < hole_size / 2")
         # Upper bounds far above any useful model, below sizes that exhaust memory.
-        need(0 < self.bottleneck <= 65536, "bottleneck", "must be from 1 to 65536")
-        need(0 < self.gen_filters <= 1024, "gen_filters", "must be from 1 to 1024")
-        need(0 < self.disc_filters <= 1024, "disc_filters", "must be from 1 to 1024")
+        need(0 < self.bottleneck <= 16384, "bottleneck", "must be from 1 to 16384")
+        need(0 < self.gen_filters <= 256, "gen_filters", "must be from 1 to 256")
+        need(0 < self.disc_filters <= 256, "disc_filters", "must be from 1 to 256")
         need(self.overlap_weight >= 0, "overlap_weight", "must be >= 0")
         need(0 <= self.mix_l1_fraction <= 1, "mix_l1_fraction", "must be in [0, 1]")
         need(self.rec_weight >= 0 and self.adv_weight >= 0 and self.rec_weight + self.adv_weight > 0,

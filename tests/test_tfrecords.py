@@ -51,6 +51,12 @@ def test_prepare_writes_shards_that_read_back_as_the_decoded_images(folder, tmp_
     np.testing.assert_allclose(pipeline.estimate_mean(prepared.train, 32), decoded.mean(axis=(0, 1, 2)),
                                atol=2e-3)
 
+    # A shard cut short (a copy interrupted, a full disk) is refused before training.
+    shard = out / meta["splits"]["train"]["shards"][0]
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(DataError, match=rf"{shard.name}: .* bytes, but .* were written; the shard is damaged"):
+        sources.find_prepared(config.replace(data_dir=str(out)))
+
 
 def test_prepare_is_done_once_and_refuses_foreign_directories(folder, tmp_path):
     out = tmp_path / "prepared"

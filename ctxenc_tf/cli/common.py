@@ -99,8 +99,11 @@ def silence_native_logs() -> None:
 
 
 def fail(message: str, code: int = 2):
-    """Print ``error: message`` as one line on stderr and exit with ``code``."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print ``error: message`` as one line on stderr and exit with ``code``. Characters
+    that would break or garble the line (newlines, control characters, undecodable bytes
+    of a file name) are shown escaped."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(message))
+    print(f"error: {shown}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -116,8 +119,14 @@ def run_main(main, argv=None) -> int:
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as e:
-        # TensorFlow's InvalidArgumentError: e.g. a JPEG whose header is fine but data is
-        # not. Matched by name so that this module does not import TensorFlow.
-        if type(e).__name__ != "InvalidArgumentError" or not type(e).__module__.startswith("tensorflow"):
+        # TensorFlow's own errors, matched by module so that this one does not import it:
+        # InvalidArgumentError is a file whose header is fine but data is not (a JPEG),
+        # DataLossError a damaged TFRecord or cache, others say what failed on their last line.
+        if not type(e).__module__.startswith("tensorflow"):
             raise
-        fail(f"cannot decode an input image ({one_line(e, last=True)})")
+        kind = type(e).__name__
+        if kind == "InvalidArgumentError":
+            fail(f"cannot decode an input image ({one_line(e, last=True)})")
+        if kind == "DataLossError":
+            fail(f"a data file is damaged ({one_line(e, last=True)}); prepare or cache it again")
+        fail(f"TensorFlow {kind}: {one_line(e, last=True)}")

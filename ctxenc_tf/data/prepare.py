@@ -116,7 +116,8 @@ def prepare(config: RunConfig, out_dir: str, images_per_shard: int = IMAGES_PER_
                 files, name, config, tmp, images_per_shard, log)
             skipped += bad
             meta["splits"][name] = {"count": len(names), "shards": shards, "counts": counts,
-                                    "names": names}
+                                    "names": names,
+                                    "bytes": [os.path.getsize(os.path.join(tmp, s)) for s in shards]}
             if name == "train":
                 if not names:
                     raise DataError(f"{source}: no training image could be decoded")

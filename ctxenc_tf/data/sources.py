@@ -156,6 +156,12 @@ def find_prepared(config: RunConfig):
         missing = [s for s in shards if not os.path.isfile(s)]
         if missing:
             raise DataError(f"{missing[0]}: shard listed in {records.METADATA} is missing; prepare again")
+        # A truncated or overwritten shard would fail mid-training: check sizes up front
+        # (preparations older than this check carry no sizes).
+        for shard, size in zip(shards, info.get("bytes", [])):
+            if os.path.getsize(shard) != size:
+                raise DataError(f"{shard}: {os.path.getsize(shard)} bytes, but {size} were written; "
+                                "the shard is damaged, prepare again")
         split_records = records.Records(shards, tuple(info["counts"]), tuple(info["names"]), meta["image_size"],
                           tuple(meta["mean"]))
         splits[name] = split_records[:limit] if limit else split_records

@@ -3,9 +3,12 @@ gRPC ``PredictRequest``), replies read back to PNG bytes. The command is
 :mod:`ctxenc_tf.cli.serve_client`."""
 
 import base64
+import binascii
+import http.client
 import io
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 
@@ -31,17 +34,19 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 IMAGE_OUTPUT = "completed"  # the pixel output of the image signatures (see export.py)
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
 
 def signature_map_from_json(metadata: dict) -> dict:
     """The ``{name: SignatureDef}`` of a REST model-metadata response
     (``GET /v1/models/<model>/metadata``, JSON of ``GetModelMetadataResponse``)."""
     try:
         packed = dict(metadata["metadata"]["signature_def"])
-    except (KeyError, TypeError) as e:
-        raise ServingError(f"model metadata without signature_def ({e})") from e
-    packed.pop("@type", None)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    json_format.ParseDict(packed, signature_map, ignore_unknown_fields=True)
+        packed.pop("@type", None)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        json_format.ParseDict(packed, signature_map, ignore_unknown_fields=True)
+    except (KeyError, TypeError, ValueError, json_format.ParseError) as e:
+        raise ServingError(f"the server's model metadata has no readable signature_def ({str(e)[:200]})") from e
     return dict(signature_map.signature_def)
 
 
@@ -82,15 +87,22 @@ def encode_inputs(photos: list, dtype: int, image_size) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
-def completed_pngs(signature, outputs: dict) -> list:
-    """PNG bytes of each completed image in a response's ``outputs`` (``{name: array}``):
-    the signature's DT_STRING output as is, else its ``completed`` pixels encoded here."""
+def completed_pngs(signature, outputs: dict, count: int) -> list:
+    """PNG bytes of each of the ``count`` completed images in a response's ``outputs``
+    (``{name: array}``): the signature's DT_STRING output as is, else its ``completed``
+    pixels (``[count, S, S, 3]``) encoded here. Raises :class:`ServingError` when the
+    reply does not hold ``count`` images of that kind (never a wrong file written)."""
     for name, info in signature.outputs.items():
         if info.dtype == types_pb2.DT_STRING:
-            return [bytes(v) for v in outputs[name]]
+            pngs = [bytes(v) for v in np.atleast_1d(np.asarray(outputs.get(name, []), dtype=object))]
+            if len(pngs) != count or not all(p.startswith(PNG_MAGIC) for p in pngs):
+                raise ServingError(f"the server's '{name}' holds {len(pngs)} value(s), not {count} PNG image(s)")
+            return pngs
     if IMAGE_OUTPUT not in outputs:
         raise ServingError(f"response has no '{IMAGE_OUTPUT}' output (got {sorted(outputs)})")
     pixels = np.asarray(outputs[IMAGE_OUTPUT])
+    if pixels.ndim != 4 or pixels.shape[0] != count or pixels.shape[3] != 3:
+        raise ServingError(f"the server's '{IMAGE_OUTPUT}' is {list(pixels.shape)}, not {count} RGB images")
     if pixels.dtype != np.uint8:
         pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
     return [png_bytes(image) for image in pixels]
@@ -131,8 +143,8 @@ def decode_rest_json(body: bytes) -> dict:
 def rest_outputs(response: dict, signature) -> dict:
     """``{output_name: np.ndarray}`` from a columnar REST predict response, dtypes taken
     from the signature (strings as bytes, ``{"b64": ...}`` decoded)."""
-    if "outputs" not in response:
-        raise ServingError(f"unexpected REST response keys {sorted(response)}")
+    if not isinstance(response, dict) or "outputs" not in response:
+        raise ServingError(f"unexpected REST response ({str(response)[:100]})")
     outputs = response["outputs"]
     names = list(signature.outputs)
     if not (isinstance(outputs, dict) and set(outputs) == set(names)):
@@ -140,13 +152,21 @@ def rest_outputs(response: dict, signature) -> dict:
     result = {}
     for name, value in outputs.items():
         info = signature.outputs[name]
+        if not isinstance(value, list):
+            raise ServingError(f"the server's output '{name}' is {type(value).__name__}, not a list")
         if info.dtype == types_pb2.DT_STRING:
-            if not all(isinstance(v, dict) and "b64" in v for v in value):
+            if not all(isinstance(v, dict) and isinstance(v.get("b64"), str) for v in value):
                 raise ServingError(f"output '{name}' is not {{\"b64\": ...}} encoded; binary "
                                    "outputs must be named '*_bytes' in the SavedModel")
-            result[name] = np.array([base64.b64decode(v["b64"]) for v in value], dtype=object)
+            try:
+                result[name] = np.array([base64.b64decode(v["b64"], validate=True) for v in value], dtype=object)
+            except (binascii.Error, ValueError) as e:
+                raise ServingError(f"output '{name}' holds invalid base64 ({e})") from e
         else:
-            result[name] = np.asarray(value, np.uint8 if info.dtype == types_pb2.DT_UINT8 else np.float32)
+            try:
+                result[name] = np.asarray(value, np.uint8 if info.dtype == types_pb2.DT_UINT8 else np.float32)
+            except (TypeError, ValueError) as e:
+                raise ServingError(f"output '{name}' is not a numeric tensor ({str(e)[:100]})") from e
     return result
 
 
@@ -154,9 +174,10 @@ def _rest_call(url: str, timeout: float, body: dict | None = None):
     request = urllib.request.Request(
         url, data=None if body is None else json.dumps(body).encode("ascii"),
         headers={"Content-Type": "application/json"})
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return decode_rest_json(reply.read())
+            return decode_rest_json(_read_reply(reply, url, deadline, timeout))
     except urllib.error.HTTPError as e:
         message = e.read().decode("utf-8", "replace")
         try:
@@ -168,10 +189,33 @@ def _rest_call(url: str, timeout: float, body: dict | None = None):
             raise ServingError(f"{url}: model or version not found on the server ({message}); "
                                "check --model and --version") from e
         raise ServingError(f"{url}: HTTP {e.code}: {message}") from e
+    except (http.client.HTTPException, ValueError) as e:  # IncompleteRead, bad status line, ...
+        raise ServingError(f"{url}: broken reply ({type(e).__name__}: {str(e)[:100]})") from e
     except (urllib.error.URLError, OSError) as e:
+        if isinstance(getattr(e, "reason", e), TimeoutError) or isinstance(e, TimeoutError):
+            raise ServingError(f"{url}: no reply within --timeout {timeout:g} s") from e
         reason = getattr(e, "reason", e)
         raise ServingError(f"cannot reach TF Serving at {url} ({reason}); is the server running? "
                            "(see serving/README.md)") from e
+
+
+def _read_reply(reply, url: str, deadline: float, timeout: float) -> bytes:
+    """The body of ``reply``, read in blocks as they arrive: ``timeout`` holds for the
+    whole reply (a server trickling bytes cannot stretch it; one block waits at most the
+    socket's own ``timeout``) and at most :data:`MAX_MESSAGE_BYTES` are accepted. Raises
+    :class:`ServingError`."""
+    chunks, size = [], 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ServingError(f"{url}: no complete reply within --timeout {timeout:g} s")
+        chunk = reply.read1(1 << 16)  # what has arrived, waiting at most the socket timeout
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_MESSAGE_BYTES:
+            raise ServingError(f"{url}: reply larger than {MAX_MESSAGE_BYTES // 2**20} MiB; refused")
+        chunks.append(chunk)
 
 
 def rest_complete(photos, base_url, model, signature_name, version=None, timeout=60.0) -> list:
@@ -182,7 +226,7 @@ def rest_complete(photos, base_url, model, signature_name, version=None, timeout
     input_name, dtype, size = image_input(signature)
     body = rest_predict_body(signature_name, input_name, encode_inputs(photos, dtype, size))
     response = _rest_call(f"{url}:predict", timeout, body)
-    return completed_pngs(signature, rest_outputs(response, signature))
+    return completed_pngs(signature, rest_outputs(response, signature), len(photos))
 
 
 def grpc_predict_request(model, signature_name, input_name, values, dtype, version=None):
@@ -236,7 +280,7 @@ def grpc_complete(photos, target, model, signature_name, version=None, timeout=6
             response = stub.Predict(predict, timeout=timeout)
         except grpc.RpcError as e:
             raise _grpc_error(e, target, model) from e
-    return completed_pngs(signature, grpc_outputs(response))
+    return completed_pngs(signature, grpc_outputs(response), len(photos))
 
 
 def read_photo(path: str) -> bytes:

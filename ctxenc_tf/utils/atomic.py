@@ -27,6 +27,10 @@ def atomic_path(path: str, suffix: str = ""):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from e  # name the file (a full disk)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -44,6 +48,10 @@ def atomic_directory(path: str):
     try:
         yield tmp
         os.rename(tmp, path)
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from e
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
