@@ -122,3 +122,22 @@ def test_file_names_that_are_not_utf8_train_and_evaluate(tmp_path, capsys):
     code = exit_code(evaluate_cli.main, ["--model", str(folder / "run" / "best.keras"), "--data-dir", str(folder),
                                          "--out", str(tmp_path / "eval"), "--baselines", "mean", "--quiet"])
     assert code == 0, capsys.readouterr().err
+
+
+def test_inpaint_removes_what_a_killed_run_left_of_its_own_outputs(tmp_path):
+    from conftest import exit_code
+    from ctxenc_tf.cli import inpaint as inpaint_cli
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.utils import atomic
+    model = str(tmp_path / "m.keras")
+    atomic.save_model(ContextEncoder(tiny_model(fill_value=(0.0, 0.0, 0.0))), model)
+    face = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    stem = os.path.splitext(os.path.basename(face))[0]
+    leftover = out / f".{stem}_filled.png.k1l2m3n4.tmp"  # a kill during the rename's write
+    other = out / ".someone_elses.png.a1b2c3d4.tmp"
+    leftover.write_bytes(b"half")
+    other.write_bytes(b"not ours to remove")
+    assert exit_code(inpaint_cli.main, [face, "--model", model, "--out", str(out), "--quiet"]) == 0
+    assert not leftover.exists() and other.exists() and (out / f"{stem}_filled.png").is_file()

@@ -30,6 +30,7 @@ from ctxenc_tf.errors import DataError
 from ctxenc_tf.inference import baselines
 from ctxenc_tf.inference.evaluation import (
     METHOD_NAMES,
+    OUTPUT_FILES,
     SPLITS,
     evaluation_config,
     list_files,
@@ -37,7 +38,7 @@ from ctxenc_tf.inference.evaluation import (
     write_outputs,
 )
 from ctxenc_tf.inference.runner import load_runner
-from ctxenc_tf.utils.output_dir import check_output_dir
+from ctxenc_tf.utils.output_dir import check_output_dir, remove_temporary_files
 
 
 def parse_args(argv):
@@ -84,6 +85,7 @@ def main(argv=None):
         except ImportError as e:
             fail(str(e))
     check_output_dir(args.out)
+    remove_temporary_files(args.out, OUTPUT_FILES)  # what a killed run left half written
     runner = load_runner(args.model)
     config = evaluation_config(runner.config, args.mask_type)
     trained_dir = config.trained_on.get("data_dir", "")

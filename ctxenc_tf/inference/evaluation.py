@@ -22,6 +22,8 @@ from ctxenc_tf.utils.pixels import signed_to_uint8
 
 SPLITS = ("test", "val", "train", "all")
 
+OUTPUT_FILES = ("metrics.md", "metrics.json", "per_image.csv", "worst_best.png")
+
 # Every method is scored on the same pixels: its fill of the hidden core, with the overlap
 # ring pasted back from the truth (the original code's test paste), so a method that sees the
 # ring (the model) and methods that only fill the core (the baselines) compare alike.

@@ -56,16 +56,19 @@ def exclusive_output(directory: str, command: str, subdirs=()):
         yield
 
 
-def remove_temporary_files(directory: str) -> list:
+def remove_temporary_files(directory: str, targets=None) -> list:
     """Delete what :mod:`ctxenc_tf.utils.atomic` left in ``directory`` when a writer was
-    killed (temporary files and folders); returns their paths. Call it only while holding
-    the directory (:func:`exclusive_output`), so no live writer's file is touched."""
+    killed (temporary files and folders), all of them or only those of the file names
+    ``targets``; returns their paths. Call it while holding the directory
+    (:func:`exclusive_output`), or for targets this process is about to write, so no live
+    writer's file is touched."""
     if not os.path.isdir(directory):
         return []
     removed = []
     for name in os.listdir(directory):
         path = os.path.join(directory, name)
-        if _TEMP_NAME.match(name) and not os.path.islink(path):
+        ours = targets is None or any(name.startswith(f".{t}.") for t in targets)
+        if ours and _TEMP_NAME.match(name) and not os.path.islink(path):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
             removed.append(path)
     return removed
