@@ -141,3 +141,16 @@ def test_inpaint_removes_what_a_killed_run_left_of_its_own_outputs(tmp_path):
     other.write_bytes(b"not ours to remove")
     assert exit_code(inpaint_cli.main, [face, "--model", model, "--out", str(out), "--quiet"]) == 0
     assert not leftover.exists() and other.exists() and (out / f"{stem}_filled.png").is_file()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_given_as_model_or_mask_gets_one_line(tmp_path, capsys):
+    from conftest import exit_code
+    from ctxenc_tf.cli import evaluate as evaluate_cli
+    from ctxenc_tf.cli import export as export_cli
+    os.mkfifo(tmp_path / "pipe.keras")
+    pipe = str(tmp_path / "pipe.keras")
+    assert exit_code(export_cli.main, ["--checkpoint", pipe, "--out", str(tmp_path / "e")]) == 2
+    assert exit_code(evaluate_cli.main, ["--model", pipe, "--out", str(tmp_path / "v")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 2 and all(pipe in line and "not" in line for line in lines), lines

@@ -70,6 +70,8 @@ def model_kind(path: str) -> str:
             return "saved_model"
         raise CheckpointError(f"{path}: directory holds no SavedModel (no saved_model.pb here, "
                               "in a numeric version folder, or under saved_model/)")
+    if not os.path.isfile(path):  # a pipe or device: reading it could block forever
+        raise CheckpointError(f"{path}: not a regular file")
     with open(path, "rb") as f:
         head = f.read(8)
     if head[4:8] == b"TFL3":

@@ -28,7 +28,9 @@ def load_context_encoder(path: str) -> ContextEncoder:
     """
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: checkpoint not found")
-    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+    if not os.path.isfile(path):  # a directory, or a pipe or device that could block forever
+        raise CheckpointError(f"{path}: not a .keras checkpoint (expected a file written by train.py)")
+    if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a .keras checkpoint (expected a file written by train.py)")
     try:
         model = keras.saving.load_model(path, compile=False)
