@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 
 from ctxenc_tf.errors import ConfigError
@@ -278,6 +279,8 @@ class RunConfig:
         need(self.steps_per_execution > 0, "steps_per_execution", "must be positive")
         need(self.backup_steps >= 0, "backup_steps", "must be >= 0 (0 = after every epoch only)")
         need(self.sample_every > 0, "sample_every", "must be positive")
+        need(is_utf8(self.output_dir), "output_dir", "TensorFlow needs a UTF-8 path; rename it")
+        need(is_utf8(self.cache), "cache", "TensorFlow needs a UTF-8 path; rename it")
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict: the run's fields and ``model``'s as a nested dict."""
@@ -321,6 +324,16 @@ def cli_fields():
 
 def _save_json(d: dict, path: str) -> None:
     atomic.write_bytes(path, json.dumps(d, indent=2, sort_keys=True).encode())
+
+
+def is_utf8(path: str) -> bool:
+    """Whether ``path`` is valid UTF-8 once encoded for the file system: TensorFlow's file
+    functions (summaries, SavedModels, caches) take no other names."""
+    try:
+        os.fsencode(path).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _is_power_of_two(n) -> bool:

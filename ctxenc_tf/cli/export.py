@@ -12,6 +12,8 @@ and its pixel difference from Keras.
 import os
 
 from ctxenc_tf.cli.common import bounded, command_parser
+from ctxenc_tf.config import is_utf8
+from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.inference.formats import VARIANTS
 
 
@@ -40,6 +42,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if not is_utf8(args.out):
+        raise ConfigError(f"--out={ascii(args.out)}: TensorFlow needs a UTF-8 path; rename it")
     from ctxenc_tf.export.all_formats import export_all
 
     result = export_all(args.checkpoint, args.out, args.version, args.variants, args.data_dir,
