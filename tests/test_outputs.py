@@ -23,10 +23,10 @@ def test_targets_over_inputs_or_existing_files_are_refused(tmp_path):
     photo.write_bytes(b"photo")
     mine.write_bytes(b"my own file")
     with pytest.raises(FileExistsError, match="one of the inputs"):
-        output_dir.check_targets([str(photo)], [str(photo)], overwrite=True)  # never, even with --overwrite
+        output_dir.claim_targets([str(photo)], [str(photo)], overwrite=True)  # never, even with --overwrite
     with pytest.raises(FileExistsError, match="exists; pass --overwrite"):
-        output_dir.check_targets([str(mine)], [str(photo)])
-    output_dir.check_targets([str(mine)], [str(photo)], overwrite=True)
+        output_dir.claim_targets([str(mine)], [str(photo)])
+    output_dir.claim_targets([str(mine)], [str(photo)], overwrite=True)
     assert mine.read_bytes() == b"my own file"  # checking writes nothing
 
 

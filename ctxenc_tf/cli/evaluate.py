@@ -38,7 +38,7 @@ from ctxenc_tf.inference.evaluation import (
     write_outputs,
 )
 from ctxenc_tf.inference.runner import load_runner
-from ctxenc_tf.utils.output_dir import check_output_dir, remove_temporary_files
+from ctxenc_tf.utils.output_dir import check_output_dir, claim_targets
 
 
 def parse_args(argv):
@@ -85,7 +85,8 @@ def main(argv=None):
         except ImportError as e:
             fail(str(e))
     check_output_dir(args.out)
-    remove_temporary_files(args.out, OUTPUT_FILES)  # what a killed run left half written
+    # evaluate replaces its own reports in --out; a killed run's half-written ones go first
+    claim_targets([os.path.join(args.out, name) for name in OUTPUT_FILES], [], overwrite=True)
     runner = load_runner(args.model)
     config = evaluation_config(runner.config, args.mask_type)
     trained_dir = config.trained_on.get("data_dir", "")

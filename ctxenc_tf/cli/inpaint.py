@@ -36,8 +36,7 @@ from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import (
     check_output_dir,
-    check_targets,
-    remove_temporary_files,
+    claim_targets,
 )
 
 
@@ -68,9 +67,7 @@ def main(argv=None):
     inputs = collect_inputs(args.inputs, args.out)
     targets = [os.path.join(args.out, stem + suffix) for _, stem in inputs
                for suffix in OUTPUT_SUFFIXES[:1 + args.side_by_side]]
-    check_targets(targets, [path for path, _ in inputs] + ([args.mask] if args.mask else []), args.overwrite)
-    for folder in {os.path.dirname(t) for t in targets}:  # what a killed run left half written
-        remove_temporary_files(folder, [os.path.basename(t) for t in targets])
+    claim_targets(targets, [path for path, _ in inputs] + ([args.mask] if args.mask else []), args.overwrite)
     user_hole = read_mask(args.mask) if args.mask else None
     check_output_dir(args.out)
     runner = load_runner(args.model)

@@ -12,7 +12,6 @@ same client works for any export and for ``serving_bytes`` (encoded photos, the 
 """
 
 import argparse
-import os
 import time
 
 from ctxenc_tf.cli.common import bounded, command_parser, fail
@@ -25,7 +24,7 @@ from ctxenc_tf.inference.serving_client import (
     rest_complete,
 )
 from ctxenc_tf.utils import atomic
-from ctxenc_tf.utils.output_dir import check_targets, remove_temporary_files
+from ctxenc_tf.utils.output_dir import claim_targets
 
 
 def _host(text):
@@ -59,9 +58,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     targets = output_paths(args.images, args.out)
-    check_targets(targets, args.images, args.overwrite)
-    for folder in {os.path.dirname(os.path.abspath(t)) for t in targets}:  # a killed run's leftovers
-        remove_temporary_files(folder, [os.path.basename(t) for t in targets])
+    claim_targets(targets, args.images, args.overwrite)
     photos = [read_photo(p) for p in args.images]
     port = args.port or DEFAULT_PORTS[args.protocol]
     start = time.perf_counter()

@@ -138,11 +138,11 @@ def find_prepared(config: RunConfig):
     meta = records.read_metadata(config.data_dir)
     if meta is None:
         return None
-    if config.exclude != meta.get("split_settings", {}).get("exclude", ""):
-        raise DataError(f"{config.data_dir}: prepared with --exclude "
-                        f"{meta.get('split_settings', {}).get('exclude', '')!r}, not {config.exclude!r}; "
-                        "prepare again with this setting")
-    resize = meta.get("split_settings", {}).get("resize", "crop")
+    settings = meta.get("split_settings", {})
+    if config.exclude != settings.get("exclude", ""):
+        raise DataError(f"{config.data_dir}: prepared with --exclude {settings.get('exclude', '')!r}, "
+                        f"not {config.exclude!r}; prepare again with this setting")
+    resize = settings.get("resize", "crop")
     if resize != config.resize:
         raise DataError(f"{config.data_dir}: prepared with --resize {resize}, but --resize={config.resize}; "
                         "prepare again with this setting")
@@ -158,9 +158,10 @@ def find_prepared(config: RunConfig):
             raise DataError(f"{missing[0]}: shard listed in {records.METADATA} is missing; prepare again")
         # A truncated or overwritten shard would fail mid-training: check sizes up front
         # (preparations older than this check carry no sizes).
-        for shard, size in zip(shards, info.get("bytes", [])):
-            if os.path.getsize(shard) != size:
-                raise DataError(f"{shard}: {os.path.getsize(shard)} bytes, but {size} were written; "
+        for shard, written in zip(shards, info.get("bytes", [])):
+            size = os.path.getsize(shard)
+            if size != written:
+                raise DataError(f"{shard}: {size} bytes, but {written} were written; "
                                 "the shard is damaged, prepare again")
         split_records = records.Records(shards, tuple(info["counts"]), tuple(info["names"]), meta["image_size"],
                           tuple(meta["mean"]))

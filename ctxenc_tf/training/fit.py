@@ -59,9 +59,8 @@ def report_skipped(skipped, log=print, show: int = 5) -> None:
 
 
 def prepare(config: RunConfig, log=print):
-    """Check the output directory, find the data and measure the fill colour if unset. Returns ``(config, split)`` with the model's
-    ``fill_value`` filled in and ``trained_on`` saying which data trains it."""
-    check_output_dir(config.output_dir)
+    """Find the data (and check a ``--cache`` file's folder). Returns ``(config, split)``
+    with the model's ``trained_on`` saying which data trains it."""
     if config.cache and config.cache != "memory":
         cache_dir = os.path.dirname(os.path.abspath(config.cache))
         if not os.path.isdir(cache_dir) or not os.access(cache_dir, os.W_OK):
@@ -73,8 +72,6 @@ def prepare(config: RunConfig, log=print):
     if len(split.train) < config.batch_size:
         raise DataError(f"{config.data_dir or sources.BUNDLED_FACES}: {len(split.train)} training "
                              f"images, fewer than --batch-size={config.batch_size}")
-    if not config.model.fill_value:
-        config = config.replace(fill_value=pipeline.estimate_mean(split.train, config.model.image_size))
     trained_on = {"data_dir": os.path.abspath(config.data_dir) if config.data_dir else "",
                   "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize, "exclude": config.exclude}
     return config.replace(trained_on=trained_on), split
@@ -189,8 +186,12 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
         prefix = cache_prefix(config.cache, data, config.model.image_size, config.resize == "stretch")
         config = config.replace(cache=held.enter_context(held_cache(prefix)))
     state = resume.load_state(paths.backup, config, data, accept_changed_data, log)
+    # The hole's fill: the one the resumed run was trained with, else the given or the
+    # measured dataset mean (measured only when needed: it decodes up to 512 images).
     if state is not None:
         config = config.replace(fill_value=state.config["model"]["fill_value"])
+    elif not config.model.fill_value:
+        config = config.replace(fill_value=pipeline.estimate_mean(split.train, config.model.image_size))
 
     steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
     val_ds = pipeline.image_dataset(split.val, config, training=False) if split.val else None

@@ -60,8 +60,8 @@ def remove_temporary_files(directory: str, targets=None) -> list:
     """Delete what :mod:`ctxenc_tf.utils.atomic` left in ``directory`` when a writer was
     killed (temporary files and folders), all of them or only those of the file names
     ``targets``; returns their paths. Call it while holding the directory
-    (:func:`exclusive_output`), or for targets this process is about to write, so no live
-    writer's file is touched."""
+    (:func:`exclusive_output`), or through :func:`claim_targets` for the files this
+    process is about to write, so no live writer's file is touched."""
     if not os.path.isdir(directory):
         return []
     removed = []
@@ -111,10 +111,12 @@ def unique_stems(stems) -> list:
     return unique
 
 
-def check_targets(targets, inputs, overwrite: bool = False) -> None:
-    """Refuse to write any of ``targets`` over one of ``inputs`` (never, whatever
-    ``overwrite`` says) or over an existing file (unless ``overwrite``): raises
-    ``FileExistsError`` naming the first such target, before anything is written."""
+def claim_targets(targets, inputs, overwrite: bool = False) -> None:
+    """Before a command writes the files ``targets``: refuse to write any of them over one
+    of ``inputs`` (never, whatever ``overwrite`` says) or over an existing file (unless
+    ``overwrite``), raising ``FileExistsError`` naming the first such target; then remove
+    what a killed run left half written of exactly these targets (no other writer's
+    temporary file is touched)."""
     sources = {os.path.realpath(p) for p in inputs}
     for target in targets:
         if os.path.realpath(target) in sources:
@@ -122,3 +124,8 @@ def check_targets(targets, inputs, overwrite: bool = False) -> None:
         if not overwrite and os.path.lexists(target):
             raise FileExistsError(errno.EEXIST, "exists; pass --overwrite to replace it, or choose "
                                   "another --out", target)
+    folders = {}
+    for target in targets:
+        folders.setdefault(os.path.dirname(os.path.abspath(target)), []).append(os.path.basename(target))
+    for folder, names in folders.items():
+        remove_temporary_files(folder, names)
