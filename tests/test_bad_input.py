@@ -56,6 +56,10 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | S7  | serving_client | --timeout nan                                      | expected 0.001 to                |
 | S8  | serving_client | --host "127.0.0.1 bad"                             | expected a host name             |
 | S9  | serving_client | <photo.png> --out <the same photo.png>             | the photo, is one of the inputs  |
+| S10 | serving_client | --load 0                                           | expected 0.1 to                  |
+| S11 | serving_client | --clients 8 (without --load)                       | need --load                      |
+| S12 | serving_client | --load 5 --out report.png                          | expected a .json path            |
+| S13 | serving_client | --load 5 --max-requests 0                          | expected 1 to                    |
 """
 
 import concurrent.futures
@@ -127,6 +131,10 @@ CASES = {
     "S7": ("serving", ["{photo}", "--timeout", "nan"], ["expected 0.001 to"]),
     "S8": ("serving", ["{photo}", "--host", "127.0.0.1 bad"], ["expected a host name"]),
     "S9": ("serving", ["{png}", "--out", "{png}"], ["{png}", "is one of the inputs"]),
+    "S10": ("serving", ["{photo}", "--load", "0"], ["expected 0.1 to"]),
+    "S11": ("serving", ["{photo}", "--clients", "8"], ["need --load"]),
+    "S12": ("serving", ["{photo}", "--load", "5", "--out", "report.png"], ["expected a .json path"]),
+    "S13": ("serving", ["{photo}", "--load", "5", "--max-requests", "0"], ["expected 1 to"]),
 }
 # Through the real entry points, one per command (train.py's: tests/test_train_cli.py).
 SUBPROCESS_CASES = ("E3", "I2", "V5", "S3")

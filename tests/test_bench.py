@@ -16,7 +16,7 @@ from ctxenc_tf.errors import ConfigError
 def test_quick_bench_prints_every_row(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "-m", "ctxenc_tf", "bench", "--quick", "--variants", "float32,full_int8",
-                        "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+                        "--latency-batches", "1,3", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())
     table = r.stdout[r.stdout.index("| measurement |"):]
@@ -44,7 +44,7 @@ def test_quick_bench_prints_every_row(tmp_path):
     assert list(latency) == ["Keras", "Keras + XLA", "SavedModel", "TFLite float32",
                              "TFLite full_int8"]
     for result in latency.values():
-        assert "batch 1:" in result and "batch 64:" in result
+        assert "batch 1:" in result and "batch 3:" in result and "batch 64" not in result
 
 
 def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
@@ -79,5 +79,8 @@ def test_bad_flags_are_one_line_errors():
         bench_cli.main(["--variants", "float32,int4"])
     with pytest.raises(ConfigError, match="--skip: unknown part"):
         bench_cli.main(["--skip", "everything"])
+    for value in ("0,8", "1,x", ""):
+        with pytest.raises(ConfigError, match="--latency-batches"):
+            bench_cli.main(["--latency-batches", value])
     with pytest.raises(ConfigError, match="--steps=0: must be positive"):
         bench_cli.main(["--steps", "0"])

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorflow_serving.apis import prediction_log_pb2
 
 from conftest import FACES, REPO, run_model, tiny_config
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.data import pipeline
 from ctxenc_tf.model import masks
-from ctxenc_tf.export import parity, tflite
+from ctxenc_tf.export import parity, tflite, warmup
 from ctxenc_tf.data import samples
 from ctxenc_tf.inference import formats
 from ctxenc_tf.config import ModelConfig
@@ -130,6 +131,42 @@ def test_saved_model_matches_keras(trained, exported, faces):
     np.testing.assert_array_equal(out["completed"].numpy()[~centre_masks(config, n).astype(bool)[..., 0]],
                                   as_uint8[~centre_masks(config, n).astype(bool)[..., 0]])
     assert np.abs(out["completed"].numpy().astype(int) - np.round(expected * 255)).max() <= 1
+
+
+def test_warmup_requests_replay_on_the_saved_model(trained, exported):
+    """Every request of the warm-up file TF Serving replays runs on its signature and gives
+    what Keras gives for the same real images."""
+    model, _ = trained
+    config = model.config
+    path = os.path.join(exported[1], "assets.extra", warmup.WARMUP_FILE)
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+    requests = [log.predict_log.request for log in logs]
+    names = [r.model_spec.signature_name for r in requests]
+    assert set(names) == set(SIGNATURES)
+    assert [len(r.inputs["image_bytes"].string_val) for r in requests if r.model_spec.signature_name
+            == "serving_bytes"] == list(warmup.BATCH_SIZES)
+    real = samples.real_images(config, 4)  # what the export uses by default
+    real_uint8 = np.round(real * 255).astype(np.uint8)
+    sigs = tf.saved_model.load(exported[1]).signatures
+    for name, request in zip(names, requests):
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        outputs = {k: v.numpy() for k, v in sigs[name](**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        if name == "serving_bytes":
+            sent = np.stack([np.asarray(Image.open(io.BytesIO(p))) for p in inputs["image_bytes"]])
+            completed = np.stack([np.asarray(Image.open(io.BytesIO(p))) for p in outputs["completed_png_bytes"]])
+        else:
+            sent, completed = inputs["images"], outputs["completed"]
+        n = len(sent)
+        np.testing.assert_array_equal(sent, (real if sent.dtype == np.float32 else real_uint8)[np.arange(n) % 4])
+        if name == "inpaint":
+            np.testing.assert_array_equal(inputs["masks"], centre_masks(config, 1))
+        unit = sent if sent.dtype == np.float32 else sent.astype(np.float32) / 255
+        expected = keras_inpaint(model, unit, centre_masks(config, n))[0]
+        # uint8 outputs are Keras rounded (one grey level); float ones match as in test_saved_model_matches_keras
+        if completed.dtype == np.uint8:
+            assert np.abs(completed - np.round(expected * 255)).max() <= 1
+        else:
+            assert np.abs(completed - expected).max() <= 1e-5
 
 
 def test_serving_bytes_decodes_any_size_and_returns_png(trained, exported):

@@ -8,6 +8,7 @@ the real server is tested end to end.
 """
 
 import base64
+import functools
 import glob
 import http.server
 import io
@@ -26,7 +27,8 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import json_format, text_format
+from google.protobuf import (descriptor_pb2, descriptor_pool, json_format, message_factory, text_format,
+                             wrappers_pb2)
 from PIL import Image
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
@@ -39,10 +41,12 @@ from ctxenc_tf.data import pipeline
 from ctxenc_tf.cli import serve_client as serve_client_cli
 from ctxenc_tf.inference import serving_client
 from ctxenc_tf.cli.common import run_main
+from ctxenc_tf.export import warmup
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.model.context_encoder import ContextEncoder
 
 MODEL = "ctxenc"
+QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
 FACE_FILES = sorted(glob.glob(os.path.join(FACES, "*.jpg")))
 
 
@@ -191,6 +195,8 @@ class FakeRestServing(http.server.BaseHTTPRequestHandler):
     """TF Serving's REST routes for model ``ctxenc``, run by the exported SavedModel."""
 
     served = None  # (signature_defs, loaded), set per server
+    slots = None  # a semaphore: when none is free, answer 503 as an over-capacity TF Serving does
+    state = "AVAILABLE"  # what the model status route reports
 
     def log_message(self, *args):
         pass
@@ -218,15 +224,22 @@ class FakeRestServing(http.server.BaseHTTPRequestHandler):
             self._reply(200, json.dumps(metadata_json(self.served[0])).encode())
         else:
             self._reply(200, json.dumps({"model_version_status": [
-                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}}]}).encode())
+                {"version": "1", "state": self.state, "status": {"error_code": "OK"}}]}).encode())
 
     def do_POST(self):
         if self._model() is None:
             return
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        signature_defs, loaded = self.served
-        name = body.get("signature_name", "serving_default")
-        outputs = run_signature(loaded, name, rest_inputs(body, signature_defs[name]))
+        if self.slots is not None and not self.slots.acquire(blocking=False):
+            self._reply(503, json.dumps({"error": QUEUE_FULL}).encode())
+            return
+        try:
+            signature_defs, loaded = self.served
+            name = body.get("signature_name", "serving_default")
+            outputs = run_signature(loaded, name, rest_inputs(body, signature_defs[name]))
+        finally:
+            if self.slots is not None:
+                self.slots.release()
         self._reply(200, tf_serving_rest_json(outputs))
 
 
@@ -254,13 +267,22 @@ class FakeGrpcServing(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
+def rest_server(served, slots=None, state="AVAILABLE"):
+    """A REST stand-in on 127.0.0.1 serving ``served``'s SavedModel (``slots``, ``state``: see FakeRestServing)."""
+    _, _, signature_defs, loaded = served
+    handler = type("Handler", (FakeRestServing,), {"served": (signature_defs, loaded), "slots": slots,
+                                                   "state": state})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture(scope="module")
 def servers(served):
     """``{"rest": port, "grpc": port}`` of the stand-ins, listening on 127.0.0.1."""
     _, _, signature_defs, loaded = served
-    handler = type("Handler", (FakeRestServing,), {"served": (signature_defs, loaded)})
-    rest = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=rest.serve_forever, daemon=True).start()
+    rest = rest_server(served)
     rpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FakeGrpcServing(signature_defs, loaded), rpc)
     grpc_port = rpc.add_insecure_port("127.0.0.1:0")
@@ -327,6 +349,55 @@ def test_client_server_down_and_bad_files(tmp_path, capsys):
         assert path in line and reason in line
 
 
+# ---- the load test ---------------------------------------------------------------------
+
+def load_report(tmp_path, port, *args):
+    out = tmp_path / "load.json"
+    assert client(*FACE_FILES[:2], "--port", str(port), "--out", str(out), *args) == 0
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_load_test_reports_throughput_and_latency(servers, tmp_path, protocol, capsys):
+    report = load_report(tmp_path, servers[protocol], "--protocol", protocol, "--load", "60",
+                         "--clients", "3", "--max-requests", "12")
+    assert (report["requests"], report["ok"], report["failed"], report["unfinished"]) == (12, 12, 0, 0)
+    assert report["errors"] == {} and report["clients"] == 3 and report["protocol"] == protocol
+    latency = report["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    assert report["first_request_ms"] > 0
+    assert report["requests_per_s"] == pytest.approx(12 / report["elapsed_s"])
+    assert report["images_per_s"] == report["requests_per_s"]  # one photo per request
+    assert "12 of 12 requests succeeded" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_load_beyond_capacity_is_reported_not_hung(served, tmp_path, protocol):
+    # Stand-ins that take one request at a time and refuse the rest, as a TF Serving whose
+    # batch queue is full does (REST 503, gRPC a refusal); six clients overflow them.
+    if protocol == "rest":
+        server = rest_server(served, slots=threading.Semaphore(1))
+        port, stop = server.server_address[1], server.shutdown
+    else:
+        rpc = grpc.server(futures.ThreadPoolExecutor(max_workers=6), maximum_concurrent_rpcs=1)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FakeGrpcServing(*served[2:]), rpc)
+        port = rpc.add_insecure_port("127.0.0.1:0")
+        rpc.start()
+        stop = functools.partial(rpc.stop, 0)
+    try:
+        started = time.monotonic()
+        report = load_report(tmp_path, port, "--protocol", protocol, "--load", "1.5", "--clients", "6",
+                             "--max-requests", "400")
+        elapsed = time.monotonic() - started
+    finally:
+        stop()
+    assert report["ok"] > 0 and report["failed"] > 0 and report["unfinished"] == 0
+    assert report["ok"] + report["failed"] == report["requests"]
+    refusal = "HTTP 503: " + QUEUE_FULL if protocol == "rest" else "RESOURCE_EXHAUSTED"
+    assert any(refusal in reason for reason in report["errors"]), report["errors"]
+    assert elapsed < 1.5 + 20  # the time asked for plus at most one request's --timeout (20 s)
+
+
 @pytest.mark.slow
 def test_client_cli_process_reports_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ctxenc_tf", "serve-client", FACE_FILES[0],
@@ -338,21 +409,99 @@ def test_client_cli_process_reports_one_line(tmp_path):
 
 # ---- the serving/ files ------------------------------------------------------------------
 
+def serving_config_classes():
+    """``(BatchingParameters, MonitoringConfig)`` message classes as TF Serving declares them
+    (session_bundle_config.proto fields 1-7, monitoring_config.proto). The pip package
+    tensorflow-serving-api ships neither, so they are declared here, to parse serving/'s
+    files as strictly as the server does: a misspelt field fails the parse."""
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="serving_configs.proto", package="tensorflow.serving",
+                                               syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+    batching = proto.message_type.add(name="BatchingParameters")
+    for number, (name, wrapper) in enumerate((("max_batch_size", "Int64Value"), ("batch_timeout_micros", "Int64Value"),
+                                              ("max_enqueued_batches", "Int64Value"),
+                                              ("num_batch_threads", "Int64Value"),
+                                              ("thread_pool_name", "StringValue")), start=1):
+        batching.field.add(name=name, number=number, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+                           type_name=f".google.protobuf.{wrapper}")
+    batching.field.add(name="allowed_batch_sizes", number=6, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
+    batching.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    prometheus = proto.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    proto.message_type.add(name="MonitoringConfig").field.add(
+        name="prometheus_config", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
+        type_name=".tensorflow.serving.PrometheusConfig")
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(proto)
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+                 for name in ("BatchingParameters", "MonitoringConfig"))
+
+
+def serving_file(name):
+    return open(os.path.join(REPO, "serving", name)).read()
+
+
 def test_serving_files_agree_with_the_export():
-    serving = os.path.join(REPO, "serving")
-    config = text_format.Parse(open(os.path.join(serving, "models.config")).read(),
-                               model_server_config_pb2.ModelServerConfig())
+    config = text_format.Parse(serving_file("models.config"), model_server_config_pb2.ModelServerConfig())
     (model,) = config.model_config_list.config
     assert model.name == MODEL and model.model_platform == "tensorflow"
     assert model.model_version_policy.WhichOneof("policy_choice") is not None
-    dockerfile = open(os.path.join(serving, "Dockerfile")).read()
+    dockerfile = serving_file("Dockerfile")
     assert "FROM tensorflow/serving:" in dockerfile
     assert f"/saved_model {model.base_path}" in dockerfile  # the export's version dirs land there
-    compose = open(os.path.join(serving, "docker-compose.yml")).read()
+    compose = serving_file("docker-compose.yml")
     assert '"8500:8500"' in compose and '"8501:8501"' in compose
 
 
+def test_batching_and_monitoring_are_configured_and_enabled():
+    batching_class, monitoring_class = serving_config_classes()
+    batching = text_format.Parse(serving_file("batching_parameters.txt"), batching_class())
+    sizes = list(batching.allowed_batch_sizes)
+    # TF Serving's rules: increasing sizes, the last one max_batch_size; each one is warmed up
+    assert sizes == sorted(set(sizes)) and sizes[-1] == batching.max_batch_size.value
+    assert tuple(sizes) == warmup.BATCH_SIZES
+    assert batching.batch_timeout_micros.value > 0 and batching.num_batch_threads.value >= 1
+    assert batching.max_enqueued_batches.value >= 1  # a bounded queue: beyond it requests are refused
+    monitoring = text_format.Parse(serving_file("monitoring.config"), monitoring_class())
+    assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path.startswith("/")
+    dockerfile = serving_file("Dockerfile")
+    for flag in ("--enable_batching=true", "--batching_parameters_file=/models/batching_parameters.txt",
+                 "--enable_model_warmup=true", "--monitoring_config_file=/models/monitoring.config"):
+        assert f'"{flag}"' in dockerfile
+    copied = next(line for line in dockerfile.splitlines() if line.startswith("COPY serving/"))
+    ignore = serving_file("Dockerfile.dockerignore")
+    for name in ("models.config", "batching_parameters.txt", "monitoring.config"):
+        assert f"serving/{name}" in copied and f"!serving/{name}" in ignore
+
+
+def test_compose_health_check_asks_the_model_status(served):
+    line = next(line for line in serving_file("docker-compose.yml").splitlines() if line.strip().startswith("test:"))
+    command = json.loads(line.split("test:", 1)[1])  # a YAML flow sequence of double-quoted strings is JSON
+    assert command[:3] == ["CMD", "bash", "-c"] and f"GET /v1/models/{MODEL} " in command[3]
+
+    def healthy(port):
+        script = command[3].replace("/dev/tcp/127.0.0.1/8501", f"/dev/tcp/127.0.0.1/{port}")
+        assert script != command[3]
+        return subprocess.run(["bash", "-c", script], capture_output=True, timeout=30, check=False).returncode == 0
+
+    for state, expected in (("AVAILABLE", True), ("LOADING", False)):
+        server = rest_server(served, state=state)
+        try:
+            assert healthy(server.server_address[1]) is expected, state
+        finally:
+            server.shutdown()
+    assert not healthy(free_port())  # no server
+
+
 # ---- the real TF Serving ------------------------------------------------------------------
+
+def metric_total(metrics: str, fragment: str) -> float:
+    """The sum of the Prometheus samples whose metric name contains ``fragment``."""
+    samples = (line.rsplit(None, 1) for line in metrics.splitlines() if line and not line.startswith("#"))
+    return sum(float(value) for name, value in samples if fragment in name.split("{")[0])
+
 
 def test_tensorflow_model_server_end_to_end(served, tmp_path):
     binary = shutil.which("tensorflow_model_server")
@@ -363,9 +512,15 @@ def test_tensorflow_model_server_end_to_end(served, tmp_path):
                     "tensorflow-model-server (storage.googleapis.com/tensorflow-serving-apt)")
     model, path = served[0], served[1]
     grpc_port, rest_port = free_port(), free_port()
-    server = subprocess.Popen([binary, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-                               f"--model_name={MODEL}", f"--model_base_path={os.path.dirname(path)}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serving = os.path.join(REPO, "serving")
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:  # the flags of serving/Dockerfile, the files of serving/
+        server = subprocess.Popen([binary, f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+                                   f"--model_name={MODEL}", f"--model_base_path={os.path.dirname(path)}",
+                                   "--enable_batching=true", "--enable_model_warmup=true",
+                                   f"--batching_parameters_file={serving}/batching_parameters.txt",
+                                   f"--monitoring_config_file={serving}/monitoring.config"],
+                                  stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
         while True:
@@ -377,12 +532,29 @@ def test_tensorflow_model_server_end_to_end(served, tmp_path):
                 pass
             assert server.poll() is None and time.time() < deadline, "tensorflow_model_server did not start"
             time.sleep(0.5)
+        # the warm-up file was replayed, every record of it, before the version became available
+        records = sum(1 for _ in tf.data.TFRecordDataset(os.path.join(path, "assets.extra", warmup.WARMUP_FILE)))
+        assert f"Number of warmup records read: {records}" in log_path.read_text()
+
         photo = open(FACE_FILES[0], "rb").read()
         expected = keras_completed_png_pixels(model, photo)
         for protocol, port in (("rest", rest_port), ("grpc", grpc_port)):
             out = tmp_path / f"{protocol}.png"
             assert client(FACE_FILES[0], "--out", str(out), "--protocol", protocol, "--port", str(port)) == 0
             assert_png_matches(out.read_bytes(), expected)
+
+        # no slow first request of a new signature: warm-up built serving_uint8's graph too
+        (tmp_path / "uint8").mkdir()
+        report = load_report(tmp_path / "uint8", rest_port, "--signature", "serving_uint8", "--load", "10",
+                             "--clients", "1", "--max-requests", "10")
+        assert report["ok"] == 10 and report["first_request_ms"] <= 3 * report["latency_ms"]["p50"] + 50
+        # concurrent clients for a few seconds: no errors, and the batcher formed the batches
+        report = load_report(tmp_path, grpc_port, "--protocol", "grpc", "--load", "3", "--clients", "8",
+                             "--max-requests", "3000")
+        assert report["ok"] > 0 and report["failed"] == 0, report["errors"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        assert metric_total(metrics, "batching_session") > 0, metrics[:2000]
     finally:
         server.terminate()
         server.wait(timeout=30)

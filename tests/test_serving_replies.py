@@ -67,10 +67,13 @@ class Hostile(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", "100")
             self.end_headers()
-            for _ in range(100):
-                self.wfile.write(b" ")
-                self.wfile.flush()
-                time.sleep(0.2)
+            try:
+                for _ in range(100):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except ConnectionError:  # the client gave up, as it should
+                pass
         elif reply == "oversized":
             size = 65 * 2**20
             self.send_response(200)
@@ -109,3 +112,20 @@ def test_hostile_replies_end_in_one_line(mode, server, tmp_path, capsys):
     assert MODES[mode][2] in lines[0], lines[0]
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
     assert elapsed < 5  # --timeout 1 bounds each request (the trickle would take 20 s)
+
+
+def test_load_test_against_a_server_that_never_finishes_replying(server, tmp_path, capsys):
+    Hostile.mode = "trickle"
+    photo = tmp_path / "a.png"
+    photo.write_bytes(_png())
+    started = time.monotonic()
+    code = exit_code(serve_client_cli.main, [str(photo), "--port", str(server.server_address[1]),
+                                             "--host", "127.0.0.1", "--timeout", "0.5", "--load", "1",
+                                             "--clients", "2", "--out", str(tmp_path / "load.json")])
+    elapsed = time.monotonic() - started
+    report = json.loads((tmp_path / "load.json").read_text())
+    assert code == 0 and report["ok"] == 0 and report["failed"] == report["requests"] >= 2
+    assert report["unfinished"] == 0 and report["latency_ms"] == {}
+    assert all("within --timeout 0.5 s" in reason for reason in report["errors"]), report["errors"]
+    assert elapsed < 5  # 1 s of load, then at most one --timeout of 0.5 s per client
+    assert "0 of" in capsys.readouterr().out

@@ -18,8 +18,6 @@ from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.inference.runner import KerasRunner, load_runner, usable_cores
 
-LATENCY_BATCHES = (1, 64)
-
 PIPELINE_IMAGES = 2048  # images the input-pipeline rows read (and prepare), cycled as epochs
 
 PARTS = ("train", "pipeline", "inference")
@@ -244,6 +242,7 @@ class BenchSettings:
     matmul_repeats: int = 5  # chained matmuls per trial
     calibration_images: int = 16  # real images calibrating full_int8
     variants: tuple = ("float32", "float16", "dynamic_int8", "full_int8")  # TFLite variants timed
+    latency_batches: tuple = (1, 64)  # batch sizes of the inference latency rows
     skip: tuple = ()  # parts left out, of PARTS
     data_dir: str = ""  # real images for the pipeline and latency rows ('' = bundled faces)
 
@@ -336,19 +335,20 @@ def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp
 
 
 def _inference_rows(table: Table, model, settings: BenchSettings, tmp: str, log) -> None:
-    """Latency at each of :data:`LATENCY_BATCHES` for Keras, SavedModel and TFLite."""
+    """Latency at each of ``settings.latency_batches`` for Keras, SavedModel and TFLite."""
     data_dir = settings.data_dir or None
     calibration = real_images(model.config, settings.calibration_images, data_dir=data_dir)
     runners = inference_runners(model, os.path.join(tmp, "export"), settings.variants, calibration, log)
-    faces = real_images(model.config, max(LATENCY_BATCHES), data_dir=data_dir)
-    images = np.resize(faces, (max(LATENCY_BATCHES),) + faces.shape[1:]).astype(np.float32)
+    largest = max(settings.latency_batches)
+    faces = real_images(model.config, largest, data_dir=data_dir)
+    images = np.resize(faces, (largest,) + faces.shape[1:]).astype(np.float32)
     for name, runner in runners.items():
         hole = runner.centre_masks(len(images))
         results = []
-        for batch in LATENCY_BATCHES:
+        for batch in settings.latency_batches:
             ms = latency_ms(lambda: runner.inpaint(images[:batch], hole[:batch]), settings.repeats)
             results.append(f"batch {batch}: {ms:.1f} ms ({1000 * batch / ms:.0f} images/s)")
-        note = f"64 invocations of batch 1, {usable_cores()} threads" if name.startswith("TFLite") else ""
+        note = f"batch N = N invocations of batch 1, {usable_cores()} threads" if name.startswith("TFLite") else ""
         table.add("inference latency", name, "; ".join(results), note)
 
 

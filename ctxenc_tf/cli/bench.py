@@ -13,9 +13,9 @@ Prints one Markdown table with
   the last step and ``fit`` returning on their own rows,
 * input-pipeline throughput alone (images/s): JPEG decode + crop + resize + flip + mask
   (:func:`ctxenc_tf.pipeline.training_batches`) and the same from prepared TFRecord shards,
-* inference latency for batch 1 and batch 64: Keras, the SavedModel ``serving_default``
-  signature and every TFLite variant (TFLite files have a batch of 1, so batch 64 is 64
-  invocations).
+* inference latency for batch 1 and batch 64 (``--latency-batches``): Keras, the SavedModel
+  ``serving_default`` signature and every TFLite variant (TFLite files have a batch of 1, so
+  batch 64 is 64 invocations).
 
 ``--json PATH`` writes every row with its numbers. ``--quick`` runs a 32x32 toy model for
 a smoke test; its figures mean nothing.
@@ -57,6 +57,8 @@ def parse_args(argv):
                         help="real images calibrating the full_int8 TFLite variant (default 16)")
     parser.add_argument("--variants", default="float32,float16,dynamic_int8,full_int8",
                         help="TFLite variants to time, comma separated (default all four)")
+    parser.add_argument("--latency-batches", default="1,64", metavar="N,N,...",
+                        help="batch sizes of the inference latency rows (default 1,64)")
     parser.add_argument("--skip", default="",
                         help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
@@ -70,6 +72,13 @@ def main(argv=None) -> int:
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise ConfigError(f"--variants: unknown {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
+    try:
+        latency_batches = tuple(int(n) for n in args.latency_batches.split(","))
+    except ValueError:
+        latency_batches = ()
+    if not latency_batches or min(latency_batches) < 1 or max(latency_batches) > 4096:
+        raise ConfigError(f"--latency-batches {args.latency_batches!r}: expected comma-separated batch sizes "
+                          "from 1 to 4096, e.g. 1,8,64")
     bad = [s for s in skip if s not in PARTS]
     if bad:
         raise ConfigError(f"--skip: unknown part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
@@ -90,7 +99,7 @@ def main(argv=None) -> int:
         pipeline_batches=args.pipeline_batches or (3 if args.quick else 20),
         matmul_size=args.matmul_size or (256 if args.quick else 4096 if gpu else 2048),
         matmul_repeats=args.matmul_repeats, calibration_images=args.calibration_images,
-        variants=variants, skip=skip, data_dir=config.data_dir)
+        variants=variants, latency_batches=latency_batches, skip=skip, data_dir=config.data_dir)
     print(f"benchmarking {config.model.image_size}x{config.model.image_size} model, global batch {config.batch_size}"
           + (" (--quick: toy sizes, figures meaningless)" if args.quick else ""))
     table = run(config, settings)

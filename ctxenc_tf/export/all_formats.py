@@ -36,7 +36,7 @@ def _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibrati
     # The parity images follow the calibration images only when full_int8 is calibrated.
     skip = calibration_images if "full_int8" in variants else 0
     parity_set = real_images(config, parity_images, skip=skip, data_dir=data_dir)
-    saved = export_saved_model(model, out_dir, version)
+    saved = export_saved_model(model, out_dir, version, warmup_images=parity_set)
     log(f"SavedModel (signatures {', '.join(SIGNATURES)}): {saved}")
     paths = {}
     if variants:

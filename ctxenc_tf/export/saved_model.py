@@ -27,6 +27,8 @@ import tensorflow as tf
 
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import pipeline
+from ctxenc_tf.data.samples import real_images
+from ctxenc_tf.export.warmup import write_warmup
 from ctxenc_tf.inference.formats import CONFIG_FILE, SAVED_MODEL_DIR, SIGNATURES
 from ctxenc_tf.model import masks
 from ctxenc_tf.model.context_encoder import ContextEncoder, paste_prediction
@@ -126,14 +128,17 @@ def write_config(config: ModelConfig, out_dir: str) -> str:
     return path
 
 
-def export_saved_model(model: ContextEncoder, out_dir: str, version: int | None = None) -> str:
+def export_saved_model(model: ContextEncoder, out_dir: str, version: int | None = None,
+                       warmup_images=None) -> str:
     """Write the four-signature SavedModel to ``out_dir/saved_model/<version>/`` (the
     layout TF Serving loads) and ``out_dir/config.json``; returns the version directory.
 
     ``version`` ``None`` takes the next free integer. The version directory is built under
     a temporary name and renamed when complete; it also carries
-    ``assets.extra/config.json``. Raises ``FileExistsError`` if the version exists and
-    ``ValueError`` for a version below 1.
+    ``assets.extra/config.json`` and TF Serving's warm-up requests
+    (:mod:`~ctxenc_tf.export.warmup`), made of ``warmup_images`` ``[N, S, S, 3]`` in
+    ``[0, 1]`` (default: 4 real images, :func:`~ctxenc_tf.data.samples.real_images`).
+    Raises ``FileExistsError`` if the version exists and ``ValueError`` for a version below 1.
     """
     base = os.path.join(out_dir, SAVED_MODEL_DIR)
     version = next_version(base) if version is None else int(version)
@@ -143,11 +148,12 @@ def export_saved_model(model: ContextEncoder, out_dir: str, version: int | None 
     if os.path.exists(path):
         raise FileExistsError(errno.EEXIST, "this model version already exists; pass another "
                                             "version or none for the next free one", path)
+    if warmup_images is None:
+        warmup_images = real_images(model.config, 4)
     module = InpaintingModule(float32_generator(model), model.config)
     with atomic.atomic_directory(path) as tmp:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
-        extra = os.path.join(tmp, "assets.extra")
-        os.makedirs(extra)
-        write_config(model.config, extra)
+        write_warmup(tmp, warmup_images, model.config)
+        write_config(model.config, os.path.join(tmp, "assets.extra"))
     write_config(model.config, out_dir)
     return path

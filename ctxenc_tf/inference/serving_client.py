@@ -170,10 +170,9 @@ def rest_outputs(response: dict, signature) -> dict:
     return result
 
 
-def _rest_call(url: str, timeout: float, body: dict | None = None):
-    request = urllib.request.Request(
-        url, data=None if body is None else json.dumps(body).encode("ascii"),
-        headers={"Content-Type": "application/json"})
+def _rest_call(url: str, timeout: float, data: bytes | None = None):
+    """GET ``url`` (``data`` None) or POST the JSON ``data``; the decoded JSON reply."""
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(request, timeout=timeout) as reply:
@@ -218,17 +217,6 @@ def _read_reply(reply, url: str, deadline: float, timeout: float) -> bytes:
         chunks.append(chunk)
 
 
-def rest_complete(photos, base_url, model, signature_name, version=None, timeout=60.0) -> list:
-    """Complete ``photos`` (encoded bytes) through TF Serving's REST API; returns PNG bytes."""
-    url = model_url(base_url, model, version)
-    metadata = _rest_call(f"{url}/metadata", timeout)
-    signature = pick_signature(signature_map_from_json(metadata), signature_name, model)
-    input_name, dtype, size = image_input(signature)
-    body = rest_predict_body(signature_name, input_name, encode_inputs(photos, dtype, size))
-    response = _rest_call(f"{url}:predict", timeout, body)
-    return completed_pngs(signature, rest_outputs(response, signature), len(photos))
-
-
 def grpc_predict_request(model, signature_name, input_name, values, dtype, version=None):
     """``PredictRequest`` for one image input ``values`` of TF ``dtype`` (enum)."""
     request = predict_pb2.PredictRequest()
@@ -258,29 +246,105 @@ def _grpc_error(e, target, model) -> ServingError:
     return ServingError(f"{target}: {code.name if code else 'error'}: {detail}")
 
 
-def grpc_complete(photos, target, model, signature_name, version=None, timeout=60.0) -> list:
-    """Complete ``photos`` (encoded bytes) through TF Serving's gRPC API at ``target``
-    (``host:port``); returns PNG bytes."""
-    options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-    with grpc.insecure_channel(target, options=options) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+class ServedModel:
+    """One model (and version) on a TF Serving server and the signature used to call it,
+    read once from the server's metadata. :meth:`request` builds a predict request for
+    some photos, :meth:`send` sends one (thread-safe, so a prepared request can be sent
+    again and again, by many threads, as the load test does), :meth:`complete` does both.
+    Every failure is a :class:`ServingError`. Use :func:`connect`; close it (or use
+    ``with``) to release the gRPC channel."""
+
+    def __init__(self, signature, signature_name: str, model: str, version, timeout: float):
+        self.signature, self.signature_name = signature, signature_name
+        self.model, self.version, self.timeout = model, version, timeout
+        self.input_name, self.dtype, self.image_size = image_input(signature)
+
+    def complete(self, photos: list) -> list:
+        """Photos (encoded bytes, any size) -> the completed images, PNG bytes."""
+        return self.send(self.request(photos))
+
+    def send(self, request) -> list:
+        """Send a prepared request; the completed images of its photos, PNG bytes."""
+        count, prepared = request
+        return completed_pngs(self.signature, self._predict(prepared), count)
+
+    def request(self, photos: list):
+        """A predict request for ``photos``, ready for :meth:`send`."""
+        return len(photos), self._prepare(encode_inputs(photos, self.dtype, self.image_size))
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RestModel(ServedModel):
+    """A served model over REST (JSON; ``base_url`` like ``http://host:8501``)."""
+
+    def __init__(self, base_url: str, model: str, signature_name: str, version=None, timeout: float = 60.0):
+        self.url = model_url(base_url, model, version)
+        signatures = signature_map_from_json(_rest_call(f"{self.url}/metadata", timeout))
+        super().__init__(pick_signature(signatures, signature_name, model), signature_name, model, version, timeout)
+
+    def _prepare(self, values):
+        body = rest_predict_body(self.signature_name, self.input_name, values)
+        return json.dumps(body).encode("ascii")
+
+    def _predict(self, body: bytes) -> dict:
+        return rest_outputs(_rest_call(f"{self.url}:predict", self.timeout, body), self.signature)
+
+
+class GrpcModel(ServedModel):
+    """A served model over gRPC (``target`` like ``host:8500``), one channel for all calls."""
+
+    def __init__(self, target: str, model: str, signature_name: str, version=None, timeout: float = 60.0):
+        self.target = target
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        self.channel = grpc.insecure_channel(target, options=options)
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = model
         if version is not None:
             request.model_spec.version.value = int(version)
         try:
-            metadata = stub.GetModelMetadata(request, timeout=timeout)
+            metadata = self._call(self.stub.GetModelMetadata, request, timeout, model)
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             metadata.metadata["signature_def"].Unpack(signature_map)
             signature = pick_signature(dict(signature_map.signature_def), signature_name, model)
-            input_name, dtype, size = image_input(signature)
-            predict = grpc_predict_request(model, signature_name, input_name,
-                                           encode_inputs(photos, dtype, size), dtype, version)
-            response = stub.Predict(predict, timeout=timeout)
+            super().__init__(signature, signature_name, model, version, timeout)
+        except ServingError:
+            self.channel.close()
+            raise
+
+    def _call(self, method, request, timeout, model):
+        try:
+            return method(request, timeout=timeout)
         except grpc.RpcError as e:
-            raise _grpc_error(e, target, model) from e
-    return completed_pngs(signature, grpc_outputs(response), len(photos))
+            raise _grpc_error(e, self.target, model) from e
+
+    def _prepare(self, values):
+        return grpc_predict_request(self.model, self.signature_name, self.input_name, values,
+                                    self.dtype, self.version)
+
+    def _predict(self, request) -> dict:
+        return grpc_outputs(self._call(self.stub.Predict, request, self.timeout, self.model))
+
+    def close(self):
+        self.channel.close()
+
+
+def connect(protocol: str, host: str, port: int, model: str, signature_name: str, version=None,
+            timeout: float = 60.0) -> ServedModel:
+    """The :class:`ServedModel` ``model`` on the server at ``host:port`` over ``protocol``
+    (``"rest"`` or ``"grpc"``), its ``signature_name`` read from the server's metadata."""
+    if protocol == "rest":
+        return RestModel(f"http://{host}:{port}", model, signature_name, version, timeout)
+    return GrpcModel(f"{host}:{port}", model, signature_name, version, timeout)
 
 
 def read_photo(path: str) -> bytes:
