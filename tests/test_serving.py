@@ -322,6 +322,19 @@ def test_client_saves_what_keras_computes(served, servers, tmp_path, protocol, s
         assert_png_matches((out / name).read_bytes(), keras_completed_png_pixels(model, open(photo, "rb").read()))
 
 
+def test_many_photos_go_in_requests_the_batcher_accepts(served, servers, monkeypatch):
+    monkeypatch.setattr(serving_client, "REQUEST_PHOTOS", 2)
+    sizes = []
+    with serving_client.connect("grpc", "127.0.0.1", servers["grpc"], MODEL, "serving_bytes") as model:
+        send = model.send
+        monkeypatch.setattr(model, "send", lambda request: sizes.append(request[0]) or send(request))
+        photos = [face_bytes(i) for i in range(5)]
+        pngs = model.complete(photos)
+    assert sizes == [2, 2, 1]
+    for photo, png in zip(photos, pngs):
+        assert_png_matches(png, keras_completed_png_pixels(served[0], photo))
+
+
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_client_wrong_model_name(servers, tmp_path, protocol, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -462,6 +475,7 @@ def test_batching_and_monitoring_are_configured_and_enabled():
     # TF Serving's rules: increasing sizes, the last one max_batch_size; each one is warmed up
     assert sizes == sorted(set(sizes)) and sizes[-1] == batching.max_batch_size.value
     assert tuple(sizes) == warmup.BATCH_SIZES
+    assert serving_client.REQUEST_PHOTOS <= batching.max_batch_size.value  # the client's requests fit
     assert batching.batch_timeout_micros.value > 0 and batching.num_batch_threads.value >= 1
     assert batching.max_enqueued_batches.value >= 1  # a bounded queue: beyond it requests are refused
     monitoring = text_format.Parse(serving_file("monitoring.config"), monitoring_class())

@@ -36,6 +36,10 @@ IMAGE_OUTPUT = "completed"  # the pixel output of the image signatures (see expo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+# Photos per predict request: TF Serving's batcher refuses a request larger than its
+# max_batch_size (32 in serving/batching_parameters.txt), so more photos go in several.
+REQUEST_PHOTOS = 32
+
 
 def signature_map_from_json(metadata: dict) -> dict:
     """The ``{name: SignatureDef}`` of a REST model-metadata response
@@ -260,8 +264,10 @@ class ServedModel:
         self.input_name, self.dtype, self.image_size = image_input(signature)
 
     def complete(self, photos: list) -> list:
-        """Photos (encoded bytes, any size) -> the completed images, PNG bytes."""
-        return self.send(self.request(photos))
+        """Photos (encoded bytes, any size) -> the completed images, PNG bytes; at most
+        :data:`REQUEST_PHOTOS` photos per request."""
+        return [png for i in range(0, len(photos), REQUEST_PHOTOS)
+                for png in self.send(self.request(photos[i:i + REQUEST_PHOTOS]))]
 
     def send(self, request) -> list:
         """Send a prepared request; the completed images of its photos, PNG bytes."""
