@@ -149,3 +149,37 @@ def test_paper_model_uses_the_matmul_bottleneck():
     generator = build_generator(ModelConfig())
     assert type(generator.get_layer("bottleneck_conv")).__name__ == "WindowConv2D"
     assert type(generator.get_layer("dec0_deconv")).__name__ == "WindowConv2DTranspose"
+
+
+def test_checkpoints_from_plain_convolutions_still_load(tmp_path, monkeypatch):
+    """A checkpoint saved while the bottleneck was plain Conv2D / Conv2DTranspose layers
+    (before they became matmuls) loads with every weight where it was and computes what it
+    computed; it keeps its layers (the .keras file names them), so it runs as convolutions."""
+    import keras
+
+    from ctxenc_tf.model import networks
+    from ctxenc_tf.model.checkpoint import load_context_encoder
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.utils import atomic
+
+    monkeypatch.setattr(networks, "WindowConv2D", keras.layers.Conv2D)
+    monkeypatch.setattr(networks, "WindowConv2DTranspose", keras.layers.Conv2DTranspose)
+    old = ContextEncoder(tiny_model(seed=4))
+    path = str(tmp_path / "old.keras")
+    atomic.save_model(old, path)
+    monkeypatch.undo()
+
+    new = load_context_encoder(path)
+    for name in ("bottleneck_conv", "dec0_deconv"):
+        assert type(new.generator.get_layer(name)) is type(old.generator.get_layer(name))
+    assert type(old.generator.get_layer("bottleneck_conv")) is keras.layers.Conv2D
+    assert [w.path for w in new.weights] == [w.path for w in old.weights]
+    for saved, loaded in zip(old.weights, new.weights):
+        np.testing.assert_array_equal(np.asarray(loaded), np.asarray(saved))
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    masks = np.zeros((2, 32, 32, 1), "float32")
+    masks[:, 8:24, 8:24] = 1
+    # the same layers and weights in one process: the same kernels, bit for bit
+    np.testing.assert_array_equal(np.asarray(new.generator([images, masks])),
+                                  np.asarray(old.generator([images, masks])))
