@@ -102,68 +102,84 @@ def painted_hole(canvas) -> np.ndarray | None:
     return hole if hole.any() else None
 
 
+def error_line(text: str) -> str:
+    """A refusal as the page shows it (Markdown)."""
+    return f"**error:** {text}"
+
+
+def show_photo(config, path):
+    """An upload (``path`` in Gradio's upload folder, or ``None``) -> ``(canvas, status)``:
+    the photo to paint on (an ImageEditor value) for models that take drawn holes, else
+    the photo with the centre hole outlined (``[h, w, 3]`` uint8); or why it is refused."""
+    if not path:
+        return None, ""
+    name = os.path.basename(path)
+    try:
+        photo = read_photo(path)
+    except (CtxencError, OSError) as e:  # named as the user knows it, not by Gradio's copy
+        return None, error_line(f"{name}: {one_line(e).replace(path, name)}")
+    shape = photo.rgb.shape[:2]
+    if config.takes_any_hole:
+        shown = shrink(photo.rgb)
+        canvas = {"background": shown, "layers": [], "composite": shown}
+        note = "Paint over what should go, then press **Fill**."
+    else:
+        canvas = outlined(photo.rgb, centre_hole(shape, centre_window(shape), config))
+        note = "Press **Fill** to fill the outlined square."
+    return canvas, f"{shape[1]}x{shape[0]} {photo.mode} photo. {note}"
+
+
+def fill_photo(runner, work_dir: str, path, canvas):
+    """Fill the photo at ``path`` (with the hole painted on ``canvas`` for models that take
+    drawn holes) as the inpaint command does -> ``(status, original with the hole outlined,
+    filled, [<name>_filled.png, <name>_hole.png])``, the images ``[h, w, 3]`` uint8 page
+    copies and the PNGs full size in a new folder below ``work_dir``; on a refusal
+    ``(status, None, None, None)``."""
+    refused = (None, None, None)
+    if not path:
+        return error_line("drop a photo or pick an example first"), *refused
+    try:
+        photo = read_photo(path)
+        hole = None
+        if runner.config.takes_any_hole:
+            hole = painted_hole(canvas)
+            if hole is None:
+                return error_line("paint over what should go first"), *refused
+            hole = fit_mask(hole, photo.rgb.shape[:2], "painted on the page")
+        job = prepare(photo, runner.config, hole)
+        [filled] = fill_jobs(runner, [job])
+    except (CtxencError, OSError) as e:
+        return error_line(one_line(e)), *refused
+    out_dir = tempfile.mkdtemp(dir=work_dir)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    files = [os.path.join(out_dir, f"{stem}_filled.png"), os.path.join(out_dir, f"{stem}_hole.png")]
+    for name, data in zip(files, (filled_png(job, filled), encode_png(job.hole.astype(np.uint8) * 255))):
+        with open(name, "wb") as f:
+            f.write(data)
+    h, w = filled.shape[:2]
+    return (f"Filled a {job.hole.sum()}-pixel hole; the {w}x{h} PNG is below.",
+            outlined(photo.rgb, job.hole), shrink(filled), files)
+
+
 def build(runner, work_dir: str):
-    """The Gradio page for ``runner``; results are written below ``work_dir``."""
+    """The Gradio page (``gradio.Blocks``) for ``runner``; results go below ``work_dir``."""
     import gradio as gr
 
-    config = runner.config
-    drawn = config.takes_any_hole
+    drawn = runner.config.takes_any_hole
 
-    def message(text):
-        return f"**error:** {text}"
-
-    def show_photo(path):
-        """Upload: the photo in the editor (or with the centre hole drawn), or why it is refused."""
-        cleared = (None, None, None)
-        if not path:
-            return (None, "", *cleared)
-        try:
-            photo = read_photo(path)
-        except (CtxencError, OSError) as e:
-            return (None, message(f"{os.path.basename(path)}: {one_line(e)}"), *cleared)
-        shape = photo.rgb.shape[:2]
-        if drawn:
-            shown = shrink(photo.rgb)
-            canvas = {"background": shown, "layers": [], "composite": shown}
-            note = "Paint over what should go, then press **Fill**."
-        else:
-            canvas = outlined(photo.rgb, centre_hole(shape, centre_window(shape), config))
-            note = "Press **Fill** to fill the outlined square."
-        return (canvas, f"{shape[1]}x{shape[0]} {photo.mode} photo. {note}", *cleared)
+    def upload(path):
+        return *show_photo(runner.config, path), None, None, None
 
     def fill(path, canvas, progress=gr.Progress()):
-        """Fill: ``(status, original with the hole outlined, filled, [filled PNG, hole PNG])``."""
-        if not path:
-            return message("drop a photo or pick an example first"), None, None, None
         progress(0, desc="filling")
-        try:
-            photo = read_photo(path)
-            hole = None
-            if drawn:
-                hole = painted_hole(canvas)
-                if hole is None:
-                    return message("paint over what should go first"), None, None, None
-                hole = fit_mask(hole, photo.rgb.shape[:2], "painted on the page")
-            job = prepare(photo, config, hole)
-            [filled] = fill_jobs(runner, [job])
-        except (CtxencError, OSError) as e:
-            return message(one_line(e)), None, None, None
-        out_dir = tempfile.mkdtemp(dir=work_dir)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        files = [os.path.join(out_dir, f"{stem}_filled.png"), os.path.join(out_dir, f"{stem}_hole.png")]
-        for name, data in zip(files, (filled_png(job, filled), encode_png(job.hole.astype(np.uint8) * 255))):
-            with open(name, "wb") as f:
-                f.write(data)
-        h, w = filled.shape[:2]
-        return (f"Filled a {job.hole.sum()}-pixel hole; the {w}x{h} PNG is below.",
-                outlined(photo.rgb, job.hole), shrink(filled), files)
+        return fill_photo(runner, work_dir, path, canvas)
 
     with gr.Blocks(title="ctxenc-tf inpainting", analytics_enabled=False) as page:
         gr.Markdown(f"# Context encoder inpainting\n{runner.describe()}")
         with gr.Row():
             with gr.Column():
-                photo = gr.File(label="Photo: drop or click to upload", file_types=["image"],
-                                type="filepath", elem_id="photo")
+                # Any file type: read_photo judges it and says why one is refused.
+                photo = gr.File(label="Photo: drop or click to upload", type="filepath", elem_id="photo")
                 gr.Examples([os.path.join(BUNDLED_FACES, name) for name in EXAMPLES], inputs=photo,
                             label="or pick an example")
             with gr.Column():
@@ -181,11 +197,13 @@ def build(runner, work_dir: str):
         button = gr.Button("Fill", variant="primary", elem_id="fill")
         status = gr.Markdown(elem_id="status")
         with gr.Row():
-            before = gr.Image(label="Original, hole outlined", interactive=False, format="png")
-            after = gr.Image(label="Filled", interactive=False, format="png")
+            before = gr.Image(label="Original, hole outlined", interactive=False, format="png",
+                              buttons=["fullscreen"])
+            after = gr.Image(label="Filled (the download below is full size)", interactive=False,
+                             format="png", buttons=["fullscreen"])
         downloads = gr.File(label="Download: lossless PNG at full resolution, and the hole for inpaint --mask",
                             file_count="multiple", interactive=False, elem_id="downloads")
-        photo.change(show_photo, photo, [canvas, status, before, after, downloads])
+        photo.change(upload, photo, [canvas, status, before, after, downloads])
         button.click(fill, [photo, canvas], [status, before, after, downloads])
     return page
 
