@@ -190,17 +190,17 @@ def build(runner, work_dir: str):
                                             elem_id="canvas")
                 else:
                     canvas = gr.Image(label="The hole this model fills", interactive=False,
-                                      format="png", elem_id="canvas")
+                                      format="jpeg", elem_id="canvas")
                     gr.Markdown("This model was trained with centre holes only: it fills the square "
                                 "in the middle of the photo, so there is no brush. Models trained with "
                                 "`--mask-type random_region` or `random_square` take painted holes.")
         button = gr.Button("Fill", variant="primary", elem_id="fill")
         status = gr.Markdown(elem_id="status")
-        with gr.Row():
-            before = gr.Image(label="Original, hole outlined", interactive=False, format="png",
+        with gr.Row():  # page copies as JPEG: a PNG of a large photo takes longer than its fill
+            before = gr.Image(label="Original, hole outlined", interactive=False, format="jpeg",
                               buttons=["fullscreen"])
             after = gr.Image(label="Filled (the download below is full size)", interactive=False,
-                             format="png", buttons=["fullscreen"])
+                             format="jpeg", buttons=["fullscreen"])
         downloads = gr.File(label="Download: lossless PNG at full resolution, and the hole for inpaint --mask",
                             file_count="multiple", interactive=False, elem_id="downloads")
         photo.change(upload, photo, [canvas, status, before, after, downloads])
