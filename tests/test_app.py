@@ -46,55 +46,56 @@ def rotated_photo(path):
 @pytest.fixture(scope="module")
 def served(models, tmp_path_factory):
     """The app on a free port, started as the user starts it, with no --model in a folder
-    whose runs/ holds the random-mask model: ``(url, process, its first line)``."""
+    whose runs/ holds the random-mask model: ``(url, process, its first lines, its stderr file)``."""
     home = tmp_path_factory.mktemp("home")
     os.makedirs(home / "runs" / "tiny")
     shutil.copy(models["random"], home / "runs" / "tiny" / "best.keras")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": REPO}
+    stderr = open(home / "stderr.txt", "w")
     process = subprocess.Popen([sys.executable, "-m", "ctxenc_tf", "app", "--port", str(port)], cwd=home,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
     lines, deadline = [], time.monotonic() + START_SECONDS
     while time.monotonic() < deadline and not any(line.startswith("ctxenc-tf app on") for line in lines):
         line = process.stdout.readline()
         if not line:
-            pytest.fail(f"the app stopped: {process.stderr.read()[-2000:]}")
+            pytest.fail(f"the app stopped: {(home / 'stderr.txt').read_text()[-2000:]}")
         lines.append(line.strip())
-    yield f"http://127.0.0.1:{port}/", process, lines
+    yield f"http://127.0.0.1:{port}/", process, lines, home / "stderr.txt"
     process.terminate()
     process.wait(30)
+    stderr.close()
 
 
 @pytest.fixture(scope="module")
-def browser_page():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
+def browser():
+    """One headless Chromium page for the module, and every URL it requested."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             tempfile.mkdtemp(prefix="chromium-"), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
             headless=True, accept_downloads=True, viewport={"width": 1200, "height": 1000})
-        yield context.new_page()
+        page, requested = context.new_page(), []
+        page.on("request", lambda request: requested.append(request.url))
+        yield page, requested
         context.close()
 
 
 def upload(page, path, expect):
-    """Upload ``path`` as the photo (replacing the one shown); returns the status line
-    once it holds ``expect``."""
-    if page.locator("#photo button[aria-label=Clear]").count():
-        page.locator("#photo button[aria-label=Clear]").click()
+    """Upload ``path`` as the photo (replacing the one shown, once the page has taken in
+    its removal); returns the status line once it holds ``expect``."""
+    clear = page.locator("#photo button[aria-label=Clear]")
+    if clear.count():
+        clear.click()
+        page.wait_for_function("document.querySelector('#status').innerText.trim() === ''")
     page.locator("#photo input[type=file]").set_input_files(str(path))
     page.wait_for_function("t => document.querySelector('#status').innerText.includes(t)", arg=expect)
     return page.locator("#status").inner_text()
 
 
-@pytest.mark.slow
-def test_paint_fill_download_matches_inpaint(models, served, browser_page, tmp_path):
-    url, process, lines = served
-    assert lines[0] == "no --model: using the newest checkpoint under runs/, runs/tiny/best.keras"
-    assert lines[-1].startswith(f"ctxenc-tf app on {url}")
-    page = browser_page
-    page.goto(url)
-    upright = rotated_photo(tmp_path / "photo.png")
-    assert upload(page, tmp_path / "photo.png", "Paint").startswith("300x400 RGB photo.")
+def paint_stroke(page):
+    """A short diagonal brush stroke across the middle of the photo on the canvas."""
     page.get_by_label("Brush", exact=True).click()
     box = page.locator("#canvas canvas").first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -103,6 +104,18 @@ def test_paint_fill_download_matches_inpaint(models, served, browser_page, tmp_p
     for step in range(6):
         page.mouse.move(x - 10 + 4 * step, y - 5 + 2 * step)
     page.mouse.up()
+
+
+@pytest.mark.slow
+def test_paint_fill_download_matches_inpaint(models, served, browser, tmp_path):
+    url, process, lines, _ = served
+    assert lines[0] == "no --model: using the newest checkpoint under runs/, runs/tiny/best.keras"
+    assert lines[-1].startswith(f"ctxenc-tf app on {url}")
+    page, requested = browser
+    page.goto(url)
+    upright = rotated_photo(tmp_path / "photo.png")
+    assert upload(page, tmp_path / "photo.png", "Paint").startswith("300x400 RGB photo.")
+    paint_stroke(page)
     page.locator("#fill").click()
     page.wait_for_function("['Filled', 'error:'].some(t => document.querySelector('#status').innerText.includes(t))")
     assert page.locator("#status").inner_text().startswith("Filled")
@@ -128,20 +141,25 @@ def test_paint_fill_download_matches_inpaint(models, served, browser_page, tmp_p
 
 
 @pytest.mark.slow
-def test_bad_uploads_get_a_line_in_the_page(served, browser_page, tmp_path):
-    url, process, _ = served
-    page = browser_page
+def test_bad_uploads_get_a_line_in_the_page(served, browser, tmp_path):
+    url, process, _, stderr = served
+    page, requested = browser
     page.goto(url)
     (tmp_path / "notes.png").write_text("not an image")
-    refused = upload(page, tmp_path / "notes.png", "error:")
+    refused = upload(page, tmp_path / "notes.png", "error: notes.png")
     assert refused.startswith("error: notes.png: cannot read image") and "/" not in refused
     Image.fromarray(np.full((20, 30), 40000, np.uint16)).save(tmp_path / "deep.png")
-    assert "16-bit" in upload(page, tmp_path / "deep.png", "error:")
+    assert "16-bit" in upload(page, tmp_path / "deep.png", "error: deep.png")
     rotated_photo(tmp_path / "fine.png")
     upload(page, tmp_path / "fine.png", "Paint")  # still serving
+    paint_stroke(page)
+    page.locator("#clear").click()
+    page.wait_for_timeout(500)
     page.locator("#fill").click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('paint over')")
-    assert process.poll() is None
+    assert process.poll() is None and "Traceback" not in stderr.read_text()
+    assert requested and all(u.startswith(url) or u.startswith(("data:", "blob:")) for u in requested), \
+        "the page fetched something from elsewhere (fonts, analytics)"
 
 
 def test_without_a_model_one_line(tmp_path, monkeypatch, capsys):

@@ -13,6 +13,7 @@ square, drawn on the photo. Uploads and results stay in a temporary folder (in m
 where ``/dev/shm`` exists) deleted when the app stops.
 """
 
+import logging
 import os
 import shutil
 import sys
@@ -45,6 +46,8 @@ DISPLAY_MAX_SIDE = 1600  # the page shows (and the brush paints) photos at most 
 MAX_UPLOAD = "64mb"
 OUTLINE = (255, 32, 32)
 BRUSH = "rgb(255, 32, 32)"
+# The editor's own "Clear canvas" also removes the photo; the page's "Clear the hole" keeps it.
+CSS = '#canvas button[aria-label="Clear canvas"] { display: none; }'
 
 
 def newest_checkpoint(root: str = RUNS) -> str | None:
@@ -188,6 +191,8 @@ def build(runner, work_dir: str):
                                             sources=(), transforms=(), layers=False, format="png",
                                             brush=gr.Brush(colors=[BRUSH], color_mode="fixed"),
                                             elem_id="canvas")
+                    clear = gr.Button("Clear the hole", size="sm", elem_id="clear")
+                    clear.click(lambda path: show_photo(runner.config, path)[0], photo, canvas)
                 else:
                     canvas = gr.Image(label="The hole this model fills", interactive=False,
                                       format="jpeg", elem_id="canvas")
@@ -240,6 +245,10 @@ def main(argv=None) -> int:
         if args.listen:
             print(f"warning: --listen: anyone who can reach this machine on port {args.port} can "
                   "use the app and upload photos to it, without a password", file=sys.stderr)
+        # A browser that drops an upload midway (tab closed, file replaced) is no server
+        # error: keep uvicorn from printing a traceback for it.
+        logging.getLogger("uvicorn.error").addFilter(
+            lambda record: not (record.exc_info and type(record.exc_info[1]).__name__ == "ClientDisconnect"))
         page = build(runner, work_dir)
         # System fonts: the default theme would fetch Google Fonts, which a closed network blocks.
         theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -247,7 +256,7 @@ def main(argv=None) -> int:
         # One fill at a time: a TFLite interpreter must not run on two threads at once.
         _, url, _ = page.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=args.port, share=False, quiet=True, prevent_thread_lock=True,
-            max_file_size=MAX_UPLOAD, allowed_paths=[BUNDLED_FACES], theme=theme, ssr_mode=False,
+            max_file_size=MAX_UPLOAD, allowed_paths=[BUNDLED_FACES], theme=theme, css=CSS, ssr_mode=False,
             footer_links=[])
         print(f"ctxenc-tf app on {url} ({runner.describe()}); Ctrl+C stops it", flush=True)
         page.block_thread()
