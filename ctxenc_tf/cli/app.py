@@ -98,16 +98,15 @@ def painted_hole(canvas) -> np.ndarray | None:
     """The brush strokes of an ImageEditor value (``layers``: ``[h, w, 4]`` RGBA uint8) as
     ``[h, w]`` bool, True where any stroke covers a pixel; ``None`` when nothing is painted."""
     layers = (canvas or {}).get("layers") or []
-    hole = np.zeros((0, 0), bool)
-    for layer in layers:
-        alpha = np.asarray(layer)[..., 3] > 0
-        hole = alpha if hole.size == 0 else hole | alpha
-    return hole if hole.any() else None
+    hole = np.any([np.asarray(layer)[..., 3] > 0 for layer in layers], axis=0) if layers else None
+    return hole if hole is not None and hole.any() else None
 
 
-def error_line(text: str) -> str:
-    """A refusal as the page shows it (Markdown)."""
-    return f"**error:** {text}"
+def error_line(text: str, path: str = "") -> str:
+    """A refusal as the page shows it (Markdown), naming the upload as the user knows it,
+    not by Gradio's copy at ``path``."""
+    name = os.path.basename(path)
+    return f"**error:** {text.replace(path, name) if path else text}"
 
 
 def show_photo(config, path):
@@ -116,11 +115,10 @@ def show_photo(config, path):
     the photo with the centre hole outlined (``[h, w, 3]`` uint8); or why it is refused."""
     if not path:
         return None, ""
-    name = os.path.basename(path)
     try:
         photo = read_photo(path)
-    except (CtxencError, OSError) as e:  # named as the user knows it, not by Gradio's copy
-        return None, error_line(f"{name}: {one_line(e).replace(path, name)}")
+    except (CtxencError, OSError) as e:
+        return None, error_line(f"{path}: {one_line(e)}", path)
     shape = photo.rgb.shape[:2]
     if config.takes_any_hole:
         shown = shrink(photo.rgb)
@@ -152,7 +150,7 @@ def fill_photo(runner, work_dir: str, path, canvas):
         job = prepare(photo, runner.config, hole)
         [filled] = fill_jobs(runner, [job])
     except (CtxencError, OSError) as e:
-        return error_line(one_line(e)), *refused
+        return error_line(one_line(e), path), *refused
     out_dir = tempfile.mkdtemp(dir=work_dir)
     stem = os.path.splitext(os.path.basename(path))[0]
     files = [os.path.join(out_dir, f"{stem}_filled.png"), os.path.join(out_dir, f"{stem}_hole.png")]
@@ -173,7 +171,7 @@ def build(runner, work_dir: str):
     def upload(path):
         return *show_photo(runner.config, path), None, None, None
 
-    def fill(path, canvas, progress=gr.Progress()):
+    def fill(path, canvas=None, progress=gr.Progress()):
         progress(0, desc="filling")
         return fill_photo(runner, work_dir, path, canvas)
 
@@ -209,7 +207,8 @@ def build(runner, work_dir: str):
         downloads = gr.File(label="Download: lossless PNG at full resolution, and the hole for inpaint --mask",
                             file_count="multiple", interactive=False, elem_id="downloads")
         photo.change(upload, photo, [canvas, status, before, after, downloads])
-        button.click(fill, [photo, canvas], [status, before, after, downloads])
+        # A centre-hole model needs only the photo: the page's copy of it is not sent back.
+        button.click(fill, [photo, canvas] if drawn else [photo], [status, before, after, downloads])
     return page
 
 
