@@ -28,6 +28,7 @@ from ctxenc_tf.errors import CheckpointError, CtxencError, one_line
 from ctxenc_tf.inference.formats import find_config
 from ctxenc_tf.inference.inpaint import fill_jobs, filled_png
 from ctxenc_tf.inference.photos import (
+    bounds,
     centre_hole,
     centre_window,
     encode_png,
@@ -88,9 +89,12 @@ def outlined(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """The page's copy of ``rgb`` ``[H, W, 3]`` uint8 with a line drawn just outside
     ``hole`` ``[H, W]`` bool (drawn after shrinking, so it stays visible)."""
     shown = shrink(rgb).copy()
-    small = Image.fromarray(hole.astype(np.uint8) * 255).resize(shown.shape[1::-1], Image.BILINEAR)
-    grown = np.asarray(small.filter(ImageFilter.MaxFilter(5))) > 0
-    shown[grown & (np.asarray(small) == 0)] = OUTLINE
+    small = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize(shown.shape[1::-1], Image.BILINEAR))
+    if small.any():  # grown by 2 pixels around the hole's box only: the whole photo takes 10x longer
+        y0, y1, x0, x1 = bounds(small > 0)
+        box = np.s_[max(0, y0 - 3):y1 + 3, max(0, x0 - 3):x1 + 3]
+        grown = np.asarray(Image.fromarray(small[box]).filter(ImageFilter.MaxFilter(5))) > 0
+        shown[box][grown & (small[box] == 0)] = OUTLINE
     return shown
 
 
