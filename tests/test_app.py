@@ -63,7 +63,7 @@ def served(models, tmp_path_factory):
         lines.append(line.strip())
     yield f"http://127.0.0.1:{port}/", process, lines, home / "stderr.txt"
     process.terminate()
-    process.wait(30)
+    assert process.wait(30) == 0  # stopped as by Ctrl+C: its upload folder removed
     stderr.close()
 
 

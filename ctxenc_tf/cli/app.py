@@ -16,6 +16,7 @@ where ``/dev/shm`` exists) deleted when the app stops.
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -262,6 +263,8 @@ def main(argv=None) -> int:
             max_file_size=MAX_UPLOAD, allowed_paths=[BUNDLED_FACES], theme=theme, css=CSS, ssr_mode=False,
             footer_links=[])
         print(f"ctxenc-tf app on {url} ({runner.describe()}); Ctrl+C stops it", flush=True)
+        # SIGTERM (kill, a service manager) stops it as Ctrl+C does, so the folder is removed.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         page.block_thread()
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
