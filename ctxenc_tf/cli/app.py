@@ -13,6 +13,7 @@ square, drawn on the photo. Uploads and results stay in a temporary folder (in m
 where ``/dev/shm`` exists) deleted when the app stops.
 """
 
+import functools
 import logging
 import os
 import shutil
@@ -135,7 +136,7 @@ def show_photo(config, path):
     return canvas, f"{shape[1]}x{shape[0]} {photo.mode} photo. {note}"
 
 
-def fill_photo(runner, work_dir: str, path, canvas):
+def fill_photo(runner, work_dir: str, path, canvas=None):
     """Fill the photo at ``path`` (with the hole painted on ``canvas`` for models that take
     drawn holes) as the inpaint command does -> ``(status, original with the hole outlined,
     filled, [<name>_filled.png, <name>_hole.png])``, the images ``[h, w, 3]`` uint8 page
@@ -176,10 +177,6 @@ def build(runner, work_dir: str):
     def upload(path):
         return *show_photo(runner.config, path), None, None, None
 
-    def fill(path, canvas=None, progress=gr.Progress()):
-        progress(0, desc="filling")
-        return fill_photo(runner, work_dir, path, canvas)
-
     with gr.Blocks(title="ctxenc-tf inpainting", analytics_enabled=False) as page:
         gr.Markdown(f"# Context encoder inpainting\n{runner.describe()}")
         with gr.Row():
@@ -198,7 +195,7 @@ def build(runner, work_dir: str):
                     clear.click(lambda path: show_photo(runner.config, path)[0], photo, canvas)
                 else:
                     canvas = gr.Image(label="The hole this model fills", interactive=False,
-                                      format="jpeg", elem_id="canvas")
+                                      format="jpeg", buttons=["fullscreen"], elem_id="canvas")
                     gr.Markdown("This model was trained with centre holes only: it fills the square "
                                 "in the middle of the photo, so there is no brush. Models trained with "
                                 "`--mask-type random_region` or `random_square` take painted holes.")
@@ -213,7 +210,9 @@ def build(runner, work_dir: str):
                             file_count="multiple", interactive=False, elem_id="downloads")
         photo.change(upload, photo, [canvas, status, before, after, downloads])
         # A centre-hole model needs only the photo: the page's copy of it is not sent back.
-        button.click(fill, [photo, canvas] if drawn else [photo], [status, before, after, downloads])
+        # While it works, Gradio shows its progress (a spinner and a timer) on the outputs.
+        button.click(functools.partial(fill_photo, runner, work_dir), [photo, canvas] if drawn else [photo],
+                     [status, before, after, downloads])
     return page
 
 
