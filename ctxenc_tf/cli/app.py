@@ -26,7 +26,7 @@ from PIL import Image, ImageFilter
 
 from ctxenc_tf.cli.common import bounded, command_parser
 from ctxenc_tf.data.sources import BUNDLED_FACES
-from ctxenc_tf.errors import CheckpointError, CtxencError, one_line
+from ctxenc_tf.errors import CheckpointError, ConfigError, CtxencError, one_line
 from ctxenc_tf.inference.formats import find_config
 from ctxenc_tf.inference.inpaint import fill_jobs, filled_png
 from ctxenc_tf.inference.photos import (
@@ -256,11 +256,14 @@ def main(argv=None) -> int:
         # System fonts: the default theme would fetch Google Fonts, which a closed network blocks.
         theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                   font_mono=["ui-monospace", "monospace"])
-        # One fill at a time: a TFLite interpreter must not run on two threads at once.
-        _, url, _ = page.queue(default_concurrency_limit=1).launch(
-            server_name=host, server_port=args.port, share=False, quiet=True, prevent_thread_lock=True,
-            max_file_size=MAX_UPLOAD, allowed_paths=[BUNDLED_FACES], theme=theme, css=CSS, ssr_mode=False,
-            footer_links=[])
+        try:  # one fill at a time: a TFLite interpreter must not run on two threads at once
+            _, url, _ = page.queue(default_concurrency_limit=1).launch(
+                server_name=host, server_port=args.port, share=False, quiet=True, prevent_thread_lock=True,
+                max_file_size=MAX_UPLOAD, allowed_paths=[BUNDLED_FACES], theme=theme, css=CSS,
+                ssr_mode=False, footer_links=[])
+        except OSError as e:  # Gradio's words name its own API ("server_port"), not our flag
+            raise ConfigError(f"--port {args.port}: cannot listen on {host}:{args.port} "
+                              f"({str(e).split('. ')[0]}); pick another port") from e
         print(f"ctxenc-tf app on {url} ({runner.describe()}); Ctrl+C stops it", flush=True)
         # SIGTERM (kill, a service manager) stops it as Ctrl+C does, so the folder is removed.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
