@@ -47,6 +47,24 @@ def write_images(directory, count, size=(40, 48), mode="RGB", seed=0, ext="jpg")
     return paths
 
 
+FILL = (0.1, 0.0, -0.1)  # a hole colour no photo test pixel happens to have
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Untrained tiny models saved as .keras: the centre model and a random-mask model."""
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.utils import atomic
+
+    root = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name, mask_type in (("centre", "center"), ("random", "random_square")):
+        paths[name] = str(root / f"{name}.keras")
+        atomic.save_model(ContextEncoder(tiny_model(fill_value=FILL, mask_type=mask_type)),
+                          paths[name])
+    return paths
+
+
 @pytest.fixture
 def tiny():
     return tiny_config()

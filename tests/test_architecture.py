@@ -118,7 +118,7 @@ def test_private_hooks_used_by_compat_still_exist():
 def test_one_command_line_entry_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "ctxenc_tf", "--help"], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout
-    for command in ("train", "export", "inpaint", "evaluate", "bench", "serve-client"):
+    for command in ("train", "export", "inpaint", "evaluate", "bench", "serve-client", "app"):
         assert f"  {command} " in out
     bad = subprocess.run([sys.executable, "-m", "ctxenc_tf", "nonsense"], cwd=REPO, capture_output=True,
                          text=True)

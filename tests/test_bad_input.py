@@ -60,6 +60,10 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | S11 | serving_client | --clients 8 (without --load)                       | need --load                      |
 | S12 | serving_client | --load 5 --out report.png                          | expected a .json path            |
 | S13 | serving_client | --load 5 --max-requests 0                          | expected 1 to                    |
+| A1  | app            | --model <missing .keras>                           | the file                         |
+| A2  | app            | --model <a plain keras model>                      | not a ContextEncoder             |
+| A3  | app            | --port 70000                                       | expected 1 to 65535              |
+| A4  | app            | --serving-url URL (no --model for its settings)    | --serving-url needs --model      |
 """
 
 import concurrent.futures
@@ -135,6 +139,10 @@ CASES = {
     "S11": ("serving", ["{photo}", "--clients", "8"], ["need --load"]),
     "S12": ("serving", ["{photo}", "--load", "5", "--out", "report.png"], ["expected a .json path"]),
     "S13": ("serving", ["{photo}", "--load", "5", "--max-requests", "0"], ["expected 1 to"]),
+    "A1": ("app", ["--model", "{missing}.keras"], ["{missing}.keras"]),
+    "A2": ("app", ["--model", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),
+    "A3": ("app", ["--port", "70000"], ["expected 1 to 65535"]),
+    "A4": ("app", ["--serving-url", "http://127.0.0.1:1/v1/models/ctxenc"], ["--serving-url needs --model"]),
 }
 # Through the real entry points, one per command (train.py's: tests/test_train_cli.py).
 SUBPROCESS_CASES = ("E3", "I2", "V5", "S3")
@@ -142,7 +150,7 @@ SUBPROCESS_CASES = ("E3", "I2", "V5", "S3")
 # train and export run through their documented scripts, the others as python -m ctxenc_tf <command>.
 SCRIPTS = {"train": "train.py", "export": "export.py"}
 COMMANDS = {"train": "train", "export": "export", "inpaint": "inpaint", "evaluate": "evaluate",
-            "serving": "serve_client"}
+            "serving": "serve_client", "app": "app"}
 TF_NOISE = ("WARNING: All log messages", "I0000", "E0000", "W0000")
 
 

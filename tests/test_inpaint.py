@@ -7,27 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import exit_code, tiny_config, tiny_model, write_images
+from conftest import FILL, exit_code, tiny_config, tiny_model, write_images
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.inference import photos
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.model.context_encoder import ContextEncoder
-
-FILL = (0.1, 0.0, -0.1)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Untrained tiny models saved as .keras: the centre model and a random-mask model."""
-    root = tmp_path_factory.mktemp("models")
-    paths = {}
-    for name, mask_type in (("centre", "center"), ("random", "random_square")):
-        paths[name] = str(root / f"{name}.keras")
-        atomic.save_model(ContextEncoder(tiny_model(fill_value=FILL, mask_type=mask_type)),
-                          paths[name])
-    return paths
-
 
 def run(argv):
     """``python -m ctxenc_tf inpaint argv``; returns the exit status."""

@@ -38,11 +38,13 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from conftest import FACES, REPO, run_model, tiny_config, tiny_model
 from ctxenc_tf.data import pipeline
+from ctxenc_tf.cli import app
 from ctxenc_tf.cli import serve_client as serve_client_cli
 from ctxenc_tf.inference import serving_client
 from ctxenc_tf.cli.common import run_main
 from ctxenc_tf.export import warmup
 from ctxenc_tf.export.saved_model import export_saved_model
+from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.model.context_encoder import ContextEncoder
 
 MODEL = "ctxenc"
@@ -578,3 +580,14 @@ def test_output_paths_never_collide():
     paths = serving_client.output_paths(["a/x.jpg", "b/x.jpg", "x.png", "y.jpg"], "out")
     assert paths == [os.path.join("out", n) for n in
                      ("x_completed.png", "x_2_completed.png", "x_3_completed.png", "y_completed.png")]
+
+
+def test_app_fills_through_serving_as_through_the_export(served, servers, tmp_path):
+    """``app --serving-url``: the photo cut, sent to the REST ``inpaint`` signature and
+    blended back gives the same PNG as the export file run here."""
+    export = served[1]
+    remote = app.open_model(export, f"http://127.0.0.1:{servers['rest']}/v1/models/{MODEL}")
+    assert remote.config == load_runner(export).config
+    pngs = [app.fill_photo(runner, str(tmp_path), FACE_FILES[0], None)[3][0]
+            for runner in (remote, load_runner(export))]
+    np.testing.assert_array_equal(*[np.asarray(Image.open(png)) for png in pngs])

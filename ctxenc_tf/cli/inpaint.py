@@ -16,21 +16,17 @@ grayscale. Outputs are PNG (lossless), written atomically as ``OUT/<name>_filled
 import os
 import sys
 
-import numpy as np
-
 from ctxenc_tf.cli.common import command_parser
 from ctxenc_tf.errors import DataError
-from ctxenc_tf.inference.inpaint import OUTPUT_SUFFIXES, collect_inputs
+from ctxenc_tf.inference.inpaint import OUTPUT_SUFFIXES, collect_inputs, fill_jobs, filled_png
 from ctxenc_tf.inference.photos import (
     PhotoError,
     encode_png,
-    finish,
     fit_mask,
     prepare,
     read_mask,
     read_photo,
     side_by_side,
-    to_pixels,
 )
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.utils import atomic
@@ -91,13 +87,8 @@ def main(argv=None):
                 bar.update(1)
         if not jobs:
             continue
-        completed, prediction = runner.inpaint(np.stack([j.image for _, j in jobs]),
-                                                  np.stack([j.mask for _, j in jobs]))
-        for (stem, job), c, pr in zip(jobs, completed, prediction):
-            filled = finish(job, c, pr, config)
-            target = os.path.join(args.out, stem + OUTPUT_SUFFIXES[0])
-            atomic.write_bytes(target, encode_png(to_pixels(job.photo, filled, job.hole),
-                                                  job.photo.icc_profile))
+        for (stem, job), filled in zip(jobs, fill_jobs(runner, [job for _, job in jobs])):
+            atomic.write_bytes(os.path.join(args.out, stem + OUTPUT_SUFFIXES[0]), filled_png(job, filled))
             if args.side_by_side:
                 atomic.write_bytes(os.path.join(args.out, stem + OUTPUT_SUFFIXES[1]),
                                    encode_png(side_by_side(job.photo, filled, job.hole, config)))

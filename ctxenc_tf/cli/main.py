@@ -15,6 +15,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "PSNR/SSIM/L1/L2 of a model against mean-fill and Telea baselines"),
     "bench": ("bench", "training, input-pipeline and inference speed, measured side by side"),
     "serve-client": ("serve_client", "complete photos with a model served by TensorFlow Serving"),
+    "app": ("app", "a local web app: open a photo, paint the hole, get the fill (Gradio)"),
 }
 
 

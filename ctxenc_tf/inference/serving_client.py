@@ -24,8 +24,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import pipeline, screening
 from ctxenc_tf.errors import DataError, ServingError
+from ctxenc_tf.inference.runner import SIGNATURE, Runner
 from ctxenc_tf.utils.output_dir import unique_stems
 
 DEFAULT_PORTS = {"rest": 8501, "grpc": 8500}
@@ -219,6 +221,27 @@ def _read_reply(reply, url: str, deadline: float, timeout: float) -> bytes:
         if size > MAX_MESSAGE_BYTES:
             raise ServingError(f"{url}: reply larger than {MAX_MESSAGE_BYTES // 2**20} MiB; refused")
         chunks.append(chunk)
+
+
+class ServingRunner(Runner):
+    """A model served by TF Serving, run through its REST ``inpaint`` signature: the same
+    :meth:`Runner.inpaint` as a local file, so photos are cut and blended here at full
+    resolution. ``url`` is the model's REST address (``http://HOST:8501/v1/models/NAME``);
+    ``config`` the export's :class:`ModelConfig`, which the server does not report."""
+
+    kind = "serving"
+
+    def __init__(self, url: str, config: ModelConfig, timeout: float = 60.0):
+        self.url, self.timeout = url.rstrip("/"), timeout
+        metadata = _rest_call(f"{self.url}/metadata", timeout)
+        self.signature = pick_signature(signature_map_from_json(metadata), SIGNATURE, self.url)
+        super().__init__(self.url, config)
+
+    def _run(self, images, masks):
+        body = {"signature_name": SIGNATURE, "inputs": {"images": images.tolist(), "masks": masks.tolist()}}
+        reply = _rest_call(f"{self.url}:predict", self.timeout, json.dumps(body).encode("ascii"))
+        outputs = rest_outputs(reply, self.signature)
+        return outputs["completed"], outputs["prediction"]
 
 
 def grpc_predict_request(model, signature_name, input_name, values, dtype, version=None):
