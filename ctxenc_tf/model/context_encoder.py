@@ -12,6 +12,7 @@ from ctxenc_tf.config import ModelConfig, RunConfig
 from ctxenc_tf.model import losses, masks, metrics
 from ctxenc_tf.model.networks import build_discriminator, build_generator
 from ctxenc_tf.model.precision import uses_loss_scaling
+from ctxenc_tf.model.replicas import device_kind
 
 # The training steps are the one backend-specific part, chosen once at import as Keras
 # chooses its own trainer (keras/src/backend/__init__.py); each module is imported only
@@ -74,7 +75,7 @@ def default_jit_compile() -> bool:
     matrix products (``python -m ctxenc_tf bench`` on a 2-core Intel Xeon)."""
     if keras.backend.backend() == "jax":
         return True
-    return not keras.distribution.list_devices()[0].startswith("cpu")
+    return device_kind() != "cpu"
 
 
 @keras.saving.register_keras_serializable(package="ctxenc_tf")
@@ -122,7 +123,9 @@ class ContextEncoder(BackendSteps, keras.Model):
         for optimizer, network in ((g_optimizer, self.generator), (d_optimizer, self.discriminator)):
             if optimizer is not None and not optimizer.built:
                 optimizer.build(network.trainable_variables)
-        super().compile(**kwargs)  # last: the backend's steps may present the optimisers to Keras
+        # No Keras-level optimiser (Keras would add an unused RMSprop to every saved state);
+        # last, because the backend's steps may present the two optimisers to Keras.
+        super().compile(optimizer=None, **kwargs)
 
     @property
     def metrics(self):

@@ -1,6 +1,13 @@
-"""The model's view of data-parallel training: whether batch statistics must be synchronised."""
+"""The model's view of the hardware it trains on: the kind of device, and whether batch
+statistics must be synchronised across replicas."""
 
 import keras
+
+
+def device_kind() -> str:
+    """``"gpu"``, ``"tpu"`` or ``"cpu"``: the kind of device training runs on by default
+    (Keras lists accelerators when there are any, under TensorFlow and JAX alike)."""
+    return keras.distribution.list_devices()[0].split(":")[0]
 
 
 def synchronized_batch_norm() -> bool:
