@@ -4,10 +4,19 @@ statistics must be synchronised across replicas."""
 import keras
 
 
+def devices() -> list:
+    """The devices Keras computes on by default, ``"kind:index"`` (``"gpu:0"``, ...): the
+    accelerators when there are any, else the CPU."""
+    if keras.backend.backend() == "torch":  # keras.distribution lists no devices for PyTorch
+        import torch  # only here, under the PyTorch backend, where Keras has imported it
+
+        return [f"gpu:{i}" for i in range(torch.cuda.device_count())] or ["cpu:0"]
+    return keras.distribution.list_devices()
+
+
 def device_kind() -> str:
-    """``"gpu"``, ``"tpu"`` or ``"cpu"``: the kind of device training runs on by default
-    (Keras lists accelerators when there are any, under TensorFlow and JAX alike)."""
-    return keras.distribution.list_devices()[0].split(":")[0]
+    """``"gpu"``, ``"tpu"`` or ``"cpu"``: the kind of device training runs on by default."""
+    return devices()[0].split(":")[0]
 
 
 def synchronized_batch_norm() -> bool:
