@@ -6,6 +6,8 @@ batch-norm statistics are over the global batch), with the weights replicated. T
 TensorFlow counterpart is :mod:`ctxenc_tf.training.strategy`'s ``tf.distribute``.
 """
 
+import contextlib
+
 import keras
 
 from ctxenc_tf.errors import ConfigError
@@ -22,15 +24,29 @@ class DataParallel(keras.distribution.DataParallel):
         return int(self.device_mesh.devices.size)
 
 
-def data_parallel(name: str) -> DataParallel:
-    """Data parallelism for ``--strategy`` ``name``, set as Keras' distribution for the
-    process (models built and fitted from now on use it): ``default`` one device (the first
-    GPU or TPU if there is one, else the CPU), ``auto`` and ``mirrored`` every device of the
-    default kind. Raises :class:`ConfigError` for strategies that only TensorFlow has."""
+class OneDevice:
+    """Training on one device: no distribution at all, as Keras trains without one (a
+    one-device mesh would only add sharding, and recompile the step when ``fit`` resets the
+    metrics). Answers what training asks of a strategy."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def data_parallel(name: str) -> DataParallel | OneDevice:
+    """Data parallelism for ``--strategy`` ``name``: ``default`` one device (the first GPU
+    or TPU if there is one, else the CPU), ``auto`` and ``mirrored`` every device of the
+    default kind. Several devices are set as Keras' distribution for the process (models
+    built and fitted from now on use it). Raises :class:`ConfigError` for strategies that
+    only TensorFlow has."""
     if name not in STRATEGIES:
         raise ConfigError(f"--strategy={name}: not available under KERAS_BACKEND=jax "
                           f"(one of {', '.join(STRATEGIES)})")
     devices = keras.distribution.list_devices()
-    distribution = DataParallel(devices=devices[:1] if name == "default" else devices)
+    if name == "default" or len(devices) == 1:
+        return OneDevice()
+    distribution = DataParallel(devices=devices)
     keras.distribution.set_distribution(distribution)
     return distribution
