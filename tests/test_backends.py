@@ -30,13 +30,13 @@ pytestmark = pytest.mark.slow
 WORKER = os.path.join(REPO, "tests", "backend_worker.py")
 EPS32 = float(np.finfo(np.float32).eps)
 LEARNING_RATE = 0.1
-# What each backend's worker does (tensorflow.keras is written by the fixture, jax.keras
-# by the JAX worker, which therefore runs first).
+# What each backend's worker does, in this order: tensorflow.keras is written by the
+# fixture, jax.keras and torch.keras by the JAX and PyTorch workers.
 RUNS = {
     "jax": ["--outputs", "tensorflow.keras", "--save", "jax",
             "--step", "tensorflow.keras", "--strategy", "default", "mirrored"],
-    "tensorflow": ["--outputs", "tensorflow.keras", "jax.keras", "--step", "tensorflow.keras"],
-    "torch": ["--outputs", "tensorflow.keras", "jax.keras"],
+    "torch": ["--outputs", "tensorflow.keras", "jax.keras", "--save", "torch"],
+    "tensorflow": ["--outputs", "tensorflow.keras", "jax.keras", "torch.keras", "--step", "tensorflow.keras"],
 }
 
 
@@ -110,6 +110,7 @@ def runs(tmp_path_factory):
     for backend, args in RUNS.items():
         if not _installed(backend):
             continue
+        args = [a for a in args if a != "torch.keras" or _installed("torch")]
         done = subprocess.run([sys.executable, WORKER, str(directory), *args], cwd=REPO,
                               env=_environment(backend), capture_output=True, text=True)
         assert done.returncode == 0, f"{backend}: {done.stderr[-3000:]}"
@@ -118,13 +119,14 @@ def runs(tmp_path_factory):
 
 def test_same_outputs_and_checkpoints_across_backends(runs):
     """The TensorFlow-saved checkpoint under JAX (and PyTorch), the JAX-saved one under
-    TensorFlow (and PyTorch): every output within :func:`_relative_tolerance` of
-    TensorFlow's on the original, times the output's scale."""
+    TensorFlow (and PyTorch), the PyTorch-saved one under TensorFlow: every output within
+    :func:`_relative_tolerance` of TensorFlow's on the original, times the output's scale."""
     directory, model = runs
     reference = np.load(directory / "tensorflow_tensorflow.npz")
     networks = {"generator": [model.generator], "discriminator": [model.discriminator],
                 "completed": [model.generator]}
-    compared = ["tensorflow_jax", "jax_tensorflow"] + (["torch_tensorflow", "torch_jax"] if _installed("torch") else [])
+    compared = ["tensorflow_jax", "jax_tensorflow"] + (
+        ["torch_tensorflow", "torch_jax", "tensorflow_torch"] if _installed("torch") else [])
     for run in compared:
         got = np.load(directory / f"{run}.npz")
         assert set(got) == set(reference) == set(networks)
