@@ -1,5 +1,7 @@
 """The context-encoder training model: a ``keras.Model`` with custom ``train_step`` and
 ``test_step`` (as in the keras.io DCGAN example), driven by ``compile()`` and ``fit()``.
+Everything here is ``keras.ops``; the steps, the one backend-specific part, are
+:mod:`~ctxenc_tf.model.tensorflow_steps` or :mod:`~ctxenc_tf.model.jax_steps`.
 
 Data: ``(images, masks)`` batches, images NHWC float32 in ``[-1, 1]``, masks
 ``[N, S, S, 1]`` in ``{0, 1}`` (1 = hole).
