@@ -102,6 +102,20 @@ def test_importing_the_package_has_no_side_effects():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)
 
 
+def test_model_code_imports_no_tensorflow():
+    """The model runs on every Keras backend: only its TensorFlow training steps import
+    TensorFlow at module level (loaded under that backend alone, see context_encoder.py)."""
+    wrong = []
+    for name in sorted(os.listdir(os.path.join(PACKAGE, "model"))):
+        if not name.endswith(".py") or name == "tensorflow_steps.py":
+            continue
+        for node in ast.parse(open(os.path.join(PACKAGE, "model", name)).read()).body:
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            wrong += [f"model/{name} imports {m}" for m in modules if m and m.split(".")[0] == "tensorflow"]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_private_hooks_used_by_compat_still_exist():
     """compat.py overrides or calls these private APIs; if an upgrade renames them the
     workaround silently stops working, so this test fails first."""

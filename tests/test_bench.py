@@ -1,13 +1,16 @@
-"""python -m ctxenc_tf bench: every row printed in quick mode, FLOPs counted right."""
+"""python -m ctxenc_tf bench: every row printed in quick mode, FLOPs counted right, and the
+synthetic bench running under JAX and PyTorch with TensorFlow unimportable."""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from conftest import REPO
-from ctxenc_tf.benchmark import measurements as bench
+from ctxenc_tf.benchmark import timing as bench
 from ctxenc_tf.cli import bench as bench_cli
 from ctxenc_tf.errors import ConfigError
 
@@ -84,3 +87,35 @@ def test_bad_flags_are_one_line_errors():
             bench_cli.main(["--latency-batches", value])
     with pytest.raises(ConfigError, match="--steps=0: must be positive"):
         bench_cli.main(["--steps", "0"])
+
+
+# ``python -m ctxenc_tf`` with every ``import tensorflow`` failing, as on a machine without it.
+WITHOUT_TENSORFLOW = ("import sys, runpy; sys.modules['tensorflow'] = None; "
+                      "runpy.run_module('ctxenc_tf', run_name='__main__')")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_synthetic_bench_needs_no_tensorflow(tmp_path, backend):
+    """``KERAS_BACKEND=jax python -m ctxenc_tf bench --synthetic`` on a machine with Keras
+    and JAX (or PyTorch) only: training (JAX) and generator inference in the three
+    precisions, as rows and JSON."""
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (requirements-jax.txt / the torch CPU wheel, docs/testing.md)")
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "bench", "--synthetic", "--quick", "--steps", "1",
+                        "--warmup", "1", "--repeats", "1", "--json", str(out)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert f"Keras {__import__('keras').__version__}, {backend}" in rows[0]["result"]
+    training = [row for row in rows if row["measurement"] == "training"]
+    inference = [row for row in rows if row["measurement"] == "generator inference"]
+    assert [row["setting"] for row in inference] == ["float32", "mixed_bfloat16", "mixed_float16"]
+    assert all(row["values"]["batch_1_ms"] > 0 and row["values"]["batch_8_ms"] > 0 for row in inference)
+    if backend == "jax":
+        assert [row["setting"].split(", ")[1] for row in training] == ["float32", "mixed_bfloat16", "mixed_float16"]
+        assert all(row["values"]["images_per_s_median"] > 0 for row in training)
+    else:
+        assert all(row["result"].startswith("not measured") for row in training)

@@ -16,8 +16,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from conftest import FACES, REPO, run_model, tiny_config
 from ctxenc_tf.utils import atomic
-from ctxenc_tf.data import pipeline
-from ctxenc_tf.model import masks
+from ctxenc_tf.data import hole_masks, pipeline
 from ctxenc_tf.export import parity, tflite, warmup
 from ctxenc_tf.data import samples
 from ctxenc_tf.inference import formats
@@ -71,7 +70,7 @@ def keras_inpaint(model, images, hole):
 
 
 def centre_masks(config, n):
-    return np.broadcast_to(masks.center_mask(config.image_size, config.hole_size).numpy()[None],
+    return np.broadcast_to(hole_masks.center_mask(config.image_size, config.hole_size).numpy()[None],
                            (n, config.image_size, config.image_size, 1)).astype(np.float32)
 
 
@@ -119,7 +118,7 @@ def test_saved_model_matches_keras(trained, exported, faces):
                                   noise[~hole])
 
     # user-drawn holes anywhere (random squares) through `inpaint`
-    hole = np.stack([masks.random_square_mask(tf.constant([i, 7]), config.image_size, config.hole_size)
+    hole = np.stack([hole_masks.random_square_mask(tf.constant([i, 7]), config.image_size, config.hole_size)
                      for i in range(n)]).astype(np.float32)
     out = sigs["inpaint"](images=tf.constant(faces), masks=tf.constant(hole))
     assert np.abs(out["completed"].numpy() - keras_inpaint(model, faces, hole)[0]).max() <= 1e-5
@@ -240,7 +239,7 @@ def test_tflite_variants_match_keras(trained, faces, tmp_path):
         assert rows[variant]["psnr"] >= min_psnr, (variant, rows[variant])
 
     # the inpaint signature of the float32 file with user-drawn holes
-    hole = np.stack([masks.random_square_mask(tf.constant([i, 3]), s, model.config.hole_size)
+    hole = np.stack([hole_masks.random_square_mask(tf.constant([i, 3]), s, model.config.hole_size)
                      for i in range(4)]).astype(np.float32)
     got = run_model(paths["float32"], faces[:4], hole)
     assert np.abs(got["completed"] - keras_inpaint(model, faces[:4], hole)[0]).max() <= 1e-4

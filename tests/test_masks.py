@@ -1,13 +1,14 @@
-"""Mask geometry, erosion, overlap weighting and blending."""
+"""Mask drawing (tf.data), and the model's mask geometry: erosion, overlap weighting, blending."""
 
 import numpy as np
 import tensorflow as tf
 
+from ctxenc_tf.data import hole_masks
 from ctxenc_tf.model import masks
 
 
 def test_center_mask_default_geometry():
-    m = masks.center_mask(128, 64).numpy()
+    m = hole_masks.center_mask(128, 64).numpy()
     assert m.shape == (128, 128, 1)
     ys, xs = np.nonzero(m[..., 0])
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (32, 95, 32, 95)
@@ -19,7 +20,7 @@ def test_center_mask_default_geometry():
 
 
 def test_loss_weights_ten_times_on_overlap_ring():
-    m = masks.center_mask(32, 16)[None]
+    m = hole_masks.center_mask(32, 16)[None]
     w = masks.loss_weights(m, 2, 10.0).numpy()[0, ..., 0]
     assert w[0, 0] == 0  # context
     assert w[8, 8] == 10 and w[9, 15] == 10 and w[23, 23] == 10  # ring (2 px inside the hole)
@@ -39,24 +40,24 @@ def test_erode_treats_image_border_as_context():
 def test_random_square_is_inside_and_deterministic():
     seen = set()
     for s in range(20):
-        m = masks.random_square_mask(tf.constant([s, 7]), 32, 16).numpy()[..., 0]
+        m = hole_masks.random_square_mask(tf.constant([s, 7]), 32, 16).numpy()[..., 0]
         ys, xs = np.nonzero(m)
         assert m.sum() == 256 and ys.max() - ys.min() == 15 and xs.max() - xs.min() == 15
         seen.add((ys.min(), xs.min()))
-        again = masks.random_square_mask(tf.constant([s, 7]), 32, 16).numpy()[..., 0]
+        again = hole_masks.random_square_mask(tf.constant([s, 7]), 32, 16).numpy()[..., 0]
         np.testing.assert_array_equal(m, again)
     assert len(seen) > 5
 
 
 def test_random_region_coverage():
     for s in range(5):
-        m = masks.make_mask("random_region", 64, 32, tf.constant([s, 1])).numpy()
+        m = hole_masks.make_mask("random_region", 64, 32, tf.constant([s, 1])).numpy()
         assert set(np.unique(m)) <= {0.0, 1.0}
         assert abs(m.mean() - 0.25) < 0.02
 
 
 def test_blend_alpha_ramps_over_overlap():
-    m = masks.center_mask(32, 16)[None]
+    m = hole_masks.center_mask(32, 16)[None]
     a = masks.blend_alpha(m, 2).numpy()[0, 16, :, 0]
     np.testing.assert_allclose(a[6:12], [0, 0, 1 / 3, 2 / 3, 1, 1], atol=1e-6)
     assert masks.blend_alpha(m, 0).numpy().sum() == 256
@@ -66,8 +67,8 @@ def test_box_crop_and_paste_follow_random_squares_to_the_border():
     """The generator's square follows the hole (random squares, even at the border), and
     pasting a crop back reproduces the image exactly on the square, zero elsewhere."""
     size, hole = 32, 16
-    mask = np.stack([masks.random_square_mask(tf.constant([i, 5]), size, hole).numpy() for i in range(16)]
-                    + [masks.center_mask(size, hole).numpy()])
+    mask = np.stack([hole_masks.random_square_mask(tf.constant([i, 5]), size, hole).numpy() for i in range(16)]
+                    + [hole_masks.center_mask(size, hole).numpy()])
     offsets = masks.box_offsets(tf.constant(mask), hole).numpy()
     for m, (top, left) in zip(mask, offsets):
         rows, cols = np.nonzero(m[..., 0])

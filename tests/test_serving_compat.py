@@ -18,7 +18,7 @@ from conftest import REPO, tiny_model
 from ctxenc_tf.data import samples
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.inference.formats import SIGNATURES
-from ctxenc_tf.model import masks
+from ctxenc_tf.data import hole_masks
 from ctxenc_tf.model.context_encoder import ContextEncoder
 
 SERVING_PYTHON = os.environ.get("CTXENC_SERVING_TF_PYTHON",
@@ -65,7 +65,7 @@ def test_export_runs_in_the_serving_images_tensorflow(tmp_path):
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, "PNG")
         pngs.append(buffer.getvalue())
-    holes = np.stack([masks.random_square_mask(tf.constant([i, 3]), config.image_size, config.hole_size)
+    holes = np.stack([hole_masks.random_square_mask(tf.constant([i, 3]), config.image_size, config.hole_size)
                       for i in range(3)]).astype(np.float32)
     inputs = {"serving_default/images": faces, "serving_uint8/images": as_uint8,
               "serving_bytes/image_bytes": np.array(pngs, dtype=object),

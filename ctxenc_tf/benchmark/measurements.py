@@ -1,17 +1,28 @@
-"""The benchmark's measurements (machine, matmul peak, FLOPs, training throughput, input
-pipeline, inference latency through the one model runner) and the table they fill. The
-command and what each row means are in :mod:`ctxenc_tf.cli.bench`."""
+"""The full benchmark's measurements, in TensorFlow (machine, matmul peak, training
+throughput under ``tf.distribute``, input pipeline, inference latency through the one model
+runner, exports included), with :mod:`ctxenc_tf.benchmark.timing`'s FLOPs, timers and
+table. The command and what each row means are in :mod:`ctxenc_tf.cli.bench`."""
 
 import os
-import platform
-import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from ctxenc_tf.config import ModelConfig, RunConfig
+from ctxenc_tf.benchmark.timing import (
+    COMPUTE_DTYPES,
+    BenchSettings,
+    Table,
+    conv_flops,
+    cpu_name,
+    latency_ms,
+    si,
+    synthetic_batch,
+    time_fits,
+    timed,
+    train_flops_per_image,
+)
+from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.prepare import prepare
 from ctxenc_tf.data.samples import real_images
@@ -19,20 +30,6 @@ from ctxenc_tf.errors import DataError
 from ctxenc_tf.inference.runner import KerasRunner, load_runner, usable_cores
 
 PIPELINE_IMAGES = 2048  # images the input-pipeline rows read (and prepare), cycled as epochs
-
-PARTS = ("train", "pipeline", "inference")
-
-
-def cpu_name() -> str:
-    """The CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_description() -> str:
@@ -62,83 +59,14 @@ def matmul_peak(n: int, dtype: str = "float32", repeats: int = 5, trials: int = 
         return x[0, 0]
 
     chain(a).numpy()  # trace and warm up
-    best = min(_timed(lambda: chain(a).numpy()) for _ in range(trials))
+    best = min(timed(lambda: chain(a).numpy()) for _ in range(trials))
     return 2.0 * n ** 3 * repeats / best
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def conv_flops(model) -> int:
-    """Forward FLOPs per image of the convolutions in ``model`` (2 per multiply-add).
-    ``Conv2D``: ``2 * Ho * Wo * Cout * k * k * Cin``; ``Conv2DTranspose``: ``2 * Hi * Wi *
-    Cin * k * k * Cout`` (each input pixel is spread over a ``k x k`` window; counting it on
-    the output grid, as TF's profiler does, would add the zeros of the dilated input).
-    Normalisation, activations and the hole fill are left out (well under 1%)."""
-    from keras import layers
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
-            kh, kw = layer.kernel_size
-            cin = layer.input.shape[-1]
-            grid = layer.input.shape if isinstance(layer, layers.Conv2DTranspose) else layer.output.shape
-            total += 2 * grid[1] * grid[2] * kh * kw * cin * layer.filters
-    return int(total)
-
-
-def train_flops_per_image(generator_flops: int, discriminator_flops: int) -> int:
-    """FLOPs of one training step per image, backward = 2x forward where weights and inputs
-    both need gradients: forward G + D(real) + D(fake); the generator's gradient goes back
-    through D(fake) (input gradients only, 1x) and G (2x); the discriminator's through
-    D(real) and D(fake) (2x each). Total ``3 G + 7 D`` (``3 G`` without a discriminator)."""
-    return 3 * generator_flops + 7 * discriminator_flops
-
-
-def synthetic_batch(config: ModelConfig, batch: int, seed: int = 0):
-    """``(images, masks)``: ``[B, S, S, 3]`` float32 uniform in ``[-1, 1]`` and the
-    config's masks ``[B, S, S, 1]``."""
-    import tensorflow as tf
-
-    from ctxenc_tf.model import masks
-
-    images = tf.random.stateless_uniform([batch, config.image_size, config.image_size, 3], [seed, 1],
-                                         minval=-1.0, maxval=1.0)
-    hole = tf.stack([masks.make_mask(config.mask_type, config.image_size, config.hole_size,
-                                     tf.constant([seed, i], tf.int32)) for i in range(batch)])
-    return images, hole
-
-
-def _step_timer():
-    """A callback recording each training call's wall time (``steps``, seconds) and when
-    the last one ended (``last_end``, ``time.perf_counter``)."""
-    import keras
-
-    class StepTimer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.steps, self.last_end = [], None
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.begin = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            float(np.asarray((logs or {}).get("g_loss", 0.0)))  # the step's results exist now
-            self.last_end = time.perf_counter()
-            self.steps.append(self.last_end - self.begin)
-
-    return StepTimer()
 
 
 def training_throughput(config: RunConfig, steps: int, warmup: int, repeats: int = 3) -> dict:
     """Train ``config`` on one synthetic batch repeated (no input pipeline) with
-    ``model.fit`` under the strategy ``config.strategy`` names: one ``fit`` of ``warmup``
-    steps (tracing and XLA compilation: ``compile_s``), then ``repeats`` fits of ``steps``
-    steps, each step timed on its own. Returns ``{"images_per_s": (min, median),
-    "step_ms": (min, median), "compile_s", "end_of_fit_s" (the longest wait between the
-    last step and ``fit`` returning), "replicas"}``; images/s from single step times."""
+    ``model.fit`` under the strategy ``config.strategy`` names, timed by
+    :func:`~ctxenc_tf.benchmark.timing.time_fits`; its figures and ``"replicas"``."""
     import keras
     import tensorflow as tf
 
@@ -159,25 +87,10 @@ def training_throughput(config: RunConfig, steps: int, warmup: int, repeats: int
         with strategy.scope():
             model = ContextEncoder(config.model)
             model.compile(run=config)
-        per_call = config.steps_per_execution
-        timer = _step_timer()
-
-        def fit(count):
-            started = time.perf_counter()
-            model.fit(ds, steps_per_epoch=count * per_call, shuffle=False, verbose=0, callbacks=[timer])
-            return time.perf_counter() - started, time.perf_counter() - timer.last_end
-
-        compile_s, _ = fit(max(warmup, 1))
-        step_s, end_of_fit = [], []
-        for _ in range(repeats):
-            end_of_fit.append(fit(steps)[1])
-            step_s += [t / per_call for t in timer.steps]
+        result = time_fits(model, ds, steps, warmup, repeats, config.batch_size)
     finally:
         set_precision("float32")
-    median = statistics.median(step_s)
-    return {"images_per_s": (config.batch_size / max(step_s), config.batch_size / median),
-            "step_ms": (1000 * min(step_s), 1000 * median), "compile_s": compile_s,
-            "end_of_fit_s": max(end_of_fit), "replicas": strategy.num_replicas_in_sync}
+    return {**result, "replicas": strategy.num_replicas_in_sync}
 
 
 def pipeline_throughput(files, config: RunConfig, batches: int) -> float:
@@ -197,15 +110,7 @@ def pipeline_throughput(files, config: RunConfig, batches: int) -> float:
         for _ in range(batches):
             next(iterator)
 
-    return batches * config.batch_size / _timed(consume)
-
-
-def latency_ms(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after two
-    warm-up calls."""
-    fn()
-    fn()
-    return 1000 * statistics.median(_timed(fn) for _ in range(repeats))
+    return batches * config.batch_size / timed(consume)
 
 
 def inference_runners(model, out_dir: str, variants, calibration, log) -> dict:
@@ -227,53 +132,6 @@ def inference_runners(model, out_dir: str, variants, calibration, log) -> dict:
     for variant, path in paths.items():
         runners[f"TFLite {variant}"] = load_runner(path)
     return runners
-
-
-@dataclass
-class BenchSettings:
-    """How long and what to measure (the bench's own flags, see ``python -m ctxenc_tf bench --help``)."""
-
-    steps: int = 10  # timed training steps per fit
-    warmup: int = 2  # untimed training steps first (tracing, XLA compilation)
-    train_repeats: int = 3  # timed fits per training setting
-    repeats: int = 10  # timed calls per latency figure
-    pipeline_batches: int = 20  # timed input batches
-    matmul_size: int = 2048  # side of the peak matmul
-    matmul_repeats: int = 5  # chained matmuls per trial
-    calibration_images: int = 16  # real images calibrating full_int8
-    variants: tuple = ("float32", "float16", "dynamic_int8", "full_int8")  # TFLite variants timed
-    latency_batches: tuple = (1, 64)  # batch sizes of the inference latency rows
-    skip: tuple = ()  # parts left out, of PARTS
-    data_dir: str = ""  # real images for the pipeline and latency rows ('' = bundled faces)
-
-
-class Table:
-    """Rows of ``(measurement, setting, result, relative)`` printed as Markdown."""
-
-    def __init__(self, out=print):
-        self.rows, self.out = [], out
-
-    def add(self, measurement: str, setting: str, result: str, relative: str = "", values=None) -> None:
-        """One row; ``values`` (numbers by name) go to the JSON only."""
-        self.rows.append({"measurement": measurement, "setting": setting, "result": result,
-                          "relative": relative, "values": values or {}})
-        self.out(f"  {measurement} [{setting}]: {result}" + (f" ({relative})" if relative else ""))
-
-    def markdown(self) -> str:
-        lines = ["| measurement | setting | result | relative |", "|---|---|---:|---|"]
-        lines += [f"| {r['measurement']} | {r['setting']} | {r['result']} | {r['relative']} |"
-                  for r in self.rows]
-        return "\n".join(lines)
-
-
-def _si(value: float, unit: str) -> str:
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
-
-COMPUTE_DTYPES = {"float32": "float32", "float64": "float64", "mixed_float16": "float16",
-                  "mixed_bfloat16": "bfloat16"}
 
 
 def _training_rows(table: Table, config: RunConfig, settings: BenchSettings, step_flops: int, peak: float) -> float:
@@ -371,9 +229,9 @@ def run(config: RunConfig, settings: BenchSettings, log=print) -> Table:
     step_flops = train_flops_per_image(g_flops, d_flops)
     geometry = (f"{config.model.image_size}px, bottleneck {config.model.bottleneck}, "
                 f"{model.generator.count_params() / 1e6:.1f}M G params")
-    table.add("FLOPs / image", f"generator forward, {geometry}", _si(g_flops, "FLOP"))
-    table.add("FLOPs / image", "discriminator forward", _si(d_flops, "FLOP"))
-    table.add("FLOPs / image", "training step (3 G + 7 D)", _si(step_flops, "FLOP"))
+    table.add("FLOPs / image", f"generator forward, {geometry}", si(g_flops, "FLOP"))
+    table.add("FLOPs / image", "discriminator forward", si(d_flops, "FLOP"))
+    table.add("FLOPs / image", "training step (3 G + 7 D)", si(step_flops, "FLOP"))
 
     training_speed = None if "train" in settings.skip else _training_rows(table, config, settings, step_flops, peak)
     with tempfile.TemporaryDirectory(prefix="ctxenc-bench-") as tmp:

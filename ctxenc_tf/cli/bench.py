@@ -19,15 +19,24 @@ Prints one Markdown table with
 
 ``--json PATH`` writes every row with its numbers. ``--quick`` runs a 32x32 toy model for
 a smoke test; its figures mean nothing.
+
+``--synthetic`` runs only what needs Keras alone, on any backend and without TensorFlow
+(:mod:`ctxenc_tf.benchmark.synthetic`): training and generator inference on synthetic
+batches, in float32, mixed_bfloat16 and mixed_float16, on the devices Keras finds
+(``KERAS_BACKEND=jax python -m ctxenc_tf bench --synthetic`` on a GPU machine with JAX).
 """
 
 import json
 
-from ctxenc_tf.benchmark.measurements import PARTS, BenchSettings, run
+import keras
+
+from ctxenc_tf.benchmark import synthetic
+from ctxenc_tf.benchmark.timing import PARTS, BenchSettings
 from ctxenc_tf.cli.common import add_config_arguments, command_parser, config_from_args
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.inference.formats import VARIANTS
+from ctxenc_tf.model.replicas import device_kind
 from ctxenc_tf.utils import atomic
 
 QUICK = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8, disc_filters=8)
@@ -61,6 +70,9 @@ def parse_args(argv):
                         help="batch sizes of the inference latency rows (default 1,64)")
     parser.add_argument("--skip", default="",
                         help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="training and generator inference only, with Keras alone (any backend, "
+                             "no TensorFlow), in float32, mixed_bfloat16 and mixed_float16")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     return parser.parse_args(argv)
 
@@ -87,11 +99,12 @@ def main(argv=None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')}={value}: must be positive")
+    if not args.synthetic and keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"bench: under KERAS_BACKEND={keras.backend.backend()} only --synthetic runs "
+                          "(the full bench times TensorFlow's input pipeline and exports)")
     base = RunConfig.create(**QUICK, batch_size=8) if args.quick else RunConfig(batch_size=64)
     config = config_from_args(args, base=base)
-    import tensorflow as tf
-
-    gpu = bool(tf.config.list_physical_devices("GPU"))
+    gpu = device_kind() == "gpu"
     settings = BenchSettings(
         steps=args.steps or (2 if args.quick else 10), warmup=args.warmup,
         train_repeats=args.train_repeats or (1 if args.quick else 3),
@@ -102,7 +115,13 @@ def main(argv=None) -> int:
         variants=variants, latency_batches=latency_batches, skip=skip, data_dir=config.data_dir)
     print(f"benchmarking {config.model.image_size}x{config.model.image_size} model, global batch {config.batch_size}"
           + (" (--quick: toy sizes, figures meaningless)" if args.quick else ""))
-    table = run(config, settings)
+    if args.synthetic:
+        table = synthetic.run(config, settings)
+    else:
+        # Imported only here: the full bench needs TensorFlow, --synthetic must not.
+        from ctxenc_tf.benchmark import measurements
+
+        table = measurements.run(config, settings)
     print()
     print(table.markdown())
     if args.json:

@@ -12,10 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from ctxenc_tf.config import RunConfig
-from ctxenc_tf.data import seeded_order
+from ctxenc_tf.data import hole_masks, seeded_order
 from ctxenc_tf.data.records import Records
 from ctxenc_tf.errors import DataError
-from ctxenc_tf.model import masks
 
 
 def decode_image(contents, image_size: int, stretch: bool = False):
@@ -88,7 +87,7 @@ def _augment(config: RunConfig, epoch, training: bool):
         if training:
             flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-        return image, masks.make_mask(mask_type, m.image_size, m.hole_size, seed)
+        return image, hole_masks.make_mask(mask_type, m.image_size, m.hole_size, seed)
     return add_mask
 
 

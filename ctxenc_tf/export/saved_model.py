@@ -26,11 +26,10 @@ import keras
 import tensorflow as tf
 
 from ctxenc_tf.config import ModelConfig
-from ctxenc_tf.data import pipeline
+from ctxenc_tf.data import hole_masks, pipeline
 from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.export.warmup import write_warmup
 from ctxenc_tf.inference.formats import CONFIG_FILE, SAVED_MODEL_DIR, SIGNATURES
-from ctxenc_tf.model import masks
 from ctxenc_tf.model.context_encoder import ContextEncoder, paste_prediction
 from ctxenc_tf.model.precision import float32_generator
 from ctxenc_tf.utils import atomic
@@ -90,7 +89,7 @@ class InpaintingModule(tf.Module):
     def complete_centre(self, images):
         """:meth:`complete` with the centre ``hole_size`` square as the hole."""
         c = self.config
-        mask = masks.center_mask(c.image_size, c.hole_size)[None]
+        mask = hole_masks.center_mask(c.image_size, c.hole_size)[None]
         return self.complete(images, tf.broadcast_to(mask, tf.concat([tf.shape(images)[:1],
                                                                       tf.shape(mask)[1:]], 0)))
 

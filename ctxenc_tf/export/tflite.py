@@ -19,10 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from ctxenc_tf.config import ModelConfig
+from ctxenc_tf.data import hole_masks
 from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.export.saved_model import InpaintingModule, write_config
 from ctxenc_tf.inference.formats import TFLITE_SIGNATURES, VARIANTS, tflite_path
-from ctxenc_tf.model import masks
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.model.precision import float32_generator
 from ctxenc_tf.utils import atomic
@@ -32,7 +32,7 @@ CALIBRATION_IMAGES = 64
 
 def calibration_masks(config: ModelConfig, count: int) -> np.ndarray:
     """``count`` masks of the model's own type (seeded), ``[count, S, S, 1]`` float32."""
-    return np.stack([masks.make_mask(config.mask_type, config.image_size, config.hole_size,
+    return np.stack([hole_masks.make_mask(config.mask_type, config.image_size, config.hole_size,
                                      seed=tf.constant([i, config.trained_on.get("seed", 0)], tf.int32)).numpy()
                      for i in range(count)])
 

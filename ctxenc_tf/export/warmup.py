@@ -12,7 +12,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.inference.photos import encode_png
-from ctxenc_tf.model import masks
+from ctxenc_tf.data import hole_masks
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -41,7 +41,7 @@ def warmup_logs(images: np.ndarray, config: ModelConfig) -> list:
     """
     images = np.asarray(images, np.float32)
     as_uint8 = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
-    hole = masks.center_mask(config.image_size, config.hole_size).numpy()[None].astype(np.float32)
+    hole = hole_masks.center_mask(config.image_size, config.hole_size).numpy()[None].astype(np.float32)
     logs = [
         _log("serving_default", {"images": images[:1]}),
         _log("serving_uint8", {"images": as_uint8[:1]}),

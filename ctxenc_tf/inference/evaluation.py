@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctxenc_tf.config import ModelConfig, training_data
-from ctxenc_tf.data import pipeline, screening, sources
+from ctxenc_tf.data import hole_masks, pipeline, screening, sources
 from ctxenc_tf.errors import ConfigError, DataError
 from ctxenc_tf.inference import baselines
 from ctxenc_tf.model import masks, metrics
@@ -77,7 +77,7 @@ def eval_dataset(files, config: ModelConfig, batch_size: int, seed: int = 0, str
     def load(path, index):
         image = (pipeline.load_image(path, s, stretch) + 1.0) / 2.0
         pair = tf.stack([tf.constant(seed, tf.int32), tf.cast(index, tf.int32)])
-        return path, image, masks.make_mask(config.mask_type, s, config.hole_size, pair)
+        return path, image, hole_masks.make_mask(config.mask_type, s, config.hole_size, pair)
 
     ds = tf.data.Dataset.from_tensor_slices((pipeline.path_bytes(files), tf.range(len(files))))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ctxenc_tf.config import ModelConfig
-from ctxenc_tf.data import pipeline
+from ctxenc_tf.data import hole_masks, pipeline
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.model import masks
 
@@ -184,7 +184,7 @@ def prepare(photo: Photo, config: ModelConfig, hole: np.ndarray | None = None) -
     if hole is None:
         window = centre_window(shape)
         hole = centre_hole(shape, window, config)
-        mask = masks.center_mask(s, config.hole_size).numpy()
+        mask = hole_masks.center_mask(s, config.hole_size).numpy()
     else:
         # A model that fills one square gets the hole inside it, with a pixel to spare for
         # the resize's antialiasing on each side.

@@ -20,8 +20,8 @@ import numpy as np
 
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.errors import CheckpointError, one_line
+from ctxenc_tf.data import hole_masks
 from ctxenc_tf.inference.formats import find_config, model_kind, saved_model_version_dir
-from ctxenc_tf.model import masks as mask_ops
 from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import paste_prediction
 from ctxenc_tf.model.precision import float32_generator
@@ -67,7 +67,7 @@ class Runner:
     def centre_masks(self, count: int) -> np.ndarray:
         """``count`` copies of the model's centre hole, ``[count, S, S, 1]`` float32."""
         c = self.config
-        centre = mask_ops.center_mask(c.image_size, c.hole_size).numpy()[None]
+        centre = hole_masks.center_mask(c.image_size, c.hole_size).numpy()[None]
         return np.repeat(centre, count, axis=0)
 
     def _run(self, images, masks):

@@ -1,19 +1,30 @@
 """The context-encoder training model: a ``keras.Model`` with custom ``train_step`` and
 ``test_step`` (as in the keras.io DCGAN example), driven by ``compile()`` and ``fit()``.
+Everything here is ``keras.ops``; the steps, the one backend-specific part, are
+:mod:`~ctxenc_tf.model.tensorflow_steps` or :mod:`~ctxenc_tf.model.jax_steps`.
 
 Data: ``(images, masks)`` batches, images NHWC float32 in ``[-1, 1]``, masks
 ``[N, S, S, 1]`` in ``{0, 1}`` (1 = hole).
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from ctxenc_tf import compat
 from ctxenc_tf.config import ModelConfig, RunConfig
 from ctxenc_tf.model import losses, masks, metrics
 from ctxenc_tf.model.networks import build_discriminator, build_generator
 from ctxenc_tf.model.precision import uses_loss_scaling
+from ctxenc_tf.model.replicas import device_kind
+
+# The training steps are the one backend-specific part, chosen once at import as Keras
+# chooses its own trainer (keras/src/backend/__init__.py); each module is imported only
+# under its backend, so the model imports no TensorFlow under JAX or PyTorch.
+if keras.backend.backend() == "tensorflow":
+    from ctxenc_tf.model.tensorflow_steps import TensorFlowSteps as BackendSteps
+elif keras.backend.backend() == "jax":
+    from ctxenc_tf.model.jax_steps import JaxSteps as BackendSteps
+else:
+    from ctxenc_tf.model.no_steps import NoSteps as BackendSteps
 
 METRIC_NAMES = ("g_loss", "d_loss", "rec_loss", "adv_loss", "psnr", "l1")
 
@@ -60,22 +71,19 @@ def paste_prediction(images, prediction, mask, config: ModelConfig):
 
 
 def default_jit_compile() -> bool:
-    """XLA for training when a GPU or TPU is present. On CPUs TensorFlow's own (oneDNN)
+    """XLA for training under JAX (its only compiler: without it JAX runs op by op) and,
+    under TensorFlow, when a GPU or TPU is present. On CPUs TensorFlow's own (oneDNN)
     kernels trained the default model 1.6x faster than XLA's once the bottleneck became
     matrix products (``python -m ctxenc_tf bench`` on a 2-core Intel Xeon)."""
-    return any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
-
-
-def _global_mean(per_example):
-    """Mean over the *global* batch of per-example values, for gradients: the per-replica
-    mean divided by the number of replicas (the optimiser sums across replicas)."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return ops.mean(per_example) / float(replicas)
+    if keras.backend.backend() == "jax":
+        return True
+    return device_kind() != "cpu"
 
 
 @keras.saving.register_keras_serializable(package="ctxenc_tf")
-class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
-    """Generator + discriminator trained jointly. ``compile(g_optimizer, d_optimizer)``."""
+class ContextEncoder(BackendSteps, keras.Model):
+    """Generator + discriminator trained jointly. ``compile(g_optimizer, d_optimizer)``;
+    ``train_step`` / ``test_step`` come from the backend's :data:`BackendSteps`."""
 
     def __init__(self, config: ModelConfig | dict, generator=None, discriminator=None, **kwargs):
         super().__init__(**kwargs)
@@ -105,7 +113,6 @@ class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
         run = run or RunConfig(model=self.config)
         kwargs.setdefault("jit_compile", default_jit_compile() if run.jit_compile is None else run.jit_compile)
         kwargs.setdefault("steps_per_execution", run.steps_per_execution)
-        super().compile(**kwargs)
         # epsilon 1e-8: Torch's (the original code's and PyTorch's) Adam default; Keras' is 1e-7.
         g_optimizer = g_optimizer or keras.optimizers.Adam(run.g_learning_rate, beta_1=run.beta_1, epsilon=1e-8)
         d_optimizer = d_optimizer or (
@@ -118,12 +125,17 @@ class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
         for optimizer, network in ((g_optimizer, self.generator), (d_optimizer, self.discriminator)):
             if optimizer is not None and not optimizer.built:
                 optimizer.build(network.trainable_variables)
+        # No Keras-level optimiser (Keras would add an unused RMSprop to every saved state);
+        # last, because the backend's steps may present the two optimisers to Keras.
+        super().compile(optimizer=None, **kwargs)
 
     @property
     def metrics(self):
         return list(self.trackers.values())
 
     def _step_values(self, images, mask, training):
+        """One forward pass of both networks on ``(images, mask)``: ``{name: [N] values}``
+        for every name in :data:`METRIC_NAMES` the model tracks, the losses included."""
         c = self.config
         prediction = self.generator([images, mask], training=training)
         target = crop_to_output(images, mask, c)
@@ -147,30 +159,10 @@ class ContextEncoder(compat.NoSymbolicBuild, keras.Model):
         return out
 
     def _update_trackers(self, values):
+        """Feed ``_step_values``' output to the trackers; their results as logs."""
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
-        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
-        return compat.logs_for_workers(logs)
-
-    def train_step(self, data):
-        images, mask = data
-        g_vars = self.generator.trainable_variables
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            values = self._step_values(images, mask, training=True)
-            g_scaled = self.g_optimizer.scale_loss(_global_mean(values["g_loss"]))
-            if self.discriminator is not None:
-                d_scaled = self.d_optimizer.scale_loss(_global_mean(values["d_loss"]))
-        # Both networks step on the same forward pass, as in the original Torch code
-        # (its generator step reuses the discriminator output computed for the D step).
-        self.g_optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
-        if self.discriminator is not None:
-            d_vars = self.discriminator.trainable_variables
-            self.d_optimizer.apply(d_tape.gradient(d_scaled, d_vars), d_vars)
-        return self._update_trackers(values)
-
-    def test_step(self, data):
-        images, mask = data
-        return self._update_trackers(self._step_values(images, mask, training=False))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def get_config(self):
         return {

@@ -4,7 +4,7 @@ computes in 16 bits (mixed precision), and in float64 under a float64 policy (us
 check distributed training exactly, see ``tests/test_distribute.py``).
 
 Images and predictions are NHWC in ``[-1, 1]``; ``weights`` and ``region`` are
-``[N, H, W, 1]`` (see :func:`ctxenc_tf.masks.loss_weights`).
+``[N, H, W, 1]`` (see :func:`ctxenc_tf.model.masks.loss_weights`).
 """
 
 from keras import ops

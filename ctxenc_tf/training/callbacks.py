@@ -29,9 +29,9 @@ def sample_grid(model, images, mask) -> np.ndarray:
     ``[3*S, K*S, 3]``.
     """
     fill = np.asarray(model.config.fill_value or (0.0, 0.0, 0.0), np.float32)
-    hidden = masks.hidden_region(tf.convert_to_tensor(mask, tf.float32), model.config.overlap).numpy()
+    hidden = keras.ops.convert_to_numpy(masks.hidden_region(np.asarray(mask, np.float32), model.config.overlap))
     masked = images * (1.0 - hidden) + fill * hidden
-    completed = model([images, mask], training=False)
+    completed = keras.ops.convert_to_numpy(model([images, mask], training=False))
     rows = [np.concatenate(list(signed_to_uint8(r).numpy()), axis=1) for r in (masked, completed, images)]
     return np.concatenate(rows, axis=0)
 

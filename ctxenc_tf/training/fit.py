@@ -113,7 +113,9 @@ def existing_best(path: str, config: RunConfig, val_ds, monitor: str) -> float:
     if differ:
         raise ConfigError(f"{path} is a checkpoint of another run ({', '.join(differ)}); "
                           "use a new --output-dir (or move it away)")
-    model.compile(jit_compile=False)
+    # One evaluation: XLA's compile time does not pay off under TensorFlow; JAX without it
+    # would run op by op.
+    model.compile(jit_compile=keras.backend.backend() == "jax")
     return float(model.evaluate(val_ds, verbose=0, return_dict=True)[monitor.removeprefix("val_")])
 
 

@@ -1,4 +1,5 @@
-"""``tf.distribute`` strategy and dtype policy selection from the config.
+"""``tf.distribute`` strategy and dtype policy selection from the config (under JAX, the
+strategy is :mod:`ctxenc_tf.training.data_parallel`'s).
 
 How a global batch is shared (Keras 3 + ``tf.distribute``): ``model.fit`` hands the
 ``tf.data`` pipeline, batched at the *global* ``batch_size``, to
@@ -18,6 +19,8 @@ import keras
 import tensorflow as tf
 
 from ctxenc_tf.errors import ConfigError, one_line
+from ctxenc_tf.model.replicas import device_kind
+from ctxenc_tf.training.data_parallel import data_parallel
 
 
 def cluster_workers(tf_config: str | None = None) -> int:
@@ -50,7 +53,7 @@ def resolve_strategy_name(name: str) -> str:
     return "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+def make_strategy(name: str):
     """Strategy for ``name`` (see :func:`resolve_strategy_name` for ``auto``):
 
     * ``default``: one device (the first GPU if there is one, else the CPU).
@@ -62,7 +65,10 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
       TPU VM).
 
     Raises :class:`ConfigError` naming ``--strategy`` when the hardware is not there.
+    Under ``KERAS_BACKEND=jax``: :func:`~ctxenc_tf.training.data_parallel.data_parallel`.
     """
+    if keras.backend.backend() == "jax":
+        return data_parallel(name)
     name = resolve_strategy_name(name)
     if name == "default":
         return tf.distribute.get_strategy()
@@ -98,7 +104,7 @@ def check_global_batch(strategy: tf.distribute.Strategy, batch_size: int) -> int
 def mixed_precision_policy() -> str:
     """The mixed policy that pays off on this machine: ``mixed_float16`` with a GPU (tensor
     cores), ``mixed_bfloat16`` otherwise (TPUs and recent CPUs compute bfloat16 natively)."""
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16" if device_kind() == "gpu" else "mixed_bfloat16"
 
 
 def set_precision(policy: str) -> None:
