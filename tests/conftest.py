@@ -14,6 +14,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACES = os.path.join(REPO, "ctxenc_tf", "assets", "faces")
 
 
+def not_installed(what: str, how: str):
+    """Skip a test whose package or environment is missing here, saying how to install it;
+    under CI (``CI`` set, as ``.ci/run`` sets it), which installs everything, fail instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing under CI: {how}")
+    pytest.skip(f"{what} is not installed: {how}")
+
+
 def tiny_config(**overrides) -> RunConfig:
     """A 32x32 model small enough to train in seconds on a CPU."""
     values = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8,

@@ -4,11 +4,13 @@ pixel with the inpaint command's output for the same photo and mask; bad uploads
 line in the page and the app keeps serving. The start-up refusals run without a browser."""
 
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -55,11 +57,19 @@ def served(models, tmp_path_factory):
     stderr = open(home / "stderr.txt", "w")
     process = subprocess.Popen([sys.executable, "-m", "ctxenc_tf", "app", "--port", str(port)], cwd=home,
                                env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    printed = queue.Queue()  # read in a thread: a readline here could wait for ever
+    threading.Thread(target=lambda: [printed.put(line) for line in process.stdout] + [printed.put(None)],
+                     daemon=True).start()
     lines, deadline = [], time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline and not any(line.startswith("ctxenc-tf app on") for line in lines):
-        line = process.stdout.readline()
-        if not line:
-            pytest.fail(f"the app stopped: {(home / 'stderr.txt').read_text()[-2000:]}")
+    while not any(line.startswith("ctxenc-tf app on") for line in lines):
+        try:
+            line = printed.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None:
+            process.kill()
+            pytest.fail(f"the app did not start within {START_SECONDS} s: "
+                        f"{(home / 'stderr.txt').read_text()[-2000:]}")
         lines.append(line.strip())
     yield f"http://127.0.0.1:{port}/", process, lines, home / "stderr.txt"
     process.terminate()
@@ -156,7 +166,7 @@ def test_bad_uploads_get_a_line_in_the_page(served, browser, tmp_path):
     upload(page, tmp_path / "fine.png", "Paint")  # still serving
     paint_stroke(page)
     page.locator("#clear").click()
-    page.wait_for_timeout(500)
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Hole cleared')")
     page.locator("#fill").click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('paint over')")
     assert process.poll() is None and "Traceback" not in stderr.read_text()
@@ -201,3 +211,24 @@ def test_centre_model_page_has_no_brush(models, tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 120000 pixels: over twice the limit
     _, status = app.show_photo(runner.config, str(tmp_path / "photo.png"))
     assert status.startswith("**error:** photo.png: cannot read image") and "\n" not in status
+
+
+def test_only_the_newest_fills_downloads_are_kept(models, tmp_path):
+    """A long-running app keeps the downloads of its last KEEP_FILLS fills, not every one."""
+    runner = load_runner(models["centre"])
+    rotated_photo(tmp_path / "photo.png")
+    work = tmp_path / "work"
+    work.mkdir()
+    kept = []
+    for _ in range(app.KEEP_FILLS + 3):
+        kept.append(app.fill_photo(runner, str(work), str(tmp_path / "photo.png"), None)[3])
+    folders = [p for p in os.listdir(work) if p.startswith(app.FILL_PREFIX)]
+    assert len(folders) == app.KEEP_FILLS
+    assert all(os.path.exists(f) for files in kept[-app.KEEP_FILLS:] for f in files)
+    assert not any(os.path.exists(f) for files in kept[:3] for f in files)
+
+
+def test_a_file_name_cannot_become_markup_in_the_page():
+    name = "/upload/[x](javascript:alert(1)) *b*.png"
+    assert app.error_line(f"{name}: cannot read image", name) == \
+        "**error:** \\[x\\](javascript:alert(1)) \\*b\\*.png: cannot read image"

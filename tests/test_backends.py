@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, exit_code, tiny_model
+from conftest import REPO, exit_code, not_installed, tiny_model
 from ctxenc_tf.cli import train as train_cli
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
@@ -106,13 +106,13 @@ def runs(tmp_path_factory):
              patches=rng.uniform(-1, 1, (4, h, h, 3)).astype(np.float32))
     save_checkpoint(model, str(directory / "tensorflow.keras"))
     if not _installed("jax"):
-        pytest.skip("jax is not installed (pip install -r requirements-jax.txt, docs/testing.md)")
+        not_installed("jax", "pip install -r requirements-jax.txt (docs/testing.md)")
     for backend, args in RUNS.items():
         if not _installed(backend):
             continue
         args = [a for a in args if a != "torch.keras" or _installed("torch")]
         done = subprocess.run([sys.executable, WORKER, str(directory), *args], cwd=REPO,
-                              env=_environment(backend), capture_output=True, text=True)
+                              env=_environment(backend), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{backend}: {done.stderr[-3000:]}"
     return directory, model
 
@@ -135,7 +135,7 @@ def test_same_outputs_and_checkpoints_across_backends(runs):
             np.testing.assert_allclose(got[name], reference[name], rtol=0,
                                        atol=_relative_tolerance(*nets) * scale, err_msg=f"{run}: {name}")
     if not _installed("torch"):
-        pytest.skip("torch is not installed (the CPU wheel, docs/testing.md): TensorFlow and JAX compared only")
+        not_installed("torch", "pip install torch==2.13.0, the CPU wheel (docs/testing.md)")
 
 
 @pytest.mark.parametrize("strategy", ["default", "mirrored"])
@@ -188,11 +188,11 @@ def test_train_py_under_jax_writes_a_run_that_tensorflow_resumes(tmp_path):
     resume state), and rerunning the command for one more epoch under TensorFlow resumes
     it: the resume state is the same file under both backends."""
     if not _installed("jax"):
-        pytest.skip("jax is not installed (pip install -r requirements-jax.txt, docs/testing.md)")
+        not_installed("jax", "pip install -r requirements-jax.txt (docs/testing.md)")
     flags = ["--image-size", "32", "--bottleneck", "16", "--gen-filters", "8", "--disc-filters", "8",
              "--batch-size", "8", "--train-limit", "16", "--val-limit", "8", "--output-dir", str(tmp_path)]
     done = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *flags, "--epochs", "1"], cwd=REPO,
-                          env=_environment("jax"), capture_output=True, text=True)
+                          env=_environment("jax"), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "training on 2 replica(s)" in done.stdout
     for name in ("best.keras", "final.keras", "log.csv", "samples/epoch_001.png", "backup/state.json"):

@@ -64,6 +64,7 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | A2  | app            | --model <a plain keras model>                      | not a ContextEncoder             |
 | A3  | app            | --port 70000                                       | expected 1 to 65535              |
 | A4  | app            | --serving-url URL (no --model for its settings)    | --serving-url needs --model      |
+| A5  | app            | --serving-url localhost:8501/v1/models/ctxenc      | expected http://HOST:PORT/v1/... |
 """
 
 import concurrent.futures
@@ -143,6 +144,8 @@ CASES = {
     "A2": ("app", ["--model", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),
     "A3": ("app", ["--port", "70000"], ["expected 1 to 65535"]),
     "A4": ("app", ["--serving-url", "http://127.0.0.1:1/v1/models/ctxenc"], ["--serving-url needs --model"]),
+    "A5": ("app", ["--serving-url", "localhost:8501/v1/models/ctxenc", "--model", "{good}"],
+           ["expected http://HOST:PORT/v1/models/NAME"]),
 }
 # Through the real entry points, one per command (train.py's: tests/test_train_cli.py).
 SUBPROCESS_CASES = ("E3", "I2", "V5", "S3")

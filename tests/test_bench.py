@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, not_installed
 from ctxenc_tf.benchmark import timing as bench
 from ctxenc_tf.cli import bench as bench_cli
 from ctxenc_tf.errors import ConfigError
@@ -101,11 +101,11 @@ def test_synthetic_bench_needs_no_tensorflow(tmp_path, backend):
     and JAX (or PyTorch) only: training (JAX) and generator inference in the three
     precisions, as rows and JSON."""
     if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed (requirements-jax.txt / the torch CPU wheel, docs/testing.md)")
+        not_installed(backend, "requirements-jax.txt / the torch CPU wheel (docs/testing.md)")
     out = tmp_path / "bench.json"
     env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
     r = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "bench", "--synthetic", "--quick", "--steps", "1",
-                        "--warmup", "1", "--repeats", "1", "--json", str(out)],
+                        "--warmup", "1", "--repeats", "1", "--latency-batches", "1,8", "--json", str(out)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config, write_images
-from ctxenc_tf.training import strategy
+from ctxenc_tf.training import data_parallel, strategy
 from ctxenc_tf.errors import ConfigError
 
 # Why float64: the one-device and the two-replica runs add the same numbers in another
@@ -235,11 +235,11 @@ def test_strategy_selection_and_errors(monkeypatch, tiny):
         with pytest.raises(ConfigError, match="TF_CONFIG"):
             strategy.cluster_workers(bad)
     default = tf.distribute.get_strategy()
-    assert strategy.check_global_batch(default, 64) == 64
+    assert data_parallel.check_global_batch(default, 64) == 64
     three = type("ThreeReplicas", (), {"num_replicas_in_sync": 3})()
-    assert strategy.check_global_batch(three, 63) == 21
+    assert data_parallel.check_global_batch(three, 63) == 21
     with pytest.raises(ConfigError, match="--batch-size=64: must be a multiple of the 3"):
-        strategy.check_global_batch(three, 64)
+        data_parallel.check_global_batch(three, 64)
     with pytest.raises(ConfigError, match="--tpu|no TPU"):
         strategy.make_strategy("tpu")
 

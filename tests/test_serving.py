@@ -248,8 +248,8 @@ class FakeRestServing(http.server.BaseHTTPRequestHandler):
 class FakeGrpcServing(prediction_service_pb2_grpc.PredictionServiceServicer):
     """TF Serving's PredictionService (metadata + predict) for model ``ctxenc``."""
 
-    def __init__(self, signature_defs, loaded):
-        self.signature_defs, self.loaded = signature_defs, loaded
+    def __init__(self, signature_defs, loaded, slots=None):
+        self.signature_defs, self.loaded, self.slots = signature_defs, loaded, slots
 
     def _check(self, model_spec, context):
         if model_spec.name != MODEL:
@@ -262,9 +262,16 @@ class FakeGrpcServing(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):
         self._check(request.model_spec, context)
-        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        if self.slots is not None and not self.slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.UNAVAILABLE, QUEUE_FULL)
+        try:
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            outputs = run_signature(self.loaded, request.model_spec.signature_name, inputs)
+        finally:
+            if self.slots is not None:
+                self.slots.release()
         response = predict_pb2.PredictResponse()
-        for key, value in run_signature(self.loaded, request.model_spec.signature_name, inputs).items():
+        for key, value in outputs.items():
             response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
         return response
 
@@ -388,14 +395,15 @@ def test_load_test_reports_throughput_and_latency(servers, tmp_path, protocol, c
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_load_beyond_capacity_is_reported_not_hung(served, tmp_path, protocol):
-    # Stand-ins that take one request at a time and refuse the rest, as a TF Serving whose
-    # batch queue is full does (REST 503, gRPC a refusal); six clients overflow them.
+    # Stand-ins that take one request at a time and refuse the rest as a TF Serving whose
+    # batch queue is full does (REST 503, gRPC UNAVAILABLE, its words); six clients overflow them.
     if protocol == "rest":
         server = rest_server(served, slots=threading.Semaphore(1))
         port, stop = server.server_address[1], server.shutdown
     else:
-        rpc = grpc.server(futures.ThreadPoolExecutor(max_workers=6), maximum_concurrent_rpcs=1)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FakeGrpcServing(*served[2:]), rpc)
+        rpc = grpc.server(futures.ThreadPoolExecutor(max_workers=6))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            FakeGrpcServing(*served[2:], slots=threading.Semaphore(1)), rpc)
         port = rpc.add_insecure_port("127.0.0.1:0")
         rpc.start()
         stop = functools.partial(rpc.stop, 0)
@@ -408,8 +416,8 @@ def test_load_beyond_capacity_is_reported_not_hung(served, tmp_path, protocol):
         stop()
     assert report["ok"] > 0 and report["failed"] > 0 and report["unfinished"] == 0
     assert report["ok"] + report["failed"] == report["requests"]
-    refusal = "HTTP 503: " + QUEUE_FULL if protocol == "rest" else "RESOURCE_EXHAUSTED"
-    assert any(refusal in reason for reason in report["errors"]), report["errors"]
+    # over capacity, not "down": the server answered
+    assert all("server over capacity" in reason and QUEUE_FULL in reason for reason in report["errors"])
     assert elapsed < 1.5 + 20  # the time asked for plus at most one request's --timeout (20 s)
 
 
@@ -559,11 +567,13 @@ def test_tensorflow_model_server_end_to_end(served, tmp_path):
             assert client(FACE_FILES[0], "--out", str(out), "--protocol", protocol, "--port", str(port)) == 0
             assert_png_matches(out.read_bytes(), expected)
 
-        # no slow first request of a new signature: warm-up built serving_uint8's graph too
+        # no slow first request of a new signature: warm-up built serving_uint8's graph too.
+        # A cold signature's first request builds its graph (seconds); the bound is loose
+        # enough for a busy machine and still far below that.
         (tmp_path / "uint8").mkdir()
         report = load_report(tmp_path / "uint8", rest_port, "--signature", "serving_uint8", "--load", "10",
                              "--clients", "1", "--max-requests", "10")
-        assert report["ok"] == 10 and report["first_request_ms"] <= 3 * report["latency_ms"]["p50"] + 50
+        assert report["ok"] == 10 and report["first_request_ms"] <= 5 * report["latency_ms"]["p50"] + 250
         # concurrent clients for a few seconds: no errors, and the batcher formed the batches
         report = load_report(tmp_path, grpc_port, "--protocol", "grpc", "--load", "3", "--clients", "8",
                              "--max-requests", "3000")

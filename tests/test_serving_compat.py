@@ -10,11 +10,10 @@ import subprocess
 import textwrap
 
 import numpy as np
-import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import REPO, tiny_model
+from conftest import REPO, not_installed, tiny_model
 from ctxenc_tf.data import samples
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.inference.formats import SIGNATURES
@@ -50,11 +49,8 @@ def dockerfile_version() -> str:
 def test_export_runs_in_the_serving_images_tensorflow(tmp_path):
     version = dockerfile_version()
     if not os.path.isfile(SERVING_PYTHON):
-        how = (f"python3 -m venv .venv-tfserving && .venv-tfserving/bin/pip install tensorflow-cpu=={version} "
-               "(.ci/run does this)")
-        if os.environ.get("CI"):
-            pytest.fail(f"no TensorFlow {version} environment at {SERVING_PYTHON}: {how}")
-        pytest.skip(f"no TensorFlow {version} environment at {SERVING_PYTHON}; make it with {how}")
+        not_installed(f"TensorFlow {version} at {SERVING_PYTHON}", f"python3 -m venv .venv-tfserving && "
+                      f".venv-tfserving/bin/pip install tensorflow-cpu=={version} (.ci/run does this)")
     model = ContextEncoder(tiny_model(seed=5))
     path = export_saved_model(model, str(tmp_path / "export"))
     config = model.config

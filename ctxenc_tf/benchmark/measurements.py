@@ -71,11 +71,8 @@ def training_throughput(config: RunConfig, steps: int, warmup: int, repeats: int
     import tensorflow as tf
 
     from ctxenc_tf.model.context_encoder import ContextEncoder
-    from ctxenc_tf.training.strategy import (
-        check_global_batch,
-        make_strategy,
-        set_precision,
-    )
+    from ctxenc_tf.training.data_parallel import check_global_batch
+    from ctxenc_tf.training.strategy import make_strategy, set_precision
 
     set_precision(config.precision)
     try:

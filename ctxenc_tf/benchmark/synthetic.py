@@ -4,7 +4,7 @@
 On synthetic in-memory batches and on the devices Keras finds (a GPU when there is one),
 in float32, ``mixed_bfloat16`` and ``mixed_float16``: training throughput (``model.fit``,
 data-parallel over the devices under JAX, XLA-compiled) and generator inference (Keras'
-``predict_on_batch``, compiled by the backend) at batch 1 and at the training batch. Under
+``predict_on_batch``, compiled by the backend) at batch 1 and 64 (``--latency-batches``). Under
 PyTorch, where the model does not train, the training rows say so.
 """
 
@@ -17,7 +17,7 @@ from ctxenc_tf.config import RunConfig
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.model.networks import build_generator
 from ctxenc_tf.model.replicas import devices
-from ctxenc_tf.training.data_parallel import data_parallel
+from ctxenc_tf.training.data_parallel import check_global_batch, data_parallel
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TRAINS = ("tensorflow", "jax")  # the backends ContextEncoder trains under
@@ -44,7 +44,11 @@ def training_throughput(config: RunConfig, settings: timing.BenchSettings) -> di
     keras.config.set_dtype_policy(config.precision)
     try:
         keras.utils.set_random_seed(config.seed)
-        replicas = data_parallel(config.strategy).num_replicas_in_sync if jax else 1
+        replicas = 1
+        if jax:
+            distribution = data_parallel(config.strategy)
+            check_global_batch(distribution, config.batch_size)
+            replicas = distribution.num_replicas_in_sync
         model = ContextEncoder(config.model)
         model.compile(run=config)
         result = timing.time_fits(model, batches(), settings.steps, settings.warmup, settings.train_repeats,
@@ -58,16 +62,16 @@ def training_throughput(config: RunConfig, settings: timing.BenchSettings) -> di
 
 def inference_ms(config: RunConfig, settings: timing.BenchSettings) -> dict:
     """``{batch: median ms}`` of the generator in ``config``'s precision (``predict_on_batch``)
-    at batch 1 and at the training batch, on one device."""
+    at each of ``settings.latency_batches``, on one device."""
     keras.config.set_dtype_policy(config.precision)
     try:
         generator = build_generator(config.model)
     finally:
         keras.config.set_dtype_policy("float32")
-    images, masks = timing.synthetic_batch(config.model, config.batch_size)
+    images, masks = timing.synthetic_batch(config.model, max(settings.latency_batches))
     return {batch: timing.latency_ms(lambda: generator.predict_on_batch([images[:batch], masks[:batch]]),
                                      settings.repeats)
-            for batch in sorted({1, config.batch_size})}
+            for batch in settings.latency_batches}
 
 
 def run(config: RunConfig, settings: timing.BenchSettings, log=print) -> timing.Table:

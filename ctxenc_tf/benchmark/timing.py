@@ -26,12 +26,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
 
 
 def conv_flops(model) -> int:
@@ -59,7 +57,6 @@ def train_flops_per_image(generator_flops: int, discriminator_flops: int) -> int
     return 3 * generator_flops + 7 * discriminator_flops
 
 
-
 def step_timer():
     """A callback recording each training call's wall time (``steps``, seconds) and when
     the last one ended (``last_end``, ``time.perf_counter``)."""
@@ -78,14 +75,12 @@ def step_timer():
     return StepTimer()
 
 
-
 def latency_ms(fn, repeats: int) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after two
     warm-up calls."""
     fn()
     fn()
     return 1000 * statistics.median(timed(fn) for _ in range(repeats))
-
 
 
 @dataclass
@@ -134,8 +129,6 @@ def si(value: float, unit: str) -> str:
 
 COMPUTE_DTYPES = {"float32": "float32", "float64": "float64", "mixed_float16": "float16",
                   "mixed_bfloat16": "bfloat16"}
-
-
 
 
 def synthetic_batch(config, batch: int, seed: int = 0):

@@ -13,9 +13,12 @@ square, drawn on the photo. Uploads and results stay in a temporary folder (in m
 where ``/dev/shm`` exists) deleted when the app stops.
 """
 
+import argparse
 import functools
+import glob
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -24,7 +27,7 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ctxenc_tf.cli.common import bounded, command_parser
+from ctxenc_tf.cli.common import bounded, command_parser, printable
 from ctxenc_tf.data.sources import BUNDLED_FACES
 from ctxenc_tf.errors import CheckpointError, ConfigError, CtxencError, one_line
 from ctxenc_tf.inference.formats import find_config
@@ -40,13 +43,16 @@ from ctxenc_tf.inference.photos import (
 )
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.inference.serving_client import ServingRunner
+from ctxenc_tf.training.fit import RUN_FILES
 
 RUNS = "runs"
-CHECKPOINTS = ("best.keras", "final.keras")  # what train writes (training/fit.py RunPaths)
+CHECKPOINTS = (RUN_FILES["best"], RUN_FILES["final"])  # what train writes
 EXAMPLES = ("video-WolfgangLanger_Pexels__0001__0.jpg", "video-single_face__0002__0.jpg",
             "video-carphone_pristine__0002__0.jpg")
 DISPLAY_MAX_SIDE = 1600  # the page shows (and the brush paints) photos at most this large
 MAX_UPLOAD = "64mb"
+FILL_PREFIX = "fill-"  # the folder of one fill's downloads, below the app's work folder
+KEEP_FILLS = 8  # the downloads of this many newest fills stay available
 OUTLINE = (255, 32, 32)
 BRUSH = "rgb(255, 32, 32)"
 # The editor's own "Clear canvas" also removes the photo; the page's "Clear the hole" keeps it.
@@ -109,10 +115,11 @@ def painted_hole(canvas) -> np.ndarray | None:
 
 
 def error_line(text: str, path: str = "") -> str:
-    """A refusal as the page shows it (Markdown), naming the upload as the user knows it,
-    not by Gradio's copy at ``path``."""
-    name = os.path.basename(path)
-    return f"**error:** {text.replace(path, name) if path else text}"
+    """A refusal as the page shows it: the command line's one line (:func:`printable`) in
+    Markdown, naming the upload as the user knows it, not by Gradio's copy at ``path``; a
+    file name's Markdown characters are escaped, so a name cannot make a link or markup."""
+    text = printable(text.replace(path, os.path.basename(path)) if path else text)
+    return "**error:** " + re.sub(r"([\\`*_\[\]<>~|])", r"\\\1", text)
 
 
 def show_photo(config, path):
@@ -157,7 +164,11 @@ def fill_photo(runner, work_dir: str, path, canvas=None):
         [filled] = fill_jobs(runner, [job])
     except (CtxencError, OSError) as e:
         return error_line(one_line(e), path), *refused
-    out_dir = tempfile.mkdtemp(dir=work_dir)
+    # A long-running app must not fill memory: only the newest fills' downloads are kept.
+    fills = sorted(glob.glob(os.path.join(work_dir, FILL_PREFIX + "*")), key=os.path.getmtime)
+    for old in fills[:max(0, len(fills) - KEEP_FILLS + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    out_dir = tempfile.mkdtemp(prefix=FILL_PREFIX, dir=work_dir)
     stem = os.path.splitext(os.path.basename(path))[0]
     files = [os.path.join(out_dir, f"{stem}_filled.png"), os.path.join(out_dir, f"{stem}_hole.png")]
     for name, data in zip(files, (filled_png(job, filled), encode_png(job.hole.astype(np.uint8) * 255))):
@@ -177,7 +188,8 @@ def build(runner, work_dir: str):
     def upload(path):
         return *show_photo(runner.config, path), None, None, None
 
-    with gr.Blocks(title="ctxenc-tf inpainting", analytics_enabled=False) as page:
+    # Uploads Gradio keeps (in RAM where /dev/shm is used) are deleted after an hour, checked hourly.
+    with gr.Blocks(title="ctxenc-tf inpainting", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(f"# Context encoder inpainting\n{runner.describe()}")
         with gr.Row():
             with gr.Column():
@@ -192,7 +204,6 @@ def build(runner, work_dir: str):
                                             brush=gr.Brush(colors=[BRUSH], color_mode="fixed"),
                                             elem_id="canvas")
                     clear = gr.Button("Clear the hole", size="sm", elem_id="clear")
-                    clear.click(lambda path: show_photo(runner.config, path)[0], photo, canvas)
                 else:
                     canvas = gr.Image(label="The hole this model fills", interactive=False,
                                       format="jpeg", buttons=["fullscreen"], elem_id="canvas")
@@ -209,6 +220,12 @@ def build(runner, work_dir: str):
         downloads = gr.File(label="Download: lossless PNG at full resolution, and the hole for inpaint --mask",
                             file_count="multiple", interactive=False, elem_id="downloads")
         photo.change(upload, photo, [canvas, status, before, after, downloads])
+        if drawn:
+            def clear_hole(path):
+                canvas_value, note = show_photo(runner.config, path)
+                return canvas_value, f"Hole cleared. {note}" if canvas_value is not None else note
+
+            clear.click(clear_hole, photo, [canvas, status])
         # A centre-hole model needs only the photo: the page's copy of it is not sent back.
         # While it works, Gradio shows its progress (a spinner and a timer) on the outputs.
         button.click(functools.partial(fill_photo, runner, work_dir), [photo, canvas] if drawn else [photo],
@@ -216,12 +233,19 @@ def build(runner, work_dir: str):
     return page
 
 
+def serving_url(text: str) -> str:
+    """``--serving-url``: a model's REST address, ``http(s)://HOST:PORT/v1/models/NAME``."""
+    if not re.fullmatch(r"https?://[^/\s]+/v1/models/[^/\s:]+(/versions/\d+)?/?", text):
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT/v1/models/NAME, got {text!r}")
+    return text
+
+
 def parse_args(argv):
     p = command_parser("app", __doc__)
     p.add_argument("--model", help="a .keras checkpoint, a SavedModel export directory or a .tflite "
                                    "file (default: the newest checkpoint under runs/); with "
                                    "--serving-url, the export the server loads")
-    p.add_argument("--serving-url", metavar="URL",
+    p.add_argument("--serving-url", metavar="URL", type=serving_url,
                    help="fill with a model served by TensorFlow Serving, e.g. "
                         "http://localhost:8501/v1/models/ctxenc (REST, its inpaint signature)")
     p.add_argument("--port", type=bounded(int, 1, 65535), default=7860, help="port (default 7860)")
@@ -242,7 +266,11 @@ def main(argv=None) -> int:
     os.environ["GRADIO_TEMP_DIR"] = work_dir
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     try:
-        import gradio as gr
+        try:
+            import gradio as gr
+        except ImportError as e:
+            raise ConfigError("the app needs Gradio: pip install -r requirements.txt "
+                              "(or pip install -e '.[app]')") from e
 
         host = "0.0.0.0" if args.listen else "127.0.0.1"
         if args.listen:

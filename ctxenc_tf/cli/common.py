@@ -98,12 +98,15 @@ def silence_native_logs() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # its Python-side warnings too
 
 
+def printable(message) -> str:
+    """``message`` with the characters that would break or garble one line (newlines,
+    control characters, undecodable bytes of a file name) shown escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(message))
+
+
 def fail(message: str, code: int = 2):
-    """Print ``error: message`` as one line on stderr and exit with ``code``. Characters
-    that would break or garble the line (newlines, control characters, undecodable bytes
-    of a file name) are shown escaped."""
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(message))
-    print(f"error: {shown}", file=sys.stderr)
+    """Print ``error: message`` as one line on stderr (:func:`printable`) and exit with ``code``."""
+    print(f"error: {printable(message)}", file=sys.stderr)
     sys.exit(code)
 
 

@@ -18,7 +18,12 @@ import sys
 
 from ctxenc_tf.cli.common import command_parser
 from ctxenc_tf.errors import DataError
-from ctxenc_tf.inference.inpaint import OUTPUT_SUFFIXES, collect_inputs, fill_jobs, filled_png
+from ctxenc_tf.inference.inpaint import (
+    OUTPUT_SUFFIXES,
+    collect_inputs,
+    fill_jobs,
+    filled_png,
+)
 from ctxenc_tf.inference.photos import (
     PhotoError,
     encode_png,

@@ -11,8 +11,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from ctxenc_tf.config import ModelConfig
-from ctxenc_tf.inference.photos import encode_png
 from ctxenc_tf.data import hole_masks
+from ctxenc_tf.inference.photos import encode_png
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 

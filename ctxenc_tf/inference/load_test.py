@@ -32,7 +32,9 @@ def run_load(served, requests: list, clients: int, seconds: float, max_requests:
     ``elapsed_s``, ``requests_per_s`` and ``images_per_s`` (successful ones), latency
     percentiles in ms of the successful requests (``latency_ms``: p50/p95/p99, nearest
     rank, mean, max), ``first_request_ms`` (the first request sent, as a cold server
-    shows it) and ``errors`` ``{reason: count}``.
+    shows it; ``None`` unless it succeeded) and ``errors`` ``{reason: count}``. Clients
+    still waiting ``served.timeout + 5`` s after the time is up are left behind and
+    counted in ``unfinished``.
     """
     lock = threading.Lock()
     latencies, errors, sent = [], Counter(), [0]
@@ -58,10 +60,10 @@ def run_load(served, requests: list, clients: int, seconds: float, max_requests:
                 outcome = f"{type(e).__name__}: {one_line(e)}"
             latency = time.monotonic() - t0
             with lock:
-                if index == 0:
-                    first["ms"] = latency * 1000.0
                 if outcome is None:
                     latencies.append((latency, count))
+                    if index == 0:
+                        first["ms"] = latency * 1000.0
                 else:
                     errors[outcome[:200]] += 1
 
@@ -89,12 +91,13 @@ def run_load(served, requests: list, clients: int, seconds: float, max_requests:
 def summary(report: dict) -> str:
     """The report as a few lines for the terminal."""
     latency = report["latency_ms"]
-    lines = [f"{report['ok']} of {report['requests']} requests succeeded in {report['elapsed_s']:.1f} s "
-             f"from {report['clients']} clients: {report['requests_per_s']:.1f} requests/s, "
-             f"{report['images_per_s']:.1f} images/s"]
+    lines = [(f"{report['ok']} of {report['requests']} requests succeeded in {report['elapsed_s']:.1f} s "
+              f"from {report['clients']} clients: {report['requests_per_s']:.1f} requests/s, "
+              f"{report['images_per_s']:.1f} images/s")]
     if latency:
+        first = report["first_request_ms"]
         lines.append("latency ms: " + ", ".join(f"{k} {latency[k]:.1f}" for k in ("p50", "p95", "p99", "max"))
-                     + f"; first request {report['first_request_ms']:.1f}")
+                     + ("" if first is None else f"; first request {first:.1f}"))
     lines += [f"failed x{n}: {reason}" for reason, n in report["errors"].items()]
     if report["unfinished"]:
         lines.append(f"{report['unfinished']} client(s) still waiting for a reply were left behind")

@@ -19,8 +19,8 @@ import os
 import numpy as np
 
 from ctxenc_tf.config import ModelConfig
-from ctxenc_tf.errors import CheckpointError, one_line
 from ctxenc_tf.data import hole_masks
+from ctxenc_tf.errors import CheckpointError, one_line
 from ctxenc_tf.inference.formats import find_config, model_kind, saved_model_version_dir
 from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import paste_prediction

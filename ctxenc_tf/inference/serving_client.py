@@ -38,6 +38,11 @@ IMAGE_OUTPUT = "completed"  # the pixel output of the image signatures (see expo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+# How TF Serving words a refusal when its batching queue is full (gRPC UNAVAILABLE, REST 503):
+# the server is up but over capacity, which the load test must not report as "down".
+QUEUE_FULL = "queue to which this task was submitted is full"
+OVER_CAPACITY = "server over capacity, request refused"
+
 # Photos per predict request: TF Serving's batcher refuses a request larger than its
 # max_batch_size (32 in serving/batching_parameters.txt), so more photos go in several.
 REQUEST_PHOTOS = 32
@@ -178,9 +183,9 @@ def rest_outputs(response: dict, signature) -> dict:
 
 def _rest_call(url: str, timeout: float, data: bytes | None = None):
     """GET ``url`` (``data`` None) or POST the JSON ``data``; the decoded JSON reply."""
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     deadline = time.monotonic() + timeout
     try:
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             return decode_rest_json(_read_reply(reply, url, deadline, timeout))
     except urllib.error.HTTPError as e:
@@ -192,7 +197,9 @@ def _rest_call(url: str, timeout: float, data: bytes | None = None):
         message = " ".join(str(message).split())[:300]
         if e.code == 404:
             raise ServingError(f"{url}: model or version not found on the server ({message}); "
-                               "check --model and --version") from e
+                               "check the model name and version") from e
+        if e.code == 503 and QUEUE_FULL in message:
+            raise ServingError(f"{url}: {OVER_CAPACITY} (HTTP 503: {message})") from e
         raise ServingError(f"{url}: HTTP {e.code}: {message}") from e
     except (http.client.HTTPException, ValueError) as e:  # IncompleteRead, bad status line, ...
         raise ServingError(f"{url}: broken reply ({type(e).__name__}: {str(e)[:100]})") from e
@@ -241,6 +248,12 @@ class ServingRunner(Runner):
         body = {"signature_name": SIGNATURE, "inputs": {"images": images.tolist(), "masks": masks.tolist()}}
         reply = _rest_call(f"{self.url}:predict", self.timeout, json.dumps(body).encode("ascii"))
         outputs = rest_outputs(reply, self.signature)
+        c, n, s, o = self.config, len(images), self.config.image_size, self.config.output_size
+        expected = {"completed": (n, s, s, 3), "prediction": (n, o, o, 3)}
+        got = {k: tuple(np.shape(outputs.get(k))) for k in expected}
+        if got != expected:
+            raise ServingError(f"{self.url}: the server's inpaint outputs are {got}, not {expected} "
+                               f"(is --model the export it serves? {c.image_size}px, {c.output_size}px out)")
         return outputs["completed"], outputs["prediction"]
 
 
@@ -265,6 +278,8 @@ def grpc_outputs(response) -> dict:
 def _grpc_error(e, target, model) -> ServingError:
     code = e.code() if hasattr(e, "code") else None
     detail = " ".join(str(e.details() if hasattr(e, "details") else e).split())[:300]
+    if code == grpc.StatusCode.UNAVAILABLE and QUEUE_FULL in detail:
+        return ServingError(f"{target}: {OVER_CAPACITY} (UNAVAILABLE: {detail})")
     if code == grpc.StatusCode.UNAVAILABLE:
         return ServingError(f"cannot reach TF Serving at {target} ({detail}); is the server "
                             "running? (see serving/README.md)")

@@ -50,3 +50,14 @@ def data_parallel(name: str) -> DataParallel | OneDevice:
     distribution = DataParallel(devices=devices)
     keras.distribution.set_distribution(distribution)
     return distribution
+
+
+def check_global_batch(strategy, batch_size: int) -> int:
+    """Per-replica batch size for a global ``batch_size`` under ``strategy`` (a
+    ``tf.distribute`` strategy, :class:`DataParallel` or :class:`OneDevice`); raises :class:`ConfigError` unless
+    it divides evenly (uneven shares would weight examples unequally in the mean loss)."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ConfigError(f"--batch-size={batch_size}: must be a multiple of the "
+                          f"{replicas} replicas of the distribution strategy")
+    return batch_size // replicas

@@ -23,7 +23,8 @@ from ctxenc_tf.training.callbacks import (
     StopOnNonFinite,
     TimeLimit,
 )
-from ctxenc_tf.training.strategy import check_global_batch, make_strategy, set_precision
+from ctxenc_tf.training.data_parallel import check_global_batch
+from ctxenc_tf.training.strategy import make_strategy, set_precision
 from ctxenc_tf.utils.output_dir import (
     check_disk_space,
     check_output_dir,
@@ -33,17 +34,19 @@ from ctxenc_tf.utils.output_dir import (
 SAMPLE_COUNT = 8
 
 
+RUN_FILES = {"best": "best.keras", "final": "final.keras", "config": "config.json",
+             "csv": "log.csv", "logs": "logs", "samples": "samples", "backup": "backup"}
+
+
 @dataclass
 class RunPaths:
-    """Where a run writes its outputs, all below ``RunConfig.output_dir``."""
+    """Where a run writes its outputs (:data:`RUN_FILES`), all below ``RunConfig.output_dir``."""
 
     root: str
 
     def __getattr__(self, name):
-        files = {"best": "best.keras", "final": "final.keras", "config": "config.json",
-                 "csv": "log.csv", "logs": "logs", "samples": "samples", "backup": "backup"}
-        if name in files:
-            return os.path.join(self.root, files[name])
+        if name in RUN_FILES:
+            return os.path.join(self.root, RUN_FILES[name])
         raise AttributeError(name)
 
 

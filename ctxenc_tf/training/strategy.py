@@ -91,16 +91,6 @@ def make_strategy(name: str):
     raise ConfigError(f"--strategy={name!r}: unknown strategy")
 
 
-def check_global_batch(strategy: tf.distribute.Strategy, batch_size: int) -> int:
-    """Per-replica batch size for a global ``batch_size``; raises :class:`ConfigError` unless
-    it divides evenly (uneven shares would weight examples unequally in the mean loss)."""
-    replicas = strategy.num_replicas_in_sync
-    if batch_size % replicas:
-        raise ConfigError(f"--batch-size={batch_size}: must be a multiple of the "
-                          f"{replicas} replicas of the distribution strategy")
-    return batch_size // replicas
-
-
 def mixed_precision_policy() -> str:
     """The mixed policy that pays off on this machine: ``mixed_float16`` with a GPU (tensor
     cores), ``mixed_bfloat16`` otherwise (TPUs and recent CPUs compute bfloat16 natively)."""
