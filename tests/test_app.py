@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, exit_code
+from conftest import REPO, exit_code, not_installed
 from ctxenc_tf.cli import app
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.inference.runner import load_runner
@@ -81,6 +81,9 @@ def served(models, tmp_path_factory):
 def browser():
     """One headless Chromium page for the module, and every URL it requested."""
     from playwright.sync_api import sync_playwright
+
+    if not os.access(CHROMIUM, os.X_OK):
+        not_installed(f"Debian's chromium ({CHROMIUM})", "apt-get install -y chromium (.ci/run does this)")
 
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
