@@ -10,7 +10,6 @@ import time
 import numpy as np
 
 from ctxenc_tf.benchmark.timing import (
-    COMPUTE_DTYPES,
     BenchSettings,
     Table,
     conv_flops,
@@ -30,6 +29,10 @@ from ctxenc_tf.errors import DataError
 from ctxenc_tf.inference.runner import KerasRunner, load_runner, usable_cores
 
 PIPELINE_IMAGES = 2048  # images the input-pipeline rows read (and prepare), cycled as epochs
+
+# The dtype a precision policy computes in: the matmul peak the training rows compare with.
+COMPUTE_DTYPES = {"float32": "float32", "float64": "float64", "mixed_float16": "float16",
+                  "mixed_bfloat16": "bfloat16"}
 
 
 def machine_description() -> str:

@@ -127,10 +127,6 @@ def si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-COMPUTE_DTYPES = {"float32": "float32", "float64": "float64", "mixed_float16": "float16",
-                  "mixed_bfloat16": "bfloat16"}
-
-
 def synthetic_batch(config, batch: int, seed: int = 0):
     """``(images, masks)`` NumPy batches for ``config`` (a ``ModelConfig``): ``[B, S, S, 3]``
     float32 uniform in ``[-1, 1]`` and ``[B, S, S, 1]`` holes of ``hole_size``, at the centre
