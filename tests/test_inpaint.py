@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FILL, exit_code, tiny_config, tiny_model, write_images
+from conftest import FILL, exit_code, tiny_model, write_images
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.inference import photos

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config, tiny_model, write_images
+from conftest import REPO, tiny_config, write_images
 
 # Every test here exports or trains (in subprocesses): slow (see pytest.ini).
 pytestmark = pytest.mark.slow

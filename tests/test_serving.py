@@ -36,7 +36,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 from tensorflow_serving.config import model_server_config_pb2
 
-from conftest import FACES, REPO, run_model, tiny_config, tiny_model
+from conftest import FACES, REPO, run_model, tiny_model
 from ctxenc_tf.data import pipeline
 from ctxenc_tf.cli import app
 from ctxenc_tf.cli import serve_client as serve_client_cli
@@ -138,8 +138,8 @@ def test_rest_body_follows_exported_signature(served, signature_name):
     assert (name, dtype) == next((k, v.dtype) for k, v in signature_defs[signature_name].inputs.items())
 
     photos = [face_bytes(0), face_bytes(1)]
-    body = serving_client.rest_predict_body(signature_name, name, serving_client.encode_inputs(photos, dtype, size))
-    body = json.loads(json.dumps(body))  # what goes over the wire
+    body = serving_client.rest_predict_body(signature_name, {name: serving_client.encode_inputs(photos, dtype, size)})
+    body = json.loads(body)  # what goes over the wire
     assert body["signature_name"] == signature_name and set(body["inputs"]) == {name}
     inputs = rest_inputs(body, signature_defs[signature_name])
     if dtype == types_pb2.DT_STRING:

@@ -8,7 +8,7 @@ from ctxenc_tf.utils import atomic
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import METRIC_NAMES, ContextEncoder
-from conftest import tiny_config, tiny_model
+from conftest import tiny_config
 
 
 def _dataset(folder, cfg, training=True):

@@ -13,6 +13,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import hole_masks
 from ctxenc_tf.inference.photos import encode_png
+from ctxenc_tf.inference.serving_client import tensor_proto
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -25,8 +26,7 @@ def _log(signature_name: str, inputs: dict) -> prediction_log_pb2.PredictionLog:
     request = predict_pb2.PredictRequest()
     request.model_spec.signature_name = signature_name
     for name, value in inputs.items():
-        tensor = list(value) if value.dtype == object else value
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(tensor, shape=value.shape))
+        request.inputs[name].CopyFrom(tensor_proto(value))
     return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
 
 

@@ -5,7 +5,6 @@ gRPC ``PredictRequest``), replies read back to PNG bytes. The command is
 import base64
 import binascii
 import http.client
-import io
 import json
 import os
 import time
@@ -16,7 +15,6 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from PIL import Image
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -27,6 +25,7 @@ from tensorflow_serving.apis import (
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import pipeline, screening
 from ctxenc_tf.errors import DataError, ServingError
+from ctxenc_tf.inference.photos import encode_png
 from ctxenc_tf.inference.runner import SIGNATURE, Runner
 from ctxenc_tf.utils.output_dir import unique_stems
 
@@ -116,14 +115,7 @@ def completed_pngs(signature, outputs: dict, count: int) -> list:
         raise ServingError(f"the server's '{IMAGE_OUTPUT}' is {list(pixels.shape)}, not {count} RGB images")
     if pixels.dtype != np.uint8:
         pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return [png_bytes(image) for image in pixels]
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """``[H, W, 3]`` uint8 -> PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return [encode_png(image) for image in pixels]
 
 
 def model_url(base_url: str, model: str, version=None) -> str:
@@ -132,14 +124,17 @@ def model_url(base_url: str, model: str, version=None) -> str:
     return url if version is None else f"{url}/versions/{version}"
 
 
-def rest_predict_body(signature_name: str, input_name: str, values: np.ndarray) -> dict:
-    """TF Serving REST predict request (columnar ``inputs`` format): encoded images as
-    ``{"b64": ...}`` objects, pixel tensors as nested lists."""
-    if values.dtype == object:
-        tensor = [{"b64": base64.b64encode(v).decode("ascii")} for v in values]
-    else:
-        tensor = values.tolist()
-    return {"signature_name": signature_name, "inputs": {input_name: tensor}}
+def rest_predict_body(signature_name: str, inputs: dict) -> bytes:
+    """TF Serving REST predict request (columnar ``inputs`` format) for ``{name: array}``,
+    as the JSON bytes to POST: encoded images as ``{"b64": ...}`` objects, pixel tensors
+    as nested lists."""
+    def column(values):
+        if values.dtype == object:
+            return [{"b64": base64.b64encode(v).decode("ascii")} for v in values]
+        return values.tolist()
+
+    body = {"signature_name": signature_name, "inputs": {k: column(v) for k, v in inputs.items()}}
+    return json.dumps(body).encode("ascii")
 
 
 def decode_rest_json(body: bytes) -> dict:
@@ -211,6 +206,12 @@ def _rest_call(url: str, timeout: float, data: bytes | None = None):
                            "(see serving/README.md)") from e
 
 
+def rest_signature(url: str, signature_name: str, what: str, timeout: float):
+    """The ``SignatureDef`` ``signature_name`` of the model at REST address ``url``, from
+    its metadata; :class:`ServingError` naming ``what`` when the model has none such."""
+    return pick_signature(signature_map_from_json(_rest_call(f"{url}/metadata", timeout)), signature_name, what)
+
+
 def _read_reply(reply, url: str, deadline: float, timeout: float) -> bytes:
     """The body of ``reply``, read in blocks as they arrive: ``timeout`` holds for the
     whole reply (a server trickling bytes cannot stretch it; one block waits at most the
@@ -240,14 +241,12 @@ class ServingRunner(Runner):
 
     def __init__(self, url: str, config: ModelConfig, timeout: float = 60.0):
         self.url, self.timeout = url.rstrip("/"), timeout
-        metadata = _rest_call(f"{self.url}/metadata", timeout)
-        self.signature = pick_signature(signature_map_from_json(metadata), SIGNATURE, self.url)
+        self.signature = rest_signature(self.url, SIGNATURE, self.url, timeout)
         super().__init__(self.url, config)
 
     def _run(self, images, masks):
-        body = {"signature_name": SIGNATURE, "inputs": {"images": images.tolist(), "masks": masks.tolist()}}
-        reply = _rest_call(f"{self.url}:predict", self.timeout, json.dumps(body).encode("ascii"))
-        outputs = rest_outputs(reply, self.signature)
+        body = rest_predict_body(SIGNATURE, {"images": images, "masks": masks})
+        outputs = rest_outputs(_rest_call(f"{self.url}:predict", self.timeout, body), self.signature)
         c, n, s, o = self.config, len(images), self.config.image_size, self.config.output_size
         expected = {"completed": (n, s, s, 3), "prediction": (n, o, o, 3)}
         got = {k: tuple(np.shape(outputs.get(k))) for k in expected}
@@ -257,6 +256,14 @@ class ServingRunner(Runner):
         return outputs["completed"], outputs["prediction"]
 
 
+def tensor_proto(values: np.ndarray, dtype=None):
+    """``TensorProto`` of ``values``: an object array of bytes as DT_STRING, else its own
+    dtype or TF ``dtype`` (enum)."""
+    tensor = list(values) if values.dtype == object else values
+    return tf.make_tensor_proto(tensor, dtype=None if dtype is None else tf.dtypes.as_dtype(dtype),
+                                shape=values.shape)
+
+
 def grpc_predict_request(model, signature_name, input_name, values, dtype, version=None):
     """``PredictRequest`` for one image input ``values`` of TF ``dtype`` (enum)."""
     request = predict_pb2.PredictRequest()
@@ -264,9 +271,7 @@ def grpc_predict_request(model, signature_name, input_name, values, dtype, versi
     request.model_spec.signature_name = signature_name
     if version is not None:
         request.model_spec.version.value = int(version)
-    tensor = list(values) if values.dtype == object else values
-    request.inputs[input_name].CopyFrom(
-        tf.make_tensor_proto(tensor, dtype=tf.dtypes.as_dtype(dtype), shape=values.shape))
+    request.inputs[input_name].CopyFrom(tensor_proto(values, dtype))
     return request
 
 
@@ -331,12 +336,11 @@ class RestModel(ServedModel):
 
     def __init__(self, base_url: str, model: str, signature_name: str, version=None, timeout: float = 60.0):
         self.url = model_url(base_url, model, version)
-        signatures = signature_map_from_json(_rest_call(f"{self.url}/metadata", timeout))
-        super().__init__(pick_signature(signatures, signature_name, model), signature_name, model, version, timeout)
+        super().__init__(rest_signature(self.url, signature_name, model, timeout), signature_name, model,
+                         version, timeout)
 
     def _prepare(self, values):
-        body = rest_predict_body(self.signature_name, self.input_name, values)
-        return json.dumps(body).encode("ascii")
+        return rest_predict_body(self.signature_name, {self.input_name: values})
 
     def _predict(self, body: bytes) -> dict:
         return rest_outputs(_rest_call(f"{self.url}:predict", self.timeout, body), self.signature)
