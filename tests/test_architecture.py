@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from conftest import REPO
 
 PACKAGE = os.path.join(REPO, "ctxenc_tf")
@@ -123,6 +125,9 @@ def test_private_hooks_used_by_compat_still_exist():
     import tensorflow as tf
 
     assert callable(getattr(keras.Model, "_maybe_symbolic_build", None))
+    adam = keras.optimizers.Adam()
+    adam.build([keras.Variable(np.zeros(3))])
+    assert len(adam._momentums) == len(adam._velocities) == 1 and callable(adam._get_variable_index)
     from tensorflow.python.distribute.collective_all_reduce_strategy import CollectiveAllReduceExtended
 
     assert issubclass(tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.Strategy)

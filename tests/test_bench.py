@@ -33,10 +33,18 @@ def test_quick_bench_prints_every_row(tmp_path):
     training = [row for row in rows if row["measurement"] == "training"]
     assert [t["setting"].split(", ")[1:3] for t in training[:3]] == [
         ["float32", "XLA on"], ["float32", "XLA off"], ["mixed_bfloat16", "XLA off"]]  # CPU: XLA off by default
-    for t in training[:3]:  # min / median over single steps, also in the JSON
+    peaks = [row for row in rows if row["measurement"] == "matmul peak"]
+    assert len(peaks) == 2 and len(peaks[1]["values"]["peak_flops"]) == 3  # again after each setting
+    measured = [peaks[0]["values"]["peak_flops"]] + peaks[1]["values"]["peak_flops"]
+    for i, t in enumerate(training[:3]):  # min / median over single steps, also in the JSON
         slowest, median = (float(v) for v in t["result"].split()[0:3:2])
-        assert 0 < slowest <= median and "% of the float32 matmul peak" in t["relative"]
+        assert 0 < slowest <= median
         assert t["values"]["images_per_s_median"] == pytest.approx(median, rel=0.01)
+        if i < 2:  # float32 rows: a fraction of the highest float32 peak measured up to then
+            assert "% of the highest float32 matmul peak so far" in t["relative"]
+            assert t["values"]["peak_flops"] == max(measured[:i + 2])
+        else:  # bfloat16 computes in another dtype than the peak's
+            assert "peak" not in t["relative"] and "peak_fraction" not in t["values"]
     assert [t["setting"] for t in training[3:]] == ["XLA speed-up", "mixed_bfloat16 speed-up"]
     assert all(t["result"].endswith("x") and t["values"]["ratio"] > 0 for t in training[3:])
     overhead = [row for row in rows if row["measurement"] == "training overhead"]

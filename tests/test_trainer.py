@@ -47,6 +47,50 @@ def test_optimisers_follow_config():
     assert float(pure.g_optimizer.learning_rate) == pytest.approx(1e-3)  # no x10 without mixing
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_adam_takes_keras_adams_steps(dtype):
+    """TensorFlow's fused Adam kernel against Keras' own update, step by step. With
+    beta_2 = 0.75, 1 - beta_2 is exact in every precision, so both evaluate the same
+    formula on the same numbers; what may differ is how each evaluates sqrt and / (CPU
+    vector code may use refined approximations: here float32 agrees bit for bit and
+    float64 within 2e-12 of the update). The gradients are fixed inputs, so a difference
+    cannot feed back: each step may add 1 ulp of the variable (the subtraction) and 1e-6
+    of that step's update, far below what a wrong formula (a bias correction or a beta
+    misplaced: an O(1) change of the update) would show."""
+    import tensorflow as tf
+
+    from ctxenc_tf.compat import FusedAdam
+
+    eps = np.finfo(dtype).eps
+    start = np.random.default_rng(0).normal(size=(300, 70)).astype(dtype)
+
+    def stepper(optimizer_class):
+        variable = keras.Variable(start, dtype=dtype)
+        optimizer = optimizer_class(2e-3, beta_1=0.5, beta_2=0.75, epsilon=1e-8)
+        optimizer.build([variable])
+        return variable, tf.function(lambda g: optimizer.apply([g], [variable]))
+
+    pairs = [stepper(keras.optimizers.Adam), stepper(FusedAdam)]
+    bound = 0.0
+    for i in range(20):
+        before = pairs[0][0].numpy()
+        for variable, step in pairs:
+            step(tf.constant(np.sin(start * (i + 1))))
+        keras_value, fused_value = (variable.numpy() for variable, _ in pairs)
+        bound += eps * np.abs(keras_value).max() + 1e-6 * np.abs(keras_value - before).max()
+        assert np.abs(keras_value - fused_value).max() <= bound, i
+    assert np.abs(keras_value - start).max() > 1e-2  # both moved
+
+
+def test_default_optimisers_are_fused_under_tensorflow():
+    from ctxenc_tf.compat import FusedAdam
+
+    run = tiny_config()
+    model = ContextEncoder(run.model)
+    model.compile(run=run)
+    assert type(model.g_optimizer) is FusedAdam and type(model.d_optimizer) is FusedAdam
+
+
 def test_evaluate_reports_validation_metrics(image_folder):
     cfg = tiny_config(data_dir=image_folder)
     model = ContextEncoder(cfg.model)

@@ -9,8 +9,9 @@ Prints one Markdown table with
 * training throughput (images/s, min and median over single steps) of the model at the
   given global batch with XLA and without, and with XLA in mixed precision, on synthetic
   in-memory batches (``model.fit``, the strategy ``train.py`` would pick), as a fraction
-  of the matmul peak, with the ratios between them; compile time and the wait between
-  the last step and ``fit`` returning on their own rows,
+  of the highest matmul peak measured so far (the peak is measured again after each
+  setting: a shared machine's speed drifts), with the ratios between them; compile time
+  and the wait between the last step and ``fit`` returning on their own rows,
 * input-pipeline throughput alone (images/s): JPEG decode + crop + resize + flip + mask
   (:func:`ctxenc_tf.pipeline.training_batches`) and the same from prepared TFRecord shards,
 * inference latency for batch 1 and batch 64 (``--latency-batches``): Keras, the SavedModel

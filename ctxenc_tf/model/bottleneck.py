@@ -50,10 +50,10 @@ class WindowConv2DTranspose(keras.layers.Conv2DTranspose):
         if tuple(inputs.shape[1:3]) != (1, 1) or self.padding != "valid" or tuple(self.strides) != (1, 1):
             return super().call(inputs)
         # Keras keeps the kernel as (kh, kw, filters, in): as (kh*kw*filters, in) it is a free
-        # reshape, and the 2-D transpose of it becomes the matmul's transposed operand
-        # (TensorFlow's graph optimiser folds it into MatMul, XLA into the dot, PyTorch takes
-        # a view). A 4-D transpose first would copy the whole kernel (131 MB at the paper's
-        # size) on every call and in its gradient: that made this layer twice as slow.
+        # reshape. Computed as (kernel @ x^T)^T, only the small [N, in] and [N, k*k*filters]
+        # activations are ever transposed: x @ kernel^T would have TensorFlow transpose the
+        # kernel-sized gradient (131 MB at the paper's size) on every step, and a 4-D
+        # transpose of the kernel would copy it in the forward pass as well.
         kernel = ops.reshape(self.kernel, (-1, inputs.shape[-1]))
-        y = ops.matmul(ops.reshape(inputs, (-1, inputs.shape[-1])), ops.transpose(kernel))
+        y = ops.transpose(ops.matmul(kernel, ops.transpose(ops.reshape(inputs, (-1, inputs.shape[-1])))))
         return _activate(self, ops.reshape(y, (-1, k[0], k[1], self.filters)))

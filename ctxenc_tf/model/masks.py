@@ -58,7 +58,11 @@ def erode(mask, pixels: int):
     outside = 1.0 - mask
     # Pad with "outside" so the image border does not count as hole.
     padded = ops.pad(outside, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]], constant_values=1.0)
-    return 1.0 - ops.max_pool(padded, size, strides=1, padding="valid")
+    # A square window's maximum is the maximum over its rows of the maximum over its
+    # columns: two 1-D pools cost 2 * size comparisons a pixel instead of size**2 (the
+    # 9x9 pool of the paper's 4-pixel overlap took 3x as long, ~5% of a CPU training step).
+    rows = ops.max_pool(padded, (size, 1), strides=1, padding="valid")
+    return 1.0 - ops.max_pool(rows, (1, size), strides=1, padding="valid")
 
 
 def hidden_region(mask, overlap: int):
