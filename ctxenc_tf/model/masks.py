@@ -60,7 +60,7 @@ def erode(mask, pixels: int):
     padded = ops.pad(outside, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]], constant_values=1.0)
     # A square window's maximum is the maximum over its rows of the maximum over its
     # columns: two 1-D pools cost 2 * size comparisons a pixel instead of size**2 (the
-    # 9x9 pool of the paper's 4-pixel overlap took 3x as long, ~5% of a CPU training step).
+    # 9x9 pool of the paper's 4-pixel overlap took 3x as long, oneDNN on a CPU).
     rows = ops.max_pool(padded, (size, 1), strides=1, padding="valid")
     return 1.0 - ops.max_pool(rows, (1, size), strides=1, padding="valid")
 
