@@ -41,14 +41,14 @@ class FusedAdam(keras.optimizers.Adam):
     m / (sqrt(v) + eps)``, the formula and order of operations of Keras' own update.
 
     Keras' ``Adam.update_step`` is a chain of element-wise ops, each its own kernel that
-    reads and writes a variable-sized tensor. For the generator's 71M parameters, without
-    XLA, that took 0.27 s of a 1.5 s training step at batch 64 on a 2-core Xeon
-    (TensorFlow's profiler); the fused kernel reads gradient, variable and both moments
-    once and writes the three back, in 0.08 s. XLA fuses Keras' chain by itself; the
-    kernel has an XLA lowering, so nothing changes there.
-    The results differ by rounding only: the kernel forms ``1 - b2`` in float32, Keras in
-    float64 (for 0.999 they are 1.3e-5 apart, relatively), and its vector code may round
-    sqrt and division otherwise (float64 here: within 2e-12 of an update). It reads Keras'
+    reads and writes a variable-sized tensor: without XLA, for the generator's 71M
+    parameters, the largest cost of a CPU training step after the convolutions. The fused
+    kernel reads gradient, variable and both moments once and writes the three back. XLA
+    fuses Keras' chain by itself; the kernel has an XLA lowering, so nothing changes there.
+    The results differ by rounding only: the kernel forms ``1 - b1`` and ``1 - b2`` in the
+    variable's dtype, Keras in float64 and then rounds (for 0.999 in float32 they are
+    1.3e-5 apart, relatively; in float64, or for betas such as 0.5, they are equal and so
+    is every step). It reads Keras'
     private slot lists (``_momentums``, ``_velocities``, ``_get_variable_index``).
     ``amsgrad`` and sparse gradients take Keras' own update."""
 
@@ -56,16 +56,16 @@ class FusedAdam(keras.optimizers.Adam):
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
-        # Keras hands its TensorFlow backend the tf.Variable (under a tf.distribute
+        # Keras' TensorFlow backend hands this the tf.Variable (under a tf.distribute
         # strategy, the copy being updated); the slots' handles resolve to the same
         # device's copy inside the strategy's update.
-        variable = variable.value if isinstance(variable, keras.Variable) else variable
         index = self._get_variable_index(variable)
         step = ops.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        # The powers as Keras forms them (its cast goes through float32); the constants
+        # straight in the variable's dtype, as Keras' arithmetic with Python floats has them.
+        powers = [ops.power(ops.cast(beta, dtype), step) for beta in (self.beta_1, self.beta_2)]
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].value.handle,
-            v=self._velocities[index].value.handle,
-            beta1_power=ops.power(beta_1, step), beta2_power=ops.power(beta_2, step),
-            lr=ops.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
-            epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype))
+            var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
+            beta1_power=powers[0], beta2_power=powers[1], lr=ops.cast(learning_rate, dtype),
+            beta1=ops.convert_to_tensor(self.beta_1, dtype), beta2=ops.convert_to_tensor(self.beta_2, dtype),
+            epsilon=ops.convert_to_tensor(self.epsilon, dtype), grad=ops.cast(gradient, dtype))

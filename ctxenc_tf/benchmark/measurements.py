@@ -184,7 +184,7 @@ def _training_rows(table: Table, config: RunConfig, settings: BenchSettings, ste
     table.add("matmul peak", f"{settings.matmul_size}x{settings.matmul_size} {compute}, "
               f"after each training setting", " ".join(f"{p / 1e9:.1f}" for p in peaks[1:]) + " GFLOP/s",
               f"the first: {peaks[0] / 1e9:.1f}; the training rows use the highest so far",
-              values={"peak_flops": peaks[1:]})
+              values={"peak_flops_after": peaks[1:]})
     return speeds[config.precision, default_jit]
 
 

@@ -16,18 +16,15 @@ from ctxenc_tf.model.networks import build_discriminator, build_generator
 from ctxenc_tf.model.precision import uses_loss_scaling
 from ctxenc_tf.model.replicas import device_kind
 
-# The training steps and the optimiser's kernel are the backend-specific parts, chosen
-# once at import as Keras chooses its own trainer (keras/src/backend/__init__.py); each
-# module is imported only under its backend, so the model imports no TensorFlow under JAX
-# or PyTorch. XLA fuses Keras' own Adam; TensorFlow's kernels need the fused one.
+# The training steps (with the optimiser class they step with) are the one
+# backend-specific part, chosen once at import as Keras chooses its own trainer
+# (keras/src/backend/__init__.py); each module is imported only under its backend, so
+# the model imports no TensorFlow under JAX or PyTorch.
 if keras.backend.backend() == "tensorflow":
-    from ctxenc_tf.compat import FusedAdam as Adam
     from ctxenc_tf.model.tensorflow_steps import TensorFlowSteps as BackendSteps
 elif keras.backend.backend() == "jax":
-    from keras.optimizers import Adam
     from ctxenc_tf.model.jax_steps import JaxSteps as BackendSteps
 else:
-    from keras.optimizers import Adam
     from ctxenc_tf.model.no_steps import NoSteps as BackendSteps
 
 METRIC_NAMES = ("g_loss", "d_loss", "rec_loss", "adv_loss", "psnr", "l1")
@@ -107,7 +104,8 @@ class ContextEncoder(BackendSteps, keras.Model):
 
     def compile(self, g_optimizer=None, d_optimizer=None, run: RunConfig | None = None, **kwargs):
         """Adam(lr, beta_1) for each network by default, the generator's lr x10 when mixing
-        losses (``run``'s schedule; the paper's when ``run`` is None); wrapped in
+        losses (``run``'s schedule; the paper's when ``run`` is None), of the steps'
+        ``adam_class`` (:class:`~ctxenc_tf.compat.FusedAdam` under TensorFlow); wrapped in
         ``LossScaleOptimizer`` under a float16 policy. Both optimisers' slot variables
         (Adam moments, step counter) are created here, in the caller's strategy scope:
         created lazily inside a distributed step they fail, and resuming loads state into
@@ -118,9 +116,9 @@ class ContextEncoder(BackendSteps, keras.Model):
         kwargs.setdefault("jit_compile", default_jit_compile() if run.jit_compile is None else run.jit_compile)
         kwargs.setdefault("steps_per_execution", run.steps_per_execution)
         # epsilon 1e-8: Torch's (the original code's and PyTorch's) Adam default; Keras' is 1e-7.
-        g_optimizer = g_optimizer or Adam(run.g_learning_rate, beta_1=run.beta_1, epsilon=1e-8)
+        g_optimizer = g_optimizer or self.adam_class(run.g_learning_rate, beta_1=run.beta_1, epsilon=1e-8)
         d_optimizer = d_optimizer or (
-            Adam(run.learning_rate, beta_1=run.beta_1, epsilon=1e-8)
+            self.adam_class(run.learning_rate, beta_1=run.beta_1, epsilon=1e-8)
             if self.discriminator else None)
         if uses_loss_scaling():
             g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)

@@ -43,6 +43,8 @@ class JaxSteps:
     for Keras' JAX trainer (``data`` = ``(images, masks)`` arrays), which supplies
     ``_step_values``, ``_update_trackers`` and the optimisers."""
 
+    adam_class = keras.optimizers.Adam  # XLA fuses its element-wise update
+
     def compile(self, **kwargs):
         super().compile(**kwargs)
         self.optimizer = JointOptimizers(self.g_optimizer, self.d_optimizer)

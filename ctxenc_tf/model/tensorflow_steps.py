@@ -18,6 +18,10 @@ class TensorFlowSteps(compat.NoSymbolicBuild):
     """``train_step`` / ``test_step`` of :class:`~ctxenc_tf.model.context_encoder.ContextEncoder`
     (``data`` = ``(images, masks)``), which supplies ``_step_values``, ``_update_trackers`` and the optimisers."""
 
+    # Without XLA, TensorFlow runs Keras' Adam as a chain of element-wise kernels; its
+    # fused kernel does the same update in one pass (see FusedAdam).
+    adam_class = compat.FusedAdam
+
     def train_step(self, data):
         images, mask = data
         g_vars = self.generator.trainable_variables
