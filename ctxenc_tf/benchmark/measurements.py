@@ -12,14 +12,13 @@ import numpy as np
 from ctxenc_tf.benchmark.timing import (
     BenchSettings,
     Table,
-    conv_flops,
     cpu_name,
+    flops_per_image,
     latency_ms,
     si,
     synthetic_batch,
     time_fits,
     timed,
-    train_flops_per_image,
 )
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
@@ -237,9 +236,7 @@ def run(config: RunConfig, settings: BenchSettings, log=print) -> Table:
 
     config = config if config.model.fill_value else config.replace(fill_value=(0.0, 0.0, 0.0))
     model = ContextEncoder(config.model)
-    g_flops = conv_flops(model.generator)
-    d_flops = conv_flops(model.discriminator) if model.discriminator is not None else 0
-    step_flops = train_flops_per_image(g_flops, d_flops)
+    g_flops, d_flops, step_flops = flops_per_image(model)
     geometry = (f"{config.model.image_size}px, bottleneck {config.model.bottleneck}, "
                 f"{model.generator.count_params() / 1e6:.1f}M G params")
     table.add("FLOPs / image", f"generator forward, {geometry}", si(g_flops, "FLOP"))

@@ -81,9 +81,7 @@ def run(config: RunConfig, settings: timing.BenchSettings, log=print) -> timing.
     table.add("machine", "", machine_description())
     config = config if config.model.fill_value else config.replace(fill_value=(0.0, 0.0, 0.0))
     model = ContextEncoder(config.model)
-    g_flops = timing.conv_flops(model.generator)
-    d_flops = timing.conv_flops(model.discriminator) if model.discriminator is not None else 0
-    step_flops = timing.train_flops_per_image(g_flops, d_flops)
+    g_flops, _, step_flops = timing.flops_per_image(model)
     table.add("FLOPs / image", f"generator forward, {config.model.image_size}px, bottleneck "
               f"{config.model.bottleneck}", timing.si(g_flops, "FLOP"))
     table.add("FLOPs / image", "training step (3 G + 7 D)", timing.si(step_flops, "FLOP"))

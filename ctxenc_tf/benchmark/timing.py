@@ -57,6 +57,15 @@ def train_flops_per_image(generator_flops: int, discriminator_flops: int) -> int
     return 3 * generator_flops + 7 * discriminator_flops
 
 
+def flops_per_image(model) -> tuple:
+    """``(generator forward, discriminator forward, training step)`` FLOPs per image of a
+    ``ContextEncoder`` (the discriminator's 0 when it has none), by :func:`conv_flops` and
+    :func:`train_flops_per_image`."""
+    g_flops = conv_flops(model.generator)
+    d_flops = conv_flops(model.discriminator) if model.discriminator is not None else 0
+    return g_flops, d_flops, train_flops_per_image(g_flops, d_flops)
+
+
 def step_timer():
     """A callback recording each training call's wall time (``steps``, seconds) and when
     the last one ended (``last_end``, ``time.perf_counter``)."""
