@@ -48,9 +48,8 @@ class FusedAdam(keras.optimizers.Adam):
     The results differ by rounding only: the kernel forms ``1 - b1`` and ``1 - b2`` in the
     variable's dtype, Keras in float64 and then rounds (for 0.999 in float32 they are
     1.3e-5 apart, relatively; in float64, or for betas such as 0.5, they are equal and so
-    is every step). It reads Keras'
-    private slot lists (``_momentums``, ``_velocities``, ``_get_variable_index``).
-    ``amsgrad`` and sparse gradients take Keras' own update."""
+    is every step). It reads Keras' private slot lists (``_momentums``, ``_velocities``,
+    ``_get_variable_index``). ``amsgrad`` and sparse gradients take Keras' own update."""
 
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices):

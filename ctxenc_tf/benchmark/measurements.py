@@ -162,9 +162,10 @@ def _training_rows(table: Table, config: RunConfig, settings: BenchSettings, ste
                   "step_ms_min": r["step_ms"][0], "step_ms_median": r["step_ms"][1]}
         relative = f"median step {r['step_ms'][1]:.0f} ms"
         if precision == config.precision:  # a mixed policy computes in another dtype
-            values.update(peak_fraction=median * step_flops / max(peaks), peak_flops=max(peaks))
+            highest = max(peaks)
+            values.update(peak_fraction=median * step_flops / highest, peak_flops=highest)
             relative += (f", {100 * values['peak_fraction']:.1f}% of the highest {compute} matmul peak "
-                         f"so far ({max(peaks) / 1e9:.1f} GFLOP/s)")
+                         f"so far ({highest / 1e9:.1f} GFLOP/s)")
         table.add("training", setting, f"{slowest:.1f} / {median:.1f} images/s (min / median)",
                   f"{relative}; {settings.train_repeats} x {settings.steps} steps timed one by one",
                   values=values)
