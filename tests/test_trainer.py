@@ -88,6 +88,23 @@ def test_default_optimisers_are_fused_under_tensorflow():
     assert type(model.g_optimizer) is FusedAdam and type(model.d_optimizer) is FusedAdam
 
 
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_compile_without_arguments_follows_train_pys_xla_rule(monkeypatch, device):
+    """``model.compile()`` from the Python API gets the XLA setting that ``train.py`` uses
+    for an unset ``--jit-compile`` (on with an accelerator, off on CPUs under TensorFlow),
+    not Keras' ``"auto"``; a run's own setting wins over the rule."""
+    from ctxenc_tf.model import context_encoder
+
+    monkeypatch.setattr(context_encoder, "device_kind", lambda: device)
+    run = tiny_config(jit_compile=None)
+    model = ContextEncoder(run.model)
+    model.compile()
+    assert model.jit_compile is (device != "cpu")
+    assert model.jit_compile is context_encoder.default_jit_compile()
+    model.compile(run=run.replace(jit_compile=device == "cpu"))
+    assert model.jit_compile is (device == "cpu")
+
+
 def test_evaluate_reports_validation_metrics(image_folder):
     cfg = tiny_config(data_dir=image_folder)
     model = ContextEncoder(cfg.model)

@@ -74,8 +74,9 @@ def paste_prediction(images, prediction, mask, config: ModelConfig):
 def default_jit_compile() -> bool:
     """XLA for training under JAX (its only compiler: without it JAX runs op by op) and,
     under TensorFlow, when a GPU or TPU is present. On CPUs TensorFlow's own (oneDNN)
-    kernels trained the default model 1.4x faster than XLA's once the bottleneck became
-    matrix products (``python -m ctxenc_tf bench`` on a 2-core Intel Xeon)."""
+    kernels trained the default model faster than XLA's once the bottleneck became matrix
+    products: 1.4x on a 2-core Intel Xeon, 1.6x on a 2-core AMD EPYC (Zen 4)
+    (``python -m ctxenc_tf bench``, docs/performance.md)."""
     if keras.backend.backend() == "jax":
         return True
     return device_kind() != "cpu"
