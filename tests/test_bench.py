@@ -29,7 +29,7 @@ def test_quick_bench_prints_every_row(tmp_path):
     assert "no GPU" in rows[0]["result"] or "GPU" in rows[0]["result"]
     assert float(settings["matmul peak", "256x256 float32"]["result"].split()[0]) > 0
     assert [row["setting"].split(",")[0] for row in rows if row["measurement"] == "FLOPs / image"] == [
-        "generator forward", "discriminator forward", "training step (3 G + 7 D)"]
+        "generator forward", "discriminator forward", bench.STEP_FLOPS_SETTING]
     training = [row for row in rows if row["measurement"] == "training"]
     assert [t["setting"].split(", ")[1:3] for t in training[:3]] == [
         ["float32", "XLA on"], ["float32", "XLA off"], ["mixed_bfloat16", "XLA off"]]  # CPU: XLA off by default
@@ -82,7 +82,11 @@ def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
     big = keras.Input((8, 8, 16))
     down = keras.Model(big, keras.layers.Conv2D(8, 4, strides=2, padding="same")(big))
     assert bench.conv_flops(up) == bench.conv_flops(down) == 2 * 4 * 4 * 8 * 4 * 4 * 16
-    assert bench.train_flops_per_image(10, 1) == 37 and bench.train_flops_per_image(10, 0) == 30
+    assert bench.train_flops_per_image(10, 1, 2, 1) == 3 * 10 - 2 + 7 * 1 - 2 * 1
+    assert bench.train_flops_per_image(10, 0, 2, 0) == 3 * 10 - 2
+    assert bench.first_conv_flops(down) == bench.conv_flops(down)
+    half = config.output_size // 2  # the first discriminator convolution's output, 3 -> disc_filters
+    assert bench.first_conv_flops(discriminator) == 2 * half * half * 4 * 4 * 3 * config.disc_filters
 
 
 def test_bad_flags_are_one_line_errors():

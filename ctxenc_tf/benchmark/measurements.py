@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from ctxenc_tf.benchmark.timing import (
+    STEP_FLOPS_SETTING,
     BenchSettings,
     Table,
     cpu_name,
@@ -242,7 +243,7 @@ def run(config: RunConfig, settings: BenchSettings, log=print) -> Table:
                 f"{model.generator.count_params() / 1e6:.1f}M G params")
     table.add("FLOPs / image", f"generator forward, {geometry}", si(g_flops, "FLOP"))
     table.add("FLOPs / image", "discriminator forward", si(d_flops, "FLOP"))
-    table.add("FLOPs / image", "training step (3 G + 7 D)", si(step_flops, "FLOP"))
+    table.add("FLOPs / image", STEP_FLOPS_SETTING, si(step_flops, "FLOP"))
 
     training_speed = None if "train" in settings.skip else _training_rows(table, config, settings, step_flops, [peak])
     with tempfile.TemporaryDirectory(prefix="ctxenc-bench-") as tmp:

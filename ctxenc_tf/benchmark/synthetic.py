@@ -84,7 +84,7 @@ def run(config: RunConfig, settings: timing.BenchSettings, log=print) -> timing.
     g_flops, _, step_flops = timing.flops_per_image(model)
     table.add("FLOPs / image", f"generator forward, {config.model.image_size}px, bottleneck "
               f"{config.model.bottleneck}", timing.si(g_flops, "FLOP"))
-    table.add("FLOPs / image", "training step (3 G + 7 D)", timing.si(step_flops, "FLOP"))
+    table.add("FLOPs / image", timing.STEP_FLOPS_SETTING, timing.si(step_flops, "FLOP"))
     backend = keras.backend.backend()
     for precision in PRECISIONS:
         run_config = config.replace(precision=precision)

@@ -13,6 +13,9 @@ import numpy as np
 
 PARTS = ("train", "pipeline", "inference")
 
+# The FLOPs row of a training step, in both benches (see train_flops_per_image).
+STEP_FLOPS_SETTING = "training step (3 G + 7 D less unneeded input gradients)"
+
 
 def cpu_name() -> str:
     """The CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
@@ -32,38 +35,58 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def _conv_layer_flops(model) -> list:
+    """Forward FLOPs per image of each convolution in ``model``, in layer order."""
+    layers = keras.layers
+    flops = []
+    for layer in model.layers:
+        if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            grid = layer.input.shape if isinstance(layer, layers.Conv2DTranspose) else layer.output.shape
+            flops.append(int(2 * grid[1] * grid[2] * kh * kw * cin * layer.filters))
+    return flops
+
+
 def conv_flops(model) -> int:
     """Forward FLOPs per image of the convolutions in ``model`` (2 per multiply-add).
     ``Conv2D``: ``2 * Ho * Wo * Cout * k * k * Cin``; ``Conv2DTranspose``: ``2 * Hi * Wi *
     Cin * k * k * Cout`` (each input pixel is spread over a ``k x k`` window; counting it on
     the output grid, as TF's profiler does, would add the zeros of the dilated input).
     Normalisation, activations and the hole fill are left out (well under 1%)."""
-    layers = keras.layers
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
-            kh, kw = layer.kernel_size
-            cin = layer.input.shape[-1]
-            grid = layer.input.shape if isinstance(layer, layers.Conv2DTranspose) else layer.output.shape
-            total += 2 * grid[1] * grid[2] * kh * kw * cin * layer.filters
-    return int(total)
+    return sum(_conv_layer_flops(model))
 
 
-def train_flops_per_image(generator_flops: int, discriminator_flops: int) -> int:
+def first_conv_flops(model) -> int:
+    """Forward FLOPs per image of ``model``'s first convolution: what the gradient with
+    respect to the network's input would cost there, work that is skipped where the input
+    needs no gradient (no trainable layer comes before it in our networks)."""
+    return _conv_layer_flops(model)[0]
+
+
+def train_flops_per_image(generator_flops: int, discriminator_flops: int, generator_first: int,
+                          discriminator_first: int) -> int:
     """FLOPs of one training step per image, backward = 2x forward where weights and inputs
     both need gradients: forward G + D(real) + D(fake); the generator's gradient goes back
     through D(fake) (input gradients only, 1x) and G (2x); the discriminator's through
-    D(real) and D(fake) (2x each). Total ``3 G + 7 D`` (``3 G`` without a discriminator)."""
-    return 3 * generator_flops + 7 * discriminator_flops
+    D(real) and D(fake) (2x each): ``3 G + 7 D``. Less the input gradients that no one
+    needs, which TensorFlow's graph and XLA's compiled step leave out (they run what the
+    requested gradients depend on): the generator's first convolution's (its input is the
+    image; ``generator_first``, that convolution's forward FLOPs), and the discriminator's
+    first convolution's on real patches and, in the discriminator's own backward pass, on
+    the fake ones (the generator's pass needs it, once): ``2 * discriminator_first``.
+    ``3 G - generator_first`` without a discriminator."""
+    return 3 * generator_flops - generator_first + 7 * discriminator_flops - 2 * discriminator_first
 
 
 def flops_per_image(model) -> tuple:
     """``(generator forward, discriminator forward, training step)`` FLOPs per image of a
     ``ContextEncoder`` (the discriminator's 0 when it has none), by :func:`conv_flops` and
     :func:`train_flops_per_image`."""
-    g_flops = conv_flops(model.generator)
-    d_flops = conv_flops(model.discriminator) if model.discriminator is not None else 0
-    return g_flops, d_flops, train_flops_per_image(g_flops, d_flops)
+    g_flops, g_first = conv_flops(model.generator), first_conv_flops(model.generator)
+    d_flops, d_first = ((conv_flops(model.discriminator), first_conv_flops(model.discriminator))
+                        if model.discriminator is not None else (0, 0))
+    return g_flops, d_flops, train_flops_per_image(g_flops, d_flops, g_first, d_first)
 
 
 def step_timer():
