@@ -82,11 +82,18 @@ def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
     big = keras.Input((8, 8, 16))
     down = keras.Model(big, keras.layers.Conv2D(8, 4, strides=2, padding="same")(big))
     assert bench.conv_flops(up) == bench.conv_flops(down) == 2 * 4 * 4 * 8 * 4 * 4 * 16
-    assert bench.train_flops_per_image(10, 1, 2, 1) == 3 * 10 - 2 + 7 * 1 - 2 * 1
-    assert bench.train_flops_per_image(10, 0, 2, 0) == 3 * 10 - 2
-    assert bench.first_conv_flops(down) == bench.conv_flops(down)
-    half = config.output_size // 2  # the first discriminator convolution's output, 3 -> disc_filters
-    assert bench.first_conv_flops(discriminator) == 2 * half * half * 4 * 4 * 3 * config.disc_filters
+    assert bench.train_flops_per_image(10, 1, generator_first=2, discriminator_first=1) == 33
+    assert bench.train_flops_per_image(10, 0, generator_first=2, discriminator_first=0) == 28
+    # A step leaves out the input gradients of each network's first convolution (4x4, stride
+    # 2, RGB -> filters), written out here: once for the generator, twice for the discriminator.
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+
+    model = ContextEncoder(config)
+    g, d, step = bench.flops_per_image(model)
+    g_first = 2 * (config.image_size // 2) ** 2 * 4 * 4 * 3 * config.gen_filters
+    d_first = 2 * (config.output_size // 2) ** 2 * 4 * 4 * 3 * config.disc_filters
+    assert (g, d) == (bench.conv_flops(model.generator), bench.conv_flops(model.discriminator))
+    assert step == 3 * g + 7 * d - g_first - 2 * d_first
 
 
 def test_bad_flags_are_one_line_errors():

@@ -35,8 +35,9 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _conv_layer_flops(model) -> list:
-    """Forward FLOPs per image of each convolution in ``model``, in layer order."""
+def conv_layer_flops(model) -> list:
+    """Forward FLOPs per image of each convolution in ``model``, in layer order (each
+    counted as :func:`conv_flops` says)."""
     layers = keras.layers
     flops = []
     for layer in model.layers:
@@ -54,17 +55,10 @@ def conv_flops(model) -> int:
     Cin * k * k * Cout`` (each input pixel is spread over a ``k x k`` window; counting it on
     the output grid, as TF's profiler does, would add the zeros of the dilated input).
     Normalisation, activations and the hole fill are left out (well under 1%)."""
-    return sum(_conv_layer_flops(model))
+    return sum(conv_layer_flops(model))
 
 
-def first_conv_flops(model) -> int:
-    """Forward FLOPs per image of ``model``'s first convolution: what the gradient with
-    respect to the network's input would cost there, work that is skipped where the input
-    needs no gradient (no trainable layer comes before it in our networks)."""
-    return _conv_layer_flops(model)[0]
-
-
-def train_flops_per_image(generator_flops: int, discriminator_flops: int, generator_first: int,
+def train_flops_per_image(generator_flops: int, discriminator_flops: int, *, generator_first: int,
                           discriminator_first: int) -> int:
     """FLOPs of one training step per image, backward = 2x forward where weights and inputs
     both need gradients: forward G + D(real) + D(fake); the generator's gradient goes back
@@ -72,7 +66,8 @@ def train_flops_per_image(generator_flops: int, discriminator_flops: int, genera
     D(real) and D(fake) (2x each): ``3 G + 7 D``. Less the input gradients that no one
     needs, which TensorFlow's graph and XLA's compiled step leave out (they run what the
     requested gradients depend on): the generator's first convolution's (its input is the
-    image; ``generator_first``, that convolution's forward FLOPs), and the discriminator's
+    image; ``generator_first``, that convolution's forward FLOPs, which its input gradient
+    would cost; no trainable layer comes before it in our networks), and the discriminator's
     first convolution's on real patches and, in the discriminator's own backward pass, on
     the fake ones (the generator's pass needs it, once): ``2 * discriminator_first``.
     ``3 G - generator_first`` without a discriminator."""
@@ -83,10 +78,9 @@ def flops_per_image(model) -> tuple:
     """``(generator forward, discriminator forward, training step)`` FLOPs per image of a
     ``ContextEncoder`` (the discriminator's 0 when it has none), by :func:`conv_flops` and
     :func:`train_flops_per_image`."""
-    g_flops, g_first = conv_flops(model.generator), first_conv_flops(model.generator)
-    d_flops, d_first = ((conv_flops(model.discriminator), first_conv_flops(model.discriminator))
-                        if model.discriminator is not None else (0, 0))
-    return g_flops, d_flops, train_flops_per_image(g_flops, d_flops, g_first, d_first)
+    g = conv_layer_flops(model.generator)
+    d = conv_layer_flops(model.discriminator) if model.discriminator is not None else [0]
+    return sum(g), sum(d), train_flops_per_image(sum(g), sum(d), generator_first=g[0], discriminator_first=d[0])
 
 
 def step_timer():
