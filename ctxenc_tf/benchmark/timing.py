@@ -76,7 +76,7 @@ def train_flops_per_image(generator_flops: int, discriminator_flops: int, *, gen
 
 def flops_per_image(model) -> tuple:
     """``(generator forward, discriminator forward, training step)`` FLOPs per image of a
-    ``ContextEncoder`` (the discriminator's 0 when it has none), by :func:`conv_flops` and
+    ``ContextEncoder`` (the discriminator's 0 when it has none), by :func:`conv_layer_flops` and
     :func:`train_flops_per_image`."""
     g = conv_layer_flops(model.generator)
     d = conv_layer_flops(model.discriminator) if model.discriminator is not None else [0]
