@@ -80,7 +80,9 @@ def flops_per_image(model) -> tuple:
     :func:`train_flops_per_image`."""
     g = conv_layer_flops(model.generator)
     d = conv_layer_flops(model.discriminator) if model.discriminator is not None else [0]
-    return sum(g), sum(d), train_flops_per_image(sum(g), sum(d), generator_first=g[0], discriminator_first=d[0])
+    g_flops, d_flops = sum(g), sum(d)
+    return g_flops, d_flops, train_flops_per_image(g_flops, d_flops, generator_first=g[0],
+                                                   discriminator_first=d[0])
 
 
 def step_timer():
