@@ -1,5 +1,5 @@
 """The folder tree is the architecture: no import cycles, dependencies pointing one way
-(cli -> benchmark -> export -> inference/training -> data -> model -> config/utils/errors),
+(cli -> benchmark -> export -> inference/training -> data -> model / faces -> config/utils/errors),
 no side effects on import, and the private framework hooks ``compat.py`` relies on still exist."""
 
 import ast
@@ -19,12 +19,13 @@ ALLOWED = {
     "utils": {"errors"},
     "compat": set(),
     "model": {"config", "errors", "utils", "compat"},
-    "data": {"config", "errors", "utils", "model"},
-    "training": {"config", "errors", "utils", "model", "data"},
-    "inference": {"config", "errors", "utils", "model", "data"},
-    "export": {"config", "errors", "utils", "model", "data", "inference"},
-    "benchmark": {"config", "errors", "utils", "model", "data", "inference", "export", "training"},
-    "cli": {"config", "errors", "utils", "model", "data", "inference", "export", "training", "benchmark"},
+    "faces": {"config", "errors", "utils"},
+    "data": {"config", "errors", "utils", "model", "faces"},
+    "training": {"config", "errors", "utils", "model", "data", "faces"},
+    "inference": {"config", "errors", "utils", "model", "data", "faces"},
+    "export": {"config", "errors", "utils", "model", "data", "faces", "inference"},
+    "benchmark": {"config", "errors", "utils", "model", "data", "faces", "inference", "export", "training"},
+    "cli": {"config", "errors", "utils", "model", "data", "faces", "inference", "export", "training", "benchmark"},
 }
 
 

@@ -161,7 +161,7 @@ def fill_photo(runner, work_dir: str, path, canvas=None):
                 return error_line("paint over what should go first"), *refused
             hole = fit_mask(hole, photo.rgb.shape[:2], "painted on the page")
         job = prepare(photo, runner.config, hole)
-        [filled] = fill_jobs(runner, [job])
+        [filled] = fill_jobs(runner, [[job]])
     except (CtxencError, OSError) as e:
         return error_line(one_line(e), path), *refused
     # A long-running app must not fill memory: only the newest fills' downloads are kept.
@@ -171,7 +171,7 @@ def fill_photo(runner, work_dir: str, path, canvas=None):
     out_dir = tempfile.mkdtemp(prefix=FILL_PREFIX, dir=work_dir)
     stem = os.path.splitext(os.path.basename(path))[0]
     files = [os.path.join(out_dir, f"{stem}_filled.png"), os.path.join(out_dir, f"{stem}_hole.png")]
-    for name, data in zip(files, (filled_png(job, filled), encode_png(job.hole.astype(np.uint8) * 255))):
+    for name, data in zip(files, (filled_png([job], filled), encode_png(job.hole.astype(np.uint8) * 255))):
         with open(name, "wb") as f:
             f.write(data)
     h, w = filled.shape[:2]

@@ -11,18 +11,26 @@ its exact value. Photos of any size and mode (RGB, RGBA, grayscale, palette, CMY
 accepted, EXIF rotation is applied, alpha is kept untouched and grayscale stays
 grayscale. Outputs are PNG (lossless), written atomically as ``OUT/<name>_filled.png``
 (and ``OUT/<name>_side_by_side.png`` with ``--side-by-side``).
+
+With ``--faces`` every face in the photo is found (MTCNN), aligned as CelebA's crops are,
+filled there and put back: centre models fill each face's centre hole (over nose and
+mouth), random-mask models the part of ``--mask`` each face's frame holds. A photo with no
+usable face is skipped with one line (exit status 1). docs/faces.md explains the alignment.
 """
 
 import os
 import sys
 
-from ctxenc_tf.cli.common import command_parser
-from ctxenc_tf.errors import DataError
+from ctxenc_tf.cli.common import bounded, command_parser
+from ctxenc_tf.errors import ConfigError, DataError
+from ctxenc_tf.faces.detector import MIN_CONFIDENCE, MIN_FACE
+from ctxenc_tf.inference.face_jobs import centre_hole_misses, plan_faces
 from ctxenc_tf.inference.inpaint import (
     OUTPUT_SUFFIXES,
     collect_inputs,
     fill_jobs,
     filled_png,
+    joint_hole,
 )
 from ctxenc_tf.inference.photos import (
     PhotoError,
@@ -51,6 +59,16 @@ def parse_args(argv):
                                   "ratio as the photos; needs a model trained with random masks")
     p.add_argument("--side-by-side", action="store_true",
                    help="also write <name>_side_by_side.png: original | hole | filled")
+    p.add_argument("--faces", action="store_true",
+                   help="find every face, align it as CelebA's crops, fill it and put it back "
+                        "(for models trained on faces; docs/faces.md)")
+    p.add_argument("--max-faces", type=bounded(int, 1, 10_000), default=None, metavar="N",
+                   help="with --faces: fill at most the N largest faces (default: all)")
+    p.add_argument("--min-face", type=bounded(float, 1, 1e6), default=MIN_FACE, metavar="PX",
+                   help=f"with --faces: skip faces whose box is smaller than PX pixels (default {MIN_FACE})")
+    p.add_argument("--face-confidence", type=bounded(float, 0, 1), default=MIN_CONFIDENCE, metavar="P",
+                   help=f"with --faces: the detector's lowest accepted score (default {MIN_CONFIDENCE}; "
+                        "hands and patterns score about 0.8)")
     p.add_argument("--batch-size", type=int, default=8, help="photos per model call (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true",
@@ -58,6 +76,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size={args.batch_size}: must be positive")
+    if args.max_faces is not None and not args.faces:
+        p.error("--max-faces needs --faces")
     return args
 
 
@@ -77,29 +97,58 @@ def main(argv=None):
         raise DataError(f"--mask: {args.model} was trained with centre holes only "
                              "(mask type 'center'); train with --mask-type random_region or "
                              "random_square to fill drawn holes")
+    detector = _detector(args, user_hole is None)
     skipped = written = 0
     bar = tqdm(total=len(inputs), unit="photo", disable=args.quiet or None, file=sys.stderr)
     for start in range(0, len(inputs), args.batch_size):
-        jobs = []
+        planned = []
         for path, stem in inputs[start:start + args.batch_size]:
             try:
                 photo = read_photo(path)
                 hole = None if user_hole is None else fit_mask(user_hole, photo.rgb.shape[:2], args.mask)
-                jobs.append((stem, prepare(photo, config, hole)))
+                if args.faces:
+                    jobs, notes = plan_faces(photo, detector.detect(photo.rgb), config, hole,
+                                             args.max_faces, args.min_face)
+                    for note in notes:
+                        bar.write(f"{path}: {note}", file=sys.stderr)
+                else:
+                    jobs = [prepare(photo, config, hole)]
+                    missed = detector and centre_hole_misses(photo.rgb.shape[:2], detector.detect(photo.rgb), config)
+                    if missed:
+                        bar.write(f"{path}: {missed}; --faces fills each face's own hole", file=sys.stderr)
+                planned.append((stem, jobs))
             except PhotoError as e:
                 skipped += 1
                 bar.write(f"skipped {path}: {e}", file=sys.stderr)
                 bar.update(1)
-        if not jobs:
+        if not planned:
             continue
-        for (stem, job), filled in zip(jobs, fill_jobs(runner, [job for _, job in jobs])):
-            atomic.write_bytes(os.path.join(args.out, stem + OUTPUT_SUFFIXES[0]), filled_png(job, filled))
+        for (stem, jobs), filled in zip(planned, fill_jobs(runner, [jobs for _, jobs in planned])):
+            atomic.write_bytes(os.path.join(args.out, stem + OUTPUT_SUFFIXES[0]), filled_png(jobs, filled))
             if args.side_by_side:
+                outlines = [job.hole for job in jobs] if args.faces else ()
                 atomic.write_bytes(os.path.join(args.out, stem + OUTPUT_SUFFIXES[1]),
-                                   encode_png(side_by_side(job.photo, filled, job.hole, config)))
+                                   encode_png(side_by_side(jobs[0].photo, filled, joint_hole(jobs), config,
+                                                           outlines)))
             written += 1
             bar.update(1)
     bar.close()
     print(f"wrote {written} filled image(s) to {args.out}"
           + (f"; skipped {skipped} unusable file(s), see above" if skipped else ""))
     return 1 if skipped else 0
+
+
+def _detector(args, centre_holes: bool):
+    """The face detector ``--faces`` needs, or, for a centre-hole run without it, the one
+    that tells whether the centre hole misses the photo's face (``None`` when there is no
+    detector to ask: that hint is worth no error)."""
+    from ctxenc_tf.faces.detector import FaceDetector
+
+    if args.faces:
+        return FaceDetector(args.face_confidence)
+    if not centre_holes:
+        return None
+    try:
+        return FaceDetector(args.face_confidence)
+    except ConfigError:
+        return None

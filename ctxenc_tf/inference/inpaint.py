@@ -8,7 +8,7 @@ import numpy as np
 
 from ctxenc_tf.data import screening, sources
 from ctxenc_tf.errors import DataError
-from ctxenc_tf.inference.photos import Job, encode_png, finish, to_pixels
+from ctxenc_tf.inference.photos import encode_png, to_pixels
 from ctxenc_tf.utils.output_dir import unique_stems
 
 OUTPUT_SUFFIXES = ("_filled.png", "_side_by_side.png")
@@ -38,15 +38,31 @@ def collect_inputs(paths, out_dir: str):
     return list(zip([path for path, _ in found], unique_stems([stem for _, stem in found])))
 
 
-def fill_jobs(runner, jobs) -> list:
-    """Fill prepared photos (:func:`~ctxenc_tf.inference.photos.prepare`) in one model call;
-    returns each photo's ``[H, W, 3]`` uint8 result, equal to it outside ``job.hole``."""
+def fill_jobs(runner, photos_jobs) -> list:
+    """Fill photos in one model call. ``photos_jobs``: for each photo the list of its jobs
+    (one :func:`~ctxenc_tf.inference.photos.prepare` job, or one
+    :class:`~ctxenc_tf.inference.face_jobs.FaceJob` per face, largest first). Returns each
+    photo's ``[H, W, 3]`` uint8 result, equal to it outside its jobs' holes; the jobs of one
+    photo are blended in order, each over the result of the ones before."""
+    jobs = [job for group in photos_jobs for job in group]
     completed, prediction = runner.inpaint(np.stack([j.image for j in jobs]),
                                            np.stack([j.mask for j in jobs]))
-    return [finish(job, c, p, runner.config) for job, c, p in zip(jobs, completed, prediction)]
+    outputs, results = iter(zip(completed, prediction)), []
+    for group in photos_jobs:
+        out = group[0].photo.rgb.copy()
+        for job in group:
+            job.blend(out, *next(outputs), runner.config)
+        results.append(out)
+    return results
 
 
-def filled_png(job: Job, filled) -> bytes:
-    """The PNG to write for ``job``: ``filled`` (from :func:`fill_jobs`) in the photo's own
-    mode, alpha and colour profile."""
-    return encode_png(to_pixels(job.photo, filled, job.hole), job.photo.icc_profile)
+def joint_hole(jobs) -> np.ndarray:
+    """``[H, W]`` bool: every pixel one of a photo's ``jobs`` may change."""
+    return np.logical_or.reduce([job.hole for job in jobs])
+
+
+def filled_png(jobs, filled) -> bytes:
+    """The PNG to write for a photo's ``jobs``: ``filled`` (from :func:`fill_jobs`) in the
+    photo's own mode, alpha and colour profile."""
+    photo = jobs[0].photo
+    return encode_png(to_pixels(photo, filled, joint_hole(jobs)), photo.icc_profile)

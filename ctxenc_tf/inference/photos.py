@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import hole_masks, pipeline
@@ -18,6 +18,8 @@ from ctxenc_tf.model import masks
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's "L"
 
 SIDE_BY_SIDE_MAX_HEIGHT = 1024
+
+OUTLINE = (255, 32, 32)  # the colour a hole is outlined in
 
 _AS_RGB = {"1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
            "PA": "RGBA", "RGBa": "RGBA", "La": "LA", "RGBX": "RGB"}
@@ -50,6 +52,10 @@ class Job:
     window: tuple
     image: np.ndarray
     mask: np.ndarray
+
+    def blend(self, out: np.ndarray, completed: np.ndarray, prediction: np.ndarray, config: ModelConfig) -> None:
+        """Blend this job's model output into ``out`` (:func:`finish`)."""
+        finish(self, completed, prediction, config, out)
 
 
 def _open(path: str) -> Image.Image:
@@ -206,36 +212,52 @@ def prepare(photo: Photo, config: ModelConfig, hole: np.ndarray | None = None) -
     return Job(photo, hole, window, image.astype(np.float32), mask.astype(np.float32))
 
 
-def finish(job: Job, completed: np.ndarray, prediction: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """Blend the model output into the photo at its own resolution.
-
-    ``completed`` ``[S, S, 3]`` and ``prediction`` ``[O, O, 3]`` in ``[0, 1]`` (one
-    :meth:`Runner.inpaint` result). The prediction and its blend weights (1 on the
-    hidden core, a linear ramp over the overlap ring, see :func:`masks.blend_alpha`) are
-    scaled to the photo and applied inside ``job.hole`` only. Returns ``[H, W, 3]`` uint8
-    equal to the photo everywhere outside the hole.
-    """
-    s = config.image_size
+def model_output(mask: np.ndarray, completed: np.ndarray, prediction: np.ndarray,
+                 config: ModelConfig) -> tuple:
+    """The model's fill of one ``[S, S, 1]`` ``mask`` as ``(full [S, S, 3] in [0, 1], alpha
+    [S, S, 1])``: the prediction placed on the model-resolution ``completed`` image, and its
+    blend weights (1 on the hidden core, a linear ramp over the overlap ring, 0 outside the
+    hole, see :func:`masks.blend_alpha`)."""
     if config.predicts_full_image:
         full = prediction
     else:  # the predicted square, padded with the model-resolution context
         h = config.hole_size
-        top, left = masks.box_offsets(job.mask[None], h).numpy()[0]
+        top, left = masks.box_offsets(mask[None], h).numpy()[0]
         full = completed.copy()
         full[top:top + h, left:left + h] = prediction
-    alpha = masks.blend_alpha(job.mask[None], config.overlap).numpy()[0]
+    return full, masks.blend_alpha(mask[None], config.overlap).numpy()[0]
+
+
+def blend_into(out: np.ndarray, box, inside: np.ndarray, fill: np.ndarray, weight: np.ndarray) -> None:
+    """Blend ``fill`` (``[h, w, 3]`` in ``[0, 255]``) with ``weight`` (``[h, w, 1]`` in
+    ``[0, 1]``) over ``out`` (``[H, W, 3]`` uint8, changed in place) at ``box`` ``(y0, y1,
+    x0, x1)``, on the ``inside`` (``[h, w]`` bool) pixels only."""
+    y0, y1, x0, x1 = box
+    patch = out[y0:y1, x0:x1].astype(np.float32)
+    blended = np.clip(np.rint(patch * (1.0 - weight) + fill * weight), 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1][inside] = blended[inside]
+
+
+def finish(job: Job, completed: np.ndarray, prediction: np.ndarray, config: ModelConfig,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """Blend the model output into the photo at its own resolution.
+
+    ``completed`` ``[S, S, 3]`` and ``prediction`` ``[O, O, 3]`` in ``[0, 1]`` (one
+    :meth:`Runner.inpaint` result). The fill and its weights (:func:`model_output`) are
+    scaled to the photo and applied inside ``job.hole`` only, over ``out`` (changed in
+    place; default a copy of the photo). Returns ``out``, ``[H, W, 3]`` uint8, unchanged
+    everywhere outside the hole.
+    """
+    s = config.image_size
+    full, alpha = model_output(job.mask, completed, prediction, config)
     top, left, side = job.window
     y0, y1, x0, x1 = bounds(job.hole)
     scale = s / side
     box = ((x0 - left) * scale, (y0 - top) * scale, (x1 - left) * scale, (y1 - top) * scale)
     size = (int(x1 - x0), int(y1 - y0))
-    fill = _resize_channels(full, size, box) * 255.0
-    weight = _resize_channels(alpha, size, box)
-    inside = job.hole[y0:y1, x0:x1]
-    patch = job.photo.rgb[y0:y1, x0:x1].astype(np.float32)
-    blended = np.clip(np.rint(patch * (1.0 - weight) + fill * weight), 0, 255).astype(np.uint8)
-    out = job.photo.rgb.copy()
-    out[y0:y1, x0:x1][inside] = blended[inside]
+    out = job.photo.rgb.copy() if out is None else out
+    blend_into(out, (y0, y1, x0, x1), job.hole[y0:y1, x0:x1],
+               _resize_channels(full, size, box) * 255.0, _resize_channels(alpha, size, box))
     return out
 
 
@@ -262,9 +284,30 @@ def encode_png(pixels: np.ndarray, icc_profile=None) -> bytes:
     return buffer.getvalue()
 
 
-def side_by_side(photo: Photo, filled: np.ndarray, hole: np.ndarray, config: ModelConfig) -> np.ndarray:
+def draw_outline(rgb: np.ndarray, hole: np.ndarray, colour) -> None:
+    """Draw a 2-pixel line just outside ``hole`` (``[H, W]`` bool) on ``rgb`` (``[H, W, 3]``
+    uint8, changed in place). Only the hole's box is searched: the whole photo takes 10x longer."""
+    if not hole.any():
+        return
+    h, w = hole.shape
+    y0, y1, x0, x1 = bounds(hole)
+    box = np.s_[max(0, y0 - 3):y1 + 3, max(0, x0 - 3):x1 + 3]
+    grown = np.asarray(Image.fromarray(hole[box].astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(5))) > 0
+    rgb[box][grown & ~hole[box]] = colour
+
+
+def _scaled_hole(hole: np.ndarray, shape) -> np.ndarray:
+    """``hole`` ``[H, W]`` bool scaled to ``shape`` ``(h, w)``: True where any of it shows."""
+    if hole.shape == tuple(shape):
+        return hole
+    return np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize(shape[::-1], Image.BILINEAR)) > 0
+
+
+def side_by_side(photo: Photo, filled: np.ndarray, hole: np.ndarray, config: ModelConfig,
+                 outlines=()) -> np.ndarray:
     """``[original | hole (the model's fill colour) | filled]`` as one RGB uint8 array,
-    each panel at most :data:`SIDE_BY_SIDE_MAX_HEIGHT` pixels high."""
+    each panel at most :data:`SIDE_BY_SIDE_MAX_HEIGHT` pixels high, with each of
+    ``outlines`` (``[H, W]`` bool holes, e.g. one per face) outlined on the outer panels."""
     fill = np.rint((np.asarray(config.fill_value or (0.0, 0.0, 0.0)) + 1.0) * 127.5).astype(np.uint8)
     if photo.mode in ("L", "LA"):  # show what is written: the gray conversion
         gray = to_pixels(Photo(photo.rgb, None, "L"), filled, hole)
@@ -276,5 +319,10 @@ def side_by_side(photo: Photo, filled: np.ndarray, hole: np.ndarray, config: Mod
     h, w = panels.shape[:2]
     if h > SIDE_BY_SIDE_MAX_HEIGHT:
         size = (max(1, round(w * SIDE_BY_SIDE_MAX_HEIGHT / h)), SIDE_BY_SIDE_MAX_HEIGHT)
-        panels = np.asarray(Image.fromarray(panels).resize(size, Image.LANCZOS))
+        panels = np.asarray(Image.fromarray(panels).resize(size, Image.LANCZOS)).copy()
+    width = panels.shape[1] // 3
+    for outline in outlines:  # drawn at the panels' size, so that a line stays visible
+        small = _scaled_hole(outline, (panels.shape[0], width))
+        for k in (0, 2):
+            draw_outline(panels[:, k * width:(k + 1) * width], small, OUTLINE)
     return panels
