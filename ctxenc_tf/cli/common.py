@@ -35,6 +35,20 @@ def bounded(kind, low, high):
     return parse
 
 
+def add_face_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--max-faces``, ``--min-face`` and ``--face-confidence``: which detected faces
+    ``what`` (e.g. "fill") takes, as :func:`ctxenc_tf.faces.detector.select_faces` applies them."""
+    from ctxenc_tf.faces.detector import MIN_CONFIDENCE, MIN_FACE
+
+    parser.add_argument("--max-faces", type=bounded(int, 1, 10_000), default=None, metavar="N",
+                        help=f"{what} at most the N largest faces of a photo (default: all)")
+    parser.add_argument("--min-face", type=bounded(float, 1, 1e6), default=MIN_FACE, metavar="PX",
+                        help=f"skip faces whose box is smaller than PX pixels (default {MIN_FACE})")
+    parser.add_argument("--face-confidence", type=bounded(float, 0, 1), default=MIN_CONFIDENCE, metavar="P",
+                        help=f"the detector's lowest accepted score (default {MIN_CONFIDENCE}; "
+                             "hands and patterns score about 0.8)")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
     """Add a ``--flag`` for every CLI field of the model and run settings (or those named in ``only``),
     plus ``--preset``. Defaults are left as ``None`` so presets and files can fill them."""

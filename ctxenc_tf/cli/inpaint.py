@@ -21,9 +21,8 @@ usable face is skipped with one line (exit status 1). docs/faces.md explains the
 import os
 import sys
 
-from ctxenc_tf.cli.common import bounded, command_parser
+from ctxenc_tf.cli.common import add_face_arguments, command_parser
 from ctxenc_tf.errors import ConfigError, DataError
-from ctxenc_tf.faces.detector import MIN_CONFIDENCE, MIN_FACE
 from ctxenc_tf.inference.face_jobs import centre_hole_misses, plan_faces
 from ctxenc_tf.inference.inpaint import (
     OUTPUT_SUFFIXES,
@@ -62,13 +61,7 @@ def parse_args(argv):
     p.add_argument("--faces", action="store_true",
                    help="find every face, align it as CelebA's crops, fill it and put it back "
                         "(for models trained on faces; docs/faces.md)")
-    p.add_argument("--max-faces", type=bounded(int, 1, 10_000), default=None, metavar="N",
-                   help="with --faces: fill at most the N largest faces (default: all)")
-    p.add_argument("--min-face", type=bounded(float, 1, 1e6), default=MIN_FACE, metavar="PX",
-                   help=f"with --faces: skip faces whose box is smaller than PX pixels (default {MIN_FACE})")
-    p.add_argument("--face-confidence", type=bounded(float, 0, 1), default=MIN_CONFIDENCE, metavar="P",
-                   help=f"with --faces: the detector's lowest accepted score (default {MIN_CONFIDENCE}; "
-                        "hands and patterns score about 0.8)")
+    add_face_arguments(p, "with --faces: fill")
     p.add_argument("--batch-size", type=int, default=8, help="photos per model call (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true",
