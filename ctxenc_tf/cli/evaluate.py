@@ -19,11 +19,15 @@ conventions (images in ``[0, 1]``):
 Writes to ``--out``: ``metrics.md`` (table), ``metrics.json`` (means, standard deviations
 and the run's provenance), ``per_image.csv`` and ``worst_best.png`` (the cases with the
 lowest and highest core PSNR of the model, next to the baselines).
+
+With ``--faces`` the data are ordinary photos: every face is found, aligned into the
+model's square as CelebA's crops are framed, and each face is one example, measured in
+that aligned frame for the model and both baselines alike (docs/faces.md).
 """
 
 import os
 
-from ctxenc_tf.cli.common import command_parser, fail
+from ctxenc_tf.cli.common import add_face_arguments, command_parser, fail
 from ctxenc_tf.config import MASK_TYPES
 from ctxenc_tf.data import records, screening, sources
 from ctxenc_tf.errors import DataError
@@ -33,6 +37,8 @@ from ctxenc_tf.inference.evaluation import (
     OUTPUT_FILES,
     SPLITS,
     evaluation_config,
+    eval_dataset,
+    face_batches,
     list_files,
     run_evaluation,
     write_outputs,
@@ -62,6 +68,10 @@ def parse_args(argv):
                    help="hole shape for models trained with random masks (default: the model's)")
     p.add_argument("--grid-count", type=int, default=4,
                    help="worst and best cases shown in worst_best.png (default 4 each)")
+    p.add_argument("--faces", action="store_true",
+                   help="the data are ordinary photos: align each face as CelebA's crops first, "
+                        "one example per face (docs/faces.md)")
+    add_face_arguments(p, "with --faces: measure")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("limit", "batch_size", "grid_count"):
@@ -107,14 +117,34 @@ def main(argv=None):
     elif split == "all" and os.path.realpath(trained_dir or sources.BUNDLED_FACES) == os.path.realpath(data_dir):
         print("note: this is the model's training folder; --split val keeps to its held-out images")
 
-    rows, extremes, seconds = run_evaluation(runner, config, files, data_dir, args.baselines, args.batch_size,
-                                            args.grid_count, args.quiet)
+    seed = config.trained_on.get("seed", 0)
+    counts = {}
+    if args.faces:
+        from ctxenc_tf.faces.detector import FaceDetector
+
+        batches = face_batches(files, config, FaceDetector(args.face_confidence), args.batch_size, seed,
+                               args.max_faces, args.min_face, counts)
+    else:
+        batches = eval_dataset(files, config, args.batch_size, seed, config.trained_on.get("resize") == "stretch")
+    rows, extremes, seconds = run_evaluation(runner, config, batches, data_dir, args.baselines,
+                                             args.grid_count, args.quiet, None if args.faces else len(files))
+    for line in counts.get("left_out", []) + [f"skipped {p}: {r}" for p, r in counts.get("unreadable", [])]:
+        print(line)
+    if args.faces:
+        print(f"{counts['faces']} face(s) in {counts['photos']} photo(s); {len(counts['no_face'])} photo(s) "
+              "without a usable face" + (f": {', '.join(counts['no_face'][:5])}" + (" ..." if len(counts['no_face']) > 5 else "")
+                                          if counts["no_face"] else ""))
     if not rows:
-        raise DataError(f"{data_dir}: none of the {len(files)} images could be decoded")
+        raise DataError(f"{data_dir}: " + ("no usable face in the photos" if args.faces else
+                                           f"none of the {len(files)} images could be decoded"))
     report = {"model": args.model, "model_kind": runner.kind, "data_dir": data_dir,
               "split": split, "split_description": described, "images": len(rows),
               "skipped": [{"file": f, "reason": r} for f, r in skipped],
               "baselines": args.baselines, "config": config.to_dict(),
+              **({"faces": {"photos": counts["photos"], "faces": counts["faces"],
+                            "no_face": counts["no_face"], "left_out": counts["left_out"],
+                            "unreadable": [{"file": f, "reason": r} for f, r in counts["unreadable"]]}}
+                 if args.faces else {}),
               "seconds": round(seconds, 1)}
     columns = ["masked input"] + [METHOD_NAMES[m] for m in ["model"] + args.baselines] + ["original"]
     table = write_outputs(args.out, report, rows, extremes, columns)

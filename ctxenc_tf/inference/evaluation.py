@@ -15,7 +15,10 @@ import tensorflow as tf
 from ctxenc_tf.config import ModelConfig, training_data
 from ctxenc_tf.data import hole_masks, pipeline, screening, sources
 from ctxenc_tf.errors import ConfigError, DataError
+from ctxenc_tf.faces.alignment import Frame
+from ctxenc_tf.faces.detector import MIN_FACE, select_faces
 from ctxenc_tf.inference import baselines
+from ctxenc_tf.inference.photos import PhotoError, read_photo
 from ctxenc_tf.model import masks, metrics
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.pixels import signed_to_uint8
@@ -189,28 +192,72 @@ def evaluation_config(config: ModelConfig, mask_type) -> ModelConfig:
     return config.replace(mask_type=mask_type)
 
 
-def run_evaluation(runner, config: ModelConfig, files, data_dir: str, baseline_names=(), batch_size: int = 32,
-                   grid_count: int = 4, quiet: bool = False) -> tuple:
-    """Fill and measure every file. Returns ``(rows, extremes, seconds)``: one dict of
-    numbers per decoded image (``file`` relative to ``data_dir``, then
-    ``method/region/metric``, regions :data:`REGIONS`), the :class:`Extremes` by the
-    model's core PSNR, the time taken."""
+def face_batches(files, config: ModelConfig, detector, batch_size: int, seed: int = 0,
+                 max_faces: int | None = None, min_face: float = MIN_FACE, counts: dict | None = None):
+    """Batches of ``(labels, images, masks)`` like :func:`eval_dataset`, one example per
+    usable face of the photos in ``files``, aligned into the model's square as CelebA's crops
+    (:class:`~ctxenc_tf.faces.alignment.Frame`); labels ``<path>#face<k>`` (1 = largest).
+
+    The i-th face gets the same mask as :func:`eval_dataset` gives the i-th file. ``counts``
+    (when given) gathers ``photos``, ``faces``, ``no_face`` and ``unreadable`` (lists of
+    paths with the reason) and ``left_out`` (one line per face not taken)."""
+    s = config.image_size
+    counts = {} if counts is None else counts
+    for key in ("no_face", "unreadable", "left_out"):
+        counts.setdefault(key, [])
+    counts.update(photos=0, faces=0)
+    labels, images, holes = [], [], []
+    for path in files:
+        try:
+            photo = read_photo(path)
+        except PhotoError as e:
+            counts["unreadable"].append((path, str(e)))
+            continue
+        counts["photos"] += 1
+        faces, notes = select_faces(detector.detect(photo.rgb), max_faces, min_face)
+        counts["left_out"] += [f"{path}: {note}" for note in notes]
+        if not faces:
+            counts["no_face"].append(path)
+        for k, face in enumerate(faces, 1):
+            pair = tf.constant([seed, counts["faces"]], tf.int32)
+            counts["faces"] += 1
+            labels.append(os.fsencode(f"{path}#face{k}"))
+            images.append(Frame.for_face(face.landmarks, s).to_frame(photo.rgb) / 255.0)
+            holes.append(hole_masks.make_mask(config.mask_type, s, config.hole_size, pair).numpy())
+            if len(labels) == batch_size:
+                yield _as_batch(labels, images, holes)
+                labels, images, holes = [], [], []
+    if labels:
+        yield _as_batch(labels, images, holes)
+
+
+def _as_batch(labels, images, holes) -> tuple:
+    return (np.array(labels, object), np.clip(np.stack(images), 0.0, 1.0).astype(np.float32),
+            np.stack(holes).astype(np.float32))
+
+
+def run_evaluation(runner, config: ModelConfig, batches, data_dir: str, baseline_names=(),
+                   grid_count: int = 4, quiet: bool = False, total: int | None = None) -> tuple:
+    """Fill and measure every example of ``batches`` (:func:`eval_dataset` or
+    :func:`face_batches`; ``total`` examples expected, for the progress bar). Returns
+    ``(rows, extremes, seconds)``: one dict of numbers per example (``file`` relative to
+    ``data_dir``, then ``method/region/metric``, regions :data:`REGIONS`), the
+    :class:`Extremes` by the model's core PSNR, the time taken."""
     from tqdm import tqdm
 
     methods = ["model"] + list(baseline_names)
     fill = np.asarray(config.fill_value or (0.0, 0.0, 0.0), np.float32) / 2.0 + 0.5
     rows, extremes, started = [], Extremes(grid_count), time.monotonic()
-    bar = tqdm(total=len(files), unit="image", disable=quiet or None, file=sys.stderr)
-    for paths, images, hole in eval_dataset(files, config, batch_size, config.trained_on.get("seed", 0),
-                                              config.trained_on.get("resize") == "stretch"):
-        images, hole = images.numpy(), hole.numpy()
+    bar = tqdm(total=total, unit="image", disable=quiet or None, file=sys.stderr)
+    for paths, images, hole in batches:
+        images, hole = np.asarray(images), np.asarray(hole)
         hidden = masks.hidden_region(hole, config.overlap).numpy()
         filled = fill_all(runner, images, hole, hidden, baseline_names)
         regions = {"core": hidden, "hole": hole, "image": np.ones_like(hole)}
         scores = {(m, region): measure(filled[m], images, regions[region])
                   for m in methods for region in REGIONS}
         masked = images * (1.0 - hidden) + fill * hidden  # what the network sees
-        for i, path in enumerate(paths.numpy()):
+        for i, path in enumerate(np.asarray(paths)):
             row = {"file": os.path.relpath(os.fsdecode(path), data_dir)}
             row.update({f"{m}/{r}/{k}": float(v[k][i]) for (m, r), v in scores.items() for k in v})
             rows.append(row)
