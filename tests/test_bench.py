@@ -56,6 +56,11 @@ def test_quick_bench_prints_every_row(tmp_path):
                              "TFLite full_int8"]
     for result in latency.values():
         assert "batch 1:" in result and "batch 3:" in result and "batch 64" not in result
+    faces = [row for row in rows if row["measurement"] == "faces"]
+    assert [(f["values"]["megapixels"], f["values"]["faces"]) for f in faces] == [(0.995328, 1), (12.0, 1), (12.0, 3)]
+    for f in faces:  # the three steps, side by side, and their sum
+        steps = [f["values"][f"{k}_ms"] for k in ("detect", "align", "fill")]
+        assert min(steps) > 0 and f["result"].startswith(f"{sum(steps):.0f} ms")
 
 
 def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):

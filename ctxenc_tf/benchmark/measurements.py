@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from ctxenc_tf.benchmark.faces import face_rows
 from ctxenc_tf.benchmark.timing import (
     STEP_FLOPS_SETTING,
     BenchSettings,
@@ -251,4 +252,6 @@ def run(config: RunConfig, settings: BenchSettings, log=print) -> Table:
             _pipeline_rows(table, config, settings, tmp, training_speed)
         if "inference" not in settings.skip:
             _inference_rows(table, model, settings, tmp, log)
+    if "faces" not in settings.skip:
+        face_rows(table, KerasRunner(model), settings.repeats)
     return table

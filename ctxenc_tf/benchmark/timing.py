@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-PARTS = ("train", "pipeline", "inference")
+PARTS = ("train", "pipeline", "inference", "faces")
 
 # The FLOPs row of a training step, in both benches (see train_flops_per_image).
 STEP_FLOPS_SETTING = "training step (3 G + 7 D less unneeded input gradients)"

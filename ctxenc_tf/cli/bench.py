@@ -16,7 +16,9 @@ Prints one Markdown table with
   (:func:`ctxenc_tf.pipeline.training_batches`) and the same from prepared TFRecord shards,
 * inference latency for batch 1 and batch 64 (``--latency-batches``): Keras, the SavedModel
   ``serving_default`` signature and every TFLite variant (TFLite files have a batch of 1, so
-  batch 64 is 64 invocations).
+  batch 64 is 64 invocations),
+* the face path on 1- and 12-megapixel photos (:mod:`ctxenc_tf.benchmark.faces`):
+  detection, alignment and fill timed side by side, per megapixel and per face.
 
 ``--json PATH`` writes every row with its numbers. ``--quick`` runs a 32x32 toy model for
 a smoke test; its figures mean nothing.
