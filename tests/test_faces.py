@@ -8,11 +8,13 @@ onto a larger canvas with a face-free background. The exactness checks use the u
 tiny models of ``conftest.models``: what they paint does not matter, where they paint does.
 """
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import exit_code
+from conftest import REPO, exit_code
 from face_photos import background, face_files, load, paste, similarity, template_residual, unaligned_photo
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.faces import alignment
@@ -28,6 +30,8 @@ from ctxenc_tf.inference.runner import load_runner
 # mouth corners 2-5 px off the template), not float rounding: the eyes are 39 px apart, and
 # these photos measured 3-6 px (docs/faces.md).
 LANDMARK_BOUND = 10.0
+
+PORTRAIT = os.path.join(REPO, "ctxenc_tf", "assets", "photos", "astronaut.png")
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +95,16 @@ def test_recovered_alignment_puts_landmarks_on_the_template(detector, face, angl
     assert len(faces) == 1 and faces[0].confidence > 0.95
     residual = template_residual(alignment.celeba_alignment(faces[0].landmarks), matrix)
     assert residual.max() <= LANDMARK_BOUND, residual
+
+
+def test_a_real_portrait(detector):
+    """The bundled unaligned portrait (ctxenc_tf/assets/photos): one face, hers, found where
+    it is (by eye: x 160-290, y 40-190 of the 512x512 photo), not on the suit or the flag."""
+    photo = read_photo(PORTRAIT)
+    faces = detector.detect(photo.rgb)
+    assert len(faces) == 1
+    x, y = faces[0].centre
+    assert 160 < x < 290 and 40 < y < 190
 
 
 def test_select_faces_orders_and_bounds(detector):
