@@ -166,6 +166,22 @@ def test_max_faces_and_min_face(models, tmp_path, capsys):
     assert not (tmp_path / "none" / "group_filled.png").exists()
 
 
+def test_a_tiny_face_is_skipped_with_its_reason(models, detector, tmp_path, capsys):
+    """A 24-pixel face beside a large one: found, left out below the default --min-face 32,
+    its region untouched, the large face filled."""
+    photo, _ = unaligned_photo(0, 0, 1.5, canvas=(720, 960), centre=(300, 360))
+    photo = paste(photo, load(face_files()[200]), similarity(0, 0.3, 800, 200))
+    sizes = [round(f.size) for f in detector.detect(photo)]
+    assert len(sizes) == 2 and sizes[1] < 32 <= sizes[0]
+    path = save(photo, tmp_path / "pair.png")
+    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "--min-face" in line]
+    assert len(notes) == 1 and notes[0].startswith(f"{path}: face at (") and "below --min-face 32" in notes[0]
+    out = np.asarray(Image.open(tmp_path / "out" / "pair_filled.png"))
+    np.testing.assert_array_equal(out[150:250, 760:840], photo[150:250, 760:840])
+    assert (out != photo).any()
+
+
 def test_no_face_is_refused_never_filled_at_the_centre(models, tmp_path, capsys):
     path = save(background((480, 640), 7), tmp_path / "wall.png")
     assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces"]) == 1
