@@ -2,11 +2,14 @@
 
 With no ``--data-dir`` it trains a short demo on the bundled faces; point ``--data-dir``
 at CelebA (the folder holding ``img_align_celeba/`` and ``list_eval_partition.txt``) or
-any folder of images for a real run.
+any folder of images for a real run. ``--data-dir PHOTOS --prepare DIR --align-faces``
+turns a folder of ordinary photos into aligned faces like CelebA's to train on.
 """
 
 
-from ctxenc_tf.cli.common import add_config_arguments, command_parser, config_from_args
+import sys
+
+from ctxenc_tf.cli.common import add_config_arguments, add_face_arguments, command_parser, config_from_args
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
 
@@ -32,6 +35,12 @@ def parse_args(argv):
                         help="convert --data-dir (CelebA or an image folder) once into sharded "
                              "TFRecords of --image-size pixels in DIR and exit; then train with "
                              "--data-dir DIR")
+    parser.add_argument("--align-faces", action="store_true",
+                        help="with --prepare DIR: find every face in the photos of --data-dir "
+                             "(searched recursively; the bundled faces when none) and write each one "
+                             "aligned as CelebA's img_align_celeba crops (178x218 JPEG) into DIR, "
+                             "with faces.csv (landmarks) and aligned.json (counts)")
+    add_face_arguments(parser, "with --align-faces: align")
     return parser.parse_args(argv)
 
 
@@ -45,6 +54,12 @@ def main(argv=None):
         from ctxenc_tf.training.strategy import mixed_precision_policy
 
         args.precision = mixed_precision_policy()
+    if args.align_faces and not args.prepare:
+        raise ConfigError("--align-faces: needs --prepare DIR, the new folder to write the faces to")
+    if args.max_faces is not None and not args.align_faces:
+        raise ConfigError("--max-faces: needs --align-faces")
+    if args.align_faces:
+        return _align_faces(args)
     if args.prepare:
         from ctxenc_tf.data.prepare import prepare
 
@@ -67,3 +82,16 @@ def main(argv=None):
           f"TensorBoard logs in {paths.logs}/")
     return 0
 
+
+def _align_faces(args) -> int:
+    """``--prepare DIR --align-faces``: the faces of ``--data-dir``'s photos, aligned, into DIR."""
+    from tqdm import tqdm
+
+    from ctxenc_tf.data.aligned_faces import align_faces
+
+    config = config_from_args(args)
+    align_faces(config.data_dir, args.prepare, args.max_faces, args.min_face, args.face_confidence,
+                config.exclude, log=tqdm.write,
+                progress=lambda photos: tqdm(photos, unit="photo", disable=None, file=sys.stderr))
+    print(f"train from it with: python train.py --data-dir {args.prepare}")
+    return 0
