@@ -27,8 +27,8 @@ from face_photos import background, face_files, load, paste, similarity, templat
 # thousandth of a pixel.
 TEMPLATE_BOUND = 10.0
 
-EXPECTED_FILES = ["group_0.jpg", "group_1.jpg", "rotated_0.jpg", "scan_0.jpg", "sideways_0.jpg",
-                  os.path.join("sub", "large_0.jpg")]
+EXPECTED_FILES = ["group_1.jpg", "group_2.jpg", "rotated_1.jpg", "scan_1.jpg", "sideways_1.jpg",
+                  os.path.join("sub", "large_1.jpg")]
 
 
 def _save(photo, path, **options):
@@ -124,10 +124,10 @@ def test_csv_names_each_face_its_photo_and_celeba_landmarks(aligned):
     assert header == ["file", "source", "face", "confidence"] + celeba + ["aligned_" + c for c in celeba]
     rows = _rows(out)
     assert sorted((r["file"], r["source"], r["face"]) for r in rows) == [
-        ("group_0.jpg", "group.jpg", "0"), ("group_1.jpg", "group.jpg", "1"),
-        ("rotated_0.jpg", "rotated.jpg", "0"), ("scan_0.jpg", "scan.png", "0"),
-        ("sideways_0.jpg", "sideways.jpg", "0"),
-        (os.path.join("sub", "large_0.jpg"), os.path.join("sub", "large.png"), "0")]
+        ("group_1.jpg", "group.jpg", "1"), ("group_2.jpg", "group.jpg", "2"),
+        ("rotated_1.jpg", "rotated.jpg", "1"), ("scan_1.jpg", "scan.png", "1"),
+        ("sideways_1.jpg", "sideways.jpg", "1"),
+        (os.path.join("sub", "large_1.jpg"), os.path.join("sub", "large.png"), "1")]
     for row in rows:
         assert 0.95 <= float(row["confidence"]) <= 1.0
         # The aligned columns are the photo's landmarks mapped into the frame. Both are
@@ -144,7 +144,7 @@ def test_each_generated_face_is_aligned_onto_celeba_template(aligned, photos):
     residuals = {}
     for row in _rows(out):
         recovered = alignment.celeba_alignment(_landmarks(row))  # photo -> 178x218 frame
-        matrix = truth[row["source"].replace(os.sep, "/")][int(row["face"])]
+        matrix = truth[row["source"].replace(os.sep, "/")][int(row["face"]) - 1]
         residuals[row["file"]] = template_residual(recovered, matrix)
     assert len(residuals) == 6
     assert all((r <= TEMPLATE_BOUND).all() for r in residuals.values()), residuals
@@ -175,7 +175,7 @@ def test_faceless_and_unreadable_photos_are_counted_and_listed(aligned, photos, 
 
 def test_aligning_again_does_nothing_and_other_settings_are_refused(aligned, photos, monkeypatch):
     out, meta, _ = aligned
-    stamps = {n: os.path.getmtime(os.path.join(out, n)) for n in ("aligned.json", "faces.csv", "group_0.jpg")}
+    stamps = {n: os.path.getmtime(os.path.join(out, n)) for n in ("aligned.json", "faces.csv", "group_1.jpg")}
     lines = []
     # The existing alignment is recognised before a detector would be loaded.
     monkeypatch.setattr(aligned_faces, "FaceDetector", lambda *a: pytest.fail("a detector was loaded"))
@@ -195,7 +195,7 @@ def test_min_face_and_max_faces_skip_and_count_faces(photos, detector, tmp_path)
     lines = []
     # The two faces' boxes are about 90 and 56 px.
     meta = align_faces(str(group), str(tmp_path / "big"), min_face=73, detector=detector, log=lines.append)
-    assert sorted(os.listdir(tmp_path / "big")) == ["aligned.json", "faces.csv", "group_0.jpg"]
+    assert sorted(os.listdir(tmp_path / "big")) == ["aligned.json", "faces.csv", "group_1.jpg"]
     assert (meta["faces"], meta["faces_too_small"], meta["without_face"]) == (1, 1, [])
     assert lines[-1].endswith("(0 photos without a face, 0 unreadable, 1 faces too small)")
     meta = align_faces(str(group), str(tmp_path / "one"), max_faces=1, detector=detector, log=lines.append)
@@ -226,7 +226,7 @@ def test_bundled_faces_align_again(detector, tmp_path, monkeypatch):
     assert meta["source"] == str(bundled) and meta["faces"] == 3
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     for row in _rows(out):
-        assert row["face"] == "0"
+        assert row["face"] == "1"
         assert (template_residual(alignment.celeba_alignment(_landmarks(row)), identity) <= TEMPLATE_BOUND).all()
 
 

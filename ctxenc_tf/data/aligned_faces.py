@@ -183,7 +183,7 @@ def align_faces(source: str, out_dir: str, max_faces: int | None = None, min_fac
             meta["faces_beyond_max"] += len(found) - too_small - len(kept)
             if not found:
                 meta["without_face"].append(relative)
-            for k, face in enumerate(kept):
+            for k, face in enumerate(kept, 1):  # 1 = the largest, as inpaint and the app count
                 name = f"{stem}_{k}.jpg"
                 rows.append([name, relative, k] + _write_face(os.path.join(tmp, name), rgb, face))
         meta["faces"] = len(rows)
