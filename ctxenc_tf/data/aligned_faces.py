@@ -4,7 +4,7 @@
 
 Layout of an aligned directory (written to a temporary directory, then renamed)::
 
-    DIR/<stem>_<k>.jpg    face k (0 = the largest kept) of PHOTOS/<stem>.<ext>: 178x218
+    DIR/<stem>_<k>.jpg    face k (1 = the largest kept) of PHOTOS/<stem>.<ext>: 178x218
                           RGB JPEG (quality 95), subfolders of PHOTOS kept
     DIR/faces.csv         one row per face: file, source photo, k, the detector's
                           confidence, the five landmarks in the source photo's pixels
