@@ -7,10 +7,13 @@ serves a Gradio page on http://127.0.0.1:7860 (the address is printed). The mode
 served by TensorFlow Serving) is loaded once. A photo is filled exactly as the inpaint
 command fills it (the same reading, window, blend and PNG code): the download is a
 lossless PNG at the photo's resolution with every pixel outside the hole unchanged, and
-``<name>_hole.png`` beside it repeats the fill with ``inpaint --mask``. Models trained with
-random masks take a hole painted with the brush; centre-hole models fill their centre
-square, drawn on the photo. Uploads and results stay in a temporary folder (in memory
-where ``/dev/shm`` exists) deleted when the app stops.
+``<name>_hole.png`` beside it is the hole as a mask. Models trained with random masks take
+a hole painted with the brush; centre-hole models fill their centre square, drawn on the
+photo. In face mode (on by default, for models trained on faces) the faces are found on
+upload and filled as ``inpaint --faces`` fills them: each face's own centre hole, or the
+part of the painted hole its aligned frame holds; single faces can be switched off.
+Uploads and results stay in a temporary folder (in memory where ``/dev/shm`` exists)
+deleted when the app stops.
 """
 
 import argparse
@@ -23,19 +26,26 @@ import shutil
 import signal
 import sys
 import tempfile
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFont
 
-from ctxenc_tf.cli.common import bounded, command_parser, printable
+from ctxenc_tf.cli.common import add_face_arguments, bounded, command_parser, printable
 from ctxenc_tf.data.sources import BUNDLED_FACES
 from ctxenc_tf.errors import CheckpointError, ConfigError, CtxencError, one_line
+from ctxenc_tf.faces.detector import MIN_FACE, FaceDetector
+from ctxenc_tf.inference.face_jobs import plan_faces
 from ctxenc_tf.inference.formats import find_config
-from ctxenc_tf.inference.inpaint import fill_jobs, filled_png
+from ctxenc_tf.inference.inpaint import fill_jobs, filled_png, joint_hole
 from ctxenc_tf.inference.photos import (
+    OUTLINE,
+    PhotoError,
     bounds,
     centre_hole,
     centre_window,
+    draw_outline,
     encode_png,
     fit_mask,
     prepare,
@@ -53,7 +63,7 @@ DISPLAY_MAX_SIDE = 1600  # the page shows (and the brush paints) photos at most 
 MAX_UPLOAD = "64mb"
 FILL_PREFIX = "fill-"  # the folder of one fill's downloads, below the app's work folder
 KEEP_FILLS = 8  # the downloads of this many newest fills stay available
-OUTLINE = (255, 32, 32)
+SWITCHED_OFF = (160, 160, 160)  # the outline of a face that is not to be filled
 BRUSH = "rgb(255, 32, 32)"
 # The editor's own "Clear canvas" also removes the photo; the page's "Clear the hole" keeps it.
 CSS = '#canvas button[aria-label="Clear canvas"] { display: none; }'
@@ -93,17 +103,72 @@ def shrink(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR))
 
 
-def outlined(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """The page's copy of ``rgb`` ``[H, W, 3]`` uint8 with a line drawn just outside
-    ``hole`` ``[H, W]`` bool (drawn after shrinking, so it stays visible)."""
+def outlined(rgb: np.ndarray, marks) -> np.ndarray:
+    """The page's copy of ``rgb`` ``[H, W, 3]`` uint8 with each of ``marks``, ``(hole [H, W]
+    bool, label, colour)``, outlined just outside the hole, its label (a face's number, or
+    "" for none) written centred above it. Drawn after shrinking, so that lines and labels stay
+    visible on a large photo."""
     shown = shrink(rgb).copy()
-    small = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize(shown.shape[1::-1], Image.BILINEAR))
-    if small.any():  # grown by 2 pixels around the hole's box only: the whole photo takes 10x longer
-        y0, y1, x0, x1 = bounds(small > 0)
-        box = np.s_[max(0, y0 - 3):y1 + 3, max(0, x0 - 3):x1 + 3]
-        grown = np.asarray(Image.fromarray(small[box]).filter(ImageFilter.MaxFilter(5))) > 0
-        shown[box][grown & (small[box] == 0)] = OUTLINE
-    return shown
+    labels = []
+    for hole, label, colour in marks:
+        small = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize(shown.shape[1::-1],
+                                                                               Image.BILINEAR)) > 0
+        draw_outline(shown, small, colour)
+        if label and small.any():
+            labels.append((bounds(small), label, colour))
+    if not labels:
+        return shown
+    image = Image.fromarray(shown)
+    draw = ImageDraw.Draw(image)
+    size = max(16, max(shown.shape[:2]) // 30)
+    font = ImageFont.load_default(size)
+    for (y0, y1, x0, x1), label, colour in labels:
+        # Below the hole where the photo's top edge leaves no room above it.
+        at, anchor = (((x0 + x1) / 2, y0 - 4), "md") if y0 - 4 >= size else (((x0 + x1) / 2, y1 + 4), "mt")
+        draw.text(at, label, fill=colour, font=font, anchor=anchor, stroke_width=max(1, size // 8),
+                  stroke_fill=(0, 0, 0))
+    return np.asarray(image)
+
+
+@dataclass(frozen=True)
+class FaceMode:
+    """Face mode's settings for the app's life: its one ``detector`` (loading MTCNN takes
+    seconds, a detection about 0.2 s) and which detected faces are filled, as ``inpaint
+    --faces`` takes them (``--max-faces``, ``--min-face``)."""
+
+    detector: FaceDetector
+    max_faces: int | None = None
+    min_face: float = MIN_FACE
+
+    def plan(self, photo, faces, config, hole=None) -> tuple:
+        """:func:`plan_faces` with the app's face flags -> ``(jobs, notes)``; raises
+        :class:`PhotoError` in the page's words when ``faces`` is empty (plan_faces'
+        own words name the command's flag)."""
+        if not faces:
+            raise PhotoError("no face found")
+        return plan_faces(photo, faces, config, hole, self.max_faces, self.min_face)
+
+
+def face_numbers(faces, jobs) -> list:
+    """Each of ``jobs``' face's number: its place among the photo's detected ``faces``
+    (largest first), counted from 1."""
+    return [next(n for n, face in enumerate(faces, 1) if face is job.face) for job in jobs]
+
+
+def frame_region(job, shape) -> np.ndarray:
+    """``[H, W]`` bool: the pixels of a photo of ``shape`` ``(H, W)`` that a face job's
+    frame (the square the model sees of that face) covers."""
+    region = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(region, np.rint(job.frame.corners()).astype(np.int32), 1)
+    return region > 0
+
+
+def face_refusal(config, reason: str) -> str:
+    """The page's line for a photo face mode cannot fill (``reason``: no face, none usable,
+    or a painted hole no face's frame can take), at upload and at Fill alike, with the way
+    out for photos without faces."""
+    what = "the painted hole" if config.takes_any_hole else "the centre square"
+    return error_line(f'{reason}; switch off "Find faces" to fill {what} without looking for faces')
 
 
 def painted_hole(canvas) -> np.ndarray | None:
@@ -122,46 +187,94 @@ def error_line(text: str, path: str = "") -> str:
     return "**error:** " + re.sub(r"([\\`*_\[\]<>~|])", r"\\\1", text)
 
 
-def show_photo(config, path):
-    """An upload (``path`` in Gradio's upload folder, or ``None``) -> ``(canvas, status)``:
-    the photo to paint on (an ImageEditor value) for models that take drawn holes, else
-    the photo with the centre hole outlined (``[h, w, 3]`` uint8); or why it is refused."""
+def show_photo(config, path, face_mode: FaceMode | None = None, faces=None, ticked=None):
+    """An upload (``path`` in Gradio's upload folder, or ``None``) as the page shows it ->
+    ``(canvas, status, faces, numbers)``. ``canvas``: the photo to paint on (an
+    ImageEditor value) for models that take drawn holes, else ``[h, w, 3]`` uint8 with the
+    hole outlined. In face mode (``face_mode`` given) the photo's ``faces`` (detected here
+    when ``None``, returned for the next call) are outlined and numbered, 1 the largest:
+    each face's hole, or, for drawn holes, the square its frame covers (paint there is
+    filled from that face), in grey where the number is not in ``ticked`` (default: all).
+    ``numbers`` are the faces that can be filled; the status says why a photo is refused."""
     if not path:
-        return None, ""
+        return None, "", None, []
     try:
         photo = read_photo(path)
     except (CtxencError, OSError) as e:
-        return None, error_line(f"{path}: {one_line(e)}", path)
+        return None, error_line(f"{path}: {one_line(e)}", path), None, []
     shape = photo.rgb.shape[:2]
-    if config.takes_any_hole:
+    drawn = config.takes_any_hole
+    about = f"{shape[1]}x{shape[0]} {photo.mode} photo."
+    if face_mode is None:
+        if drawn:
+            return editor(shrink(photo.rgb)), f"{about} Paint over what should go, then press **Fill**.", faces, []
+        return (outlined(photo.rgb, [(centre_hole(shape, centre_window(shape), config), "", OUTLINE)]),
+                f"{about} Press **Fill** to fill the outlined square.", faces, [])
+    faces = face_mode.detector.detect(photo.rgb) if faces is None else faces
+    try:
+        jobs, notes = face_mode.plan(photo, faces, config)
+    except PhotoError as e:
         shown = shrink(photo.rgb)
-        canvas = {"background": shown, "layers": [], "composite": shown}
-        note = "Paint over what should go, then press **Fill**."
-    else:
-        canvas = outlined(photo.rgb, centre_hole(shape, centre_window(shape), config))
-        note = "Press **Fill** to fill the outlined square."
-    return canvas, f"{shape[1]}x{shape[0]} {photo.mode} photo. {note}"
+        return editor(shown) if drawn else shown, face_refusal(config, one_line(e)), faces, []
+    numbers = face_numbers(faces, jobs)
+    ticked = numbers if ticked is None else ticked
+    shown = outlined(photo.rgb, [(frame_region(job, shape) if drawn else job.hole, str(n),
+                                  OUTLINE if n in ticked else SWITCHED_OFF) for job, n in zip(jobs, numbers)])
+    off = [str(n) for n in numbers if n not in ticked]
+    found = (f"{about} {len(jobs)} face{'s' * (len(jobs) > 1)} to fill, numbered from the largest"
+             + (f" (switched off: {', '.join(off)})" if off else "") + ". "
+             + "".join(f"Left out: {note}. " for note in notes))
+    if drawn:
+        return (editor(shown), found + "Paint over what should go inside a numbered square (what the model "
+                "sees of that face), then press **Fill**.", faces, numbers)
+    return shown, found + "Press **Fill** to fill the outlined holes.", faces, numbers
 
 
-def fill_photo(runner, work_dir: str, path, canvas=None):
+def editor(shown: np.ndarray) -> dict:
+    """An ImageEditor value with ``shown`` ``[h, w, 3]`` uint8 to paint on, nothing painted yet."""
+    return {"background": shown, "layers": [], "composite": shown}
+
+
+def fill_photo(runner, work_dir: str, path, canvas=None, face_mode: FaceMode | None = None, faces=None,
+               ticked=None):
     """Fill the photo at ``path`` (with the hole painted on ``canvas`` for models that take
-    drawn holes) as the inpaint command does -> ``(status, original with the hole outlined,
-    filled, [<name>_filled.png, <name>_hole.png])``, the images ``[h, w, 3]`` uint8 page
-    copies and the PNGs full size in a new folder below ``work_dir``; on a refusal
-    ``(status, None, None, None)``."""
+    drawn holes) as the inpaint command does, in face mode (``face_mode`` given) as
+    ``inpaint --faces`` does, but for the faces whose numbers (see :func:`show_photo`;
+    ``faces`` detected now when ``None``) are not in ``ticked`` (default: all) -> ``(status,
+    original with the holes outlined, filled, [<name>_filled.png, <name>_hole.png])``, the
+    images ``[h, w, 3]`` uint8 page copies and the PNGs full size in a new folder below
+    ``work_dir``; on a refusal ``(status, None, None, None)``."""
     refused = (None, None, None)
     if not path:
         return error_line("drop a photo or pick an example first"), *refused
+    config = runner.config
     try:
         photo = read_photo(path)
         hole = None
-        if runner.config.takes_any_hole:
+        if config.takes_any_hole:
             hole = painted_hole(canvas)
             if hole is None:
                 return error_line("paint over what should go first"), *refused
             hole = fit_mask(hole, photo.rgb.shape[:2], "painted on the page")
-        job = prepare(photo, runner.config, hole)
-        [filled] = fill_jobs(runner, [[job]])
+        if face_mode is None:
+            jobs, labels, faces_filled, notes = [prepare(photo, config, hole)], [""], "", []
+        else:
+            faces = face_mode.detector.detect(photo.rgb) if faces is None else faces
+            try:
+                planned, notes = face_mode.plan(photo, faces, config, hole)
+            except PhotoError as e:
+                return face_refusal(config, one_line(e)), *refused
+            numbers = face_numbers(faces, planned)
+            ticked = numbers if ticked is None else ticked
+            jobs = [job for job, n in zip(planned, numbers) if n in ticked]
+            labels = [str(n) for n in numbers if n in ticked]
+            off = [str(n) for n in numbers if n not in ticked]
+            if not jobs:
+                return error_line(f"nothing to fill: every face with a hole ({', '.join(off)}) is "
+                                  "switched off under Faces to fill"), *refused
+            faces_filled = (f"{len(jobs)} face{'s' * (len(jobs) > 1)} ({', '.join(labels)}"
+                            + (f"; switched off: {', '.join(off)}" if off else "") + "), ")
+        [filled] = fill_jobs(runner, [jobs])
     except (CtxencError, OSError) as e:
         return error_line(one_line(e), path), *refused
     # A long-running app must not fill memory: only the newest fills' downloads are kept.
@@ -171,22 +284,49 @@ def fill_photo(runner, work_dir: str, path, canvas=None):
     out_dir = tempfile.mkdtemp(prefix=FILL_PREFIX, dir=work_dir)
     stem = os.path.splitext(os.path.basename(path))[0]
     files = [os.path.join(out_dir, f"{stem}_filled.png"), os.path.join(out_dir, f"{stem}_hole.png")]
-    for name, data in zip(files, (filled_png([job], filled), encode_png(job.hole.astype(np.uint8) * 255))):
+    hole = joint_hole(jobs)
+    for name, data in zip(files, (filled_png(jobs, filled), encode_png(hole.astype(np.uint8) * 255))):
         with open(name, "wb") as f:
             f.write(data)
     h, w = filled.shape[:2]
-    return (f"Filled a {job.hole.sum()}-pixel hole; the {w}x{h} PNG is below.",
-            outlined(photo.rgb, job.hole), shrink(filled), files)
+    return (f"Filled {faces_filled}a {hole.sum()}-pixel hole; the {w}x{h} PNG is below."
+            + "".join(f" Note: {note}." for note in notes),
+            outlined(photo.rgb, [(job.hole, label, OUTLINE) for job, label in zip(jobs, labels)]),
+            shrink(filled), files)
 
 
-def build(runner, work_dir: str):
-    """The Gradio page (``gradio.Blocks``) for ``runner``; results go below ``work_dir``."""
+def build(runner, work_dir: str, face_mode: FaceMode | None = None):
+    """The Gradio page (``gradio.Blocks``) for ``runner``, with face mode's switches when
+    ``face_mode`` is given; results go below ``work_dir``."""
     import gradio as gr
 
-    drawn = runner.config.takes_any_hole
+    config = runner.config
+    drawn = config.takes_any_hole
 
-    def upload(path):
-        return *show_photo(runner.config, path), None, None, None
+    def shown(path, finding, faces=None, ticked=None, canvas=None):
+        """:func:`show_photo` for the page: the strokes on ``canvas`` kept, the face
+        numbers as the face list's update (all ticked unless ``ticked`` says)."""
+        value, note, faces, numbers = show_photo(config, path, face_mode if finding else None, faces, ticked)
+        if drawn and value is not None and canvas:
+            value = {**value, "layers": canvas.get("layers") or []}
+        face_list = gr.update(choices=[(str(n), n) for n in numbers], visible=bool(numbers),
+                              value=numbers if ticked is None else ticked)
+        return value, note, faces, face_list
+
+    def upload(path, finding):
+        return *shown(path, finding), None, None, None
+
+    def switch(path, finding, faces, canvas=None):
+        return shown(path, finding, faces, None, canvas)
+
+    def tick(path, finding, faces, ticked):
+        value, note = shown(path, finding, faces, ticked)[:2]
+        # The editor's strokes would be sent back to it, and until it has drawn them again
+        # a Fill would find nothing painted: there the status alone says what is off.
+        return note if drawn else (value, note)
+
+    def fill(path, finding, faces, ticked, canvas=None):
+        return fill_photo(runner, work_dir, path, canvas, face_mode if finding else None, faces, ticked)
 
     # Uploads Gradio keeps (in RAM where /dev/shm is used) are deleted after an hour, checked hourly.
     with gr.Blocks(title="ctxenc-tf inpainting", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
@@ -197,6 +337,15 @@ def build(runner, work_dir: str):
                 photo = gr.File(label="Photo: drop or click to upload", type="filepath", elem_id="photo")
                 gr.Examples([os.path.join(BUNDLED_FACES, name) for name in EXAMPLES], inputs=photo,
                             label="or pick an example")
+                # Without a detector (mtcnn missing) the page is the one without face mode.
+                finding = gr.Checkbox(face_mode is not None, label="Find faces (for models trained on faces)",
+                                      info="Each face is aligned as CelebA's crops are and filled in its own "
+                                           "frame. Off: " + ("the painted hole is filled as painted."
+                                                             if drawn else "the photo's centre square is filled."),
+                                      visible=face_mode is not None, elem_id="face-mode")
+                ticks = gr.CheckboxGroup([], label="Faces to fill", info="1 is the largest; untick a face "
+                                         "to keep it as it is", visible=False, elem_id="faces")
+                faces = gr.State()  # the upload's detected faces: found once, used by every later step
             with gr.Column():
                 if drawn:
                     canvas = gr.ImageEditor(label="Paint the hole", type="numpy", image_mode="RGBA",
@@ -208,8 +357,10 @@ def build(runner, work_dir: str):
                     canvas = gr.Image(label="The hole this model fills", interactive=False,
                                       format="jpeg", buttons=["fullscreen"], elem_id="canvas")
                     gr.Markdown("This model was trained with centre holes only: it fills the square "
-                                "in the middle of the photo, so there is no brush. Models trained with "
-                                "`--mask-type random_region` or `random_square` take painted holes.")
+                                "in the middle of the photo, or with **Find faces** the middle of each "
+                                "face's aligned square (over nose and mouth), so there is no brush. "
+                                "Models trained with `--mask-type random_region` or `random_square` "
+                                "take painted holes.")
         button = gr.Button("Fill", variant="primary", elem_id="fill")
         status = gr.Markdown(elem_id="status")
         with gr.Row():  # page copies as JPEG: a PNG of a large photo takes longer than its fill
@@ -217,19 +368,24 @@ def build(runner, work_dir: str):
                               buttons=["fullscreen"])
             after = gr.Image(label="Filled (the download below is full size)", interactive=False,
                              format="jpeg", buttons=["fullscreen"])
-        downloads = gr.File(label="Download: lossless PNG at full resolution, and the hole for inpaint --mask",
+        downloads = gr.File(label="Download: lossless PNG at full resolution, and the hole as a mask",
                             file_count="multiple", interactive=False, elem_id="downloads")
-        photo.change(upload, photo, [canvas, status, before, after, downloads])
-        if drawn:
-            def clear_hole(path):
-                canvas_value, note = show_photo(runner.config, path)
-                return canvas_value, f"Hole cleared. {note}" if canvas_value is not None else note
-
-            clear.click(clear_hole, photo, [canvas, status])
         # A centre-hole model needs only the photo: the page's copy of it is not sent back.
+        strokes = [canvas] if drawn else []
+        # The detector runs one photo at a time, as the model does.
+        photo.change(upload, [photo, finding], [canvas, status, faces, ticks, before, after, downloads],
+                     concurrency_id="faces")
+        finding.input(switch, [photo, finding, faces, *strokes], [canvas, status, faces, ticks],
+                      concurrency_id="faces")
+        ticks.input(tick, [photo, finding, faces, ticks], status if drawn else [canvas, status])
+        if drawn:
+            def clear_hole(path, finding, faces, ticked):
+                value, note = shown(path, finding, faces, ticked)[:2]
+                return value, f"Hole cleared. {note}" if value is not None else note
+
+            clear.click(clear_hole, [photo, finding, faces, ticks], [canvas, status])
         # While it works, Gradio shows its progress (a spinner and a timer) on the outputs.
-        button.click(functools.partial(fill_photo, runner, work_dir), [photo, canvas] if drawn else [photo],
-                     [status, before, after, downloads])
+        button.click(fill, [photo, finding, faces, ticks, *strokes], [status, before, after, downloads])
     return page
 
 
@@ -251,7 +407,23 @@ def parse_args(argv):
     p.add_argument("--port", type=bounded(int, 1, 65535), default=7860, help="port (default 7860)")
     p.add_argument("--listen", action="store_true",
                    help="accept connections from the network, not only from this machine")
+    add_face_arguments(p, "in face mode: fill")
     return p.parse_args(argv)
+
+
+def open_face_mode(args) -> FaceMode | None:
+    """Face mode with the face flags, its detector loaded and run once; ``None`` (and a
+    warning) when the detector cannot be loaded: the page then has no face mode, as for
+    a model not trained on faces, rather than no page."""
+    try:
+        face_mode = FaceMode(FaceDetector(args.face_confidence), args.max_faces, args.min_face)
+    except ConfigError as e:
+        print(f"warning: no face mode: {e}", file=sys.stderr)
+        return None
+    # The first detection pays one-time costs (graph tracing, buffers) in every stage of the
+    # detector, which only a photo with a face reaches; pay them now.
+    face_mode.detector.detect(read_photo(os.path.join(BUNDLED_FACES, EXAMPLES[0])).rgb)
+    return face_mode
 
 
 def main(argv=None) -> int:
@@ -260,6 +432,7 @@ def main(argv=None) -> int:
     # The first model call pays one-time costs (kernel selection, buffers); pay them now.
     size = runner.config.image_size
     runner.inpaint(np.zeros((1, size, size, 3), np.float32), runner.centre_masks(1))
+    face_mode = open_face_mode(args)
     shm = "/dev/shm"
     work_dir = tempfile.mkdtemp(prefix="ctxenc-app-", dir=shm if os.access(shm, os.W_OK) else None)
     # Gradio keeps uploads in GRADIO_TEMP_DIR, read when it is imported: the private folder.
@@ -280,7 +453,7 @@ def main(argv=None) -> int:
         # error: keep uvicorn from printing a traceback for it.
         logging.getLogger("uvicorn.error").addFilter(
             lambda record: not (record.exc_info and type(record.exc_info[1]).__name__ == "ClientDisconnect"))
-        page = build(runner, work_dir)
+        page = build(runner, work_dir, face_mode)
         # System fonts: the default theme would fetch Google Fonts, which a closed network blocks.
         theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                   font_mono=["ui-monospace", "monospace"])
