@@ -212,7 +212,7 @@ def test_faces_listed_one_switched_off_the_other_filled(served, browser, tmp_pat
     faces.get_by_label("2", exact=True).uncheck()  # the status says so; the canvas keeps the stroke
     page.wait_for_function("document.querySelector('#status').innerText.includes('switched off: 2')")
     status = press_fill(page)
-    assert status.startswith("Filled 1 face (1)"), status
+    assert status.startswith("Filled 1 face (1; switched off: 2)"), status
     faces.get_by_label("1", exact=True).uncheck()
     page.locator("#fill").click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('nothing to fill')")

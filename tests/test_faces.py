@@ -86,6 +86,18 @@ def test_template_landmarks_align_onto_themselves():
                                atol=1e-12)
 
 
+def test_a_thin_drawn_hole_reaches_a_shrinking_frame():
+    """A 2-pixel stroke over a face 5.6x larger than the frame's crop lands in the frame
+    wherever it lies, though the frame's samples are 5.6 photo pixels apart."""
+    landmarks = alignment.apply(similarity(6, 4.0, 460, 420), alignment.CELEBA_LANDMARKS)
+    frame = alignment.Frame.for_face(landmarks, 128)
+    assert frame.scale < 0.2
+    for dx in range(6):
+        hole = np.zeros((1000, 1000), bool)
+        hole[300:500, 420 + dx:422 + dx] = True
+        assert frame.mask_to_frame(hole).sum() >= 30, dx
+
+
 # --- the detector on generated photos ------------------------------------------------------
 
 @pytest.mark.parametrize("face,angle,scale", [(0, -30, 0.5), (120, 30, 1.5), (250, 0, 0.35), (60, 12, 3.0)])

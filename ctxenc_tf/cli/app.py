@@ -260,15 +260,21 @@ def fill_photo(runner, work_dir: str, path, canvas=None, face_mode: FaceMode | N
             jobs, labels, faces_filled, notes = [prepare(photo, config, hole)], [""], "", []
         else:
             faces = face_mode.detector.detect(photo.rgb) if faces is None else faces
+            # A switched-off face must not claim drawn hole pixels that a ticked face's frame
+            # also holds: only the ticked faces share a drawn hole out.
+            dropped = [] if hole is None or ticked is None else [n for n in range(1, len(faces) + 1)
+                                                                  if n not in ticked]
+            candidates = [face for n, face in enumerate(faces, 1) if n not in dropped]
             try:
-                planned, notes = face_mode.plan(photo, faces, config, hole)
+                planned, notes = (face_mode.plan(photo, candidates, config, hole) if candidates or not faces
+                                  else ([], []))
             except PhotoError as e:
                 return face_refusal(config, one_line(e)), *refused
             numbers = face_numbers(faces, planned)
             ticked = numbers if ticked is None else ticked
             jobs = [job for job, n in zip(planned, numbers) if n in ticked]
             labels = [str(n) for n in numbers if n in ticked]
-            off = [str(n) for n in numbers if n not in ticked]
+            off = [str(n) for n in sorted(set(dropped) | {n for n in numbers if n not in ticked})]
             if not jobs:
                 return error_line(f"nothing to fill: every face with a hole ({', '.join(off)}) is "
                                   "switched off under Faces to fill"), *refused

@@ -84,6 +84,8 @@ def parse_args(argv):
         p.error(f"--baselines: unknown {', '.join(unknown)}; choose from "
                 f"{', '.join(baselines.BASELINES)} or none")
     args.baselines = list(dict.fromkeys(names))
+    if args.max_faces is not None and not args.faces:
+        p.error("--max-faces needs --faces")
     return args
 
 

@@ -157,7 +157,15 @@ class Frame:
 
     def mask_to_frame(self, hole: np.ndarray) -> np.ndarray:
         """A photo-space ``[H, W]`` bool hole -> ``[height, width]`` bool: every frame pixel
-        whose bilinear sample touches a hole pixel (nothing beyond the photo's border)."""
+        whose sample touches a hole pixel, however thin the hole and however much the frame
+        shrinks the photo (nothing beyond the photo's border)."""
+        hole = hole.astype(np.uint8)
+        if self.scale < 1.0:
+            # Frame samples lie 1/scale photo pixels apart and bilinear sampling touches only
+            # the pixels next to each: grow the hole by half that spacing first, so that no
+            # hole pixel falls between samples (the image itself is area-averaged, see to_frame).
+            reach = int(np.ceil(0.5 / self.scale))
+            hole = cv2.dilate(hole, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
         cover = cv2.warpAffine(hole.astype(np.float32), self.matrix, (self.width, self.height),
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return cover > 0

@@ -18,6 +18,7 @@ from ctxenc_tf.errors import ConfigError, DataError
 from ctxenc_tf.faces.alignment import Frame
 from ctxenc_tf.faces.detector import MIN_FACE, select_faces
 from ctxenc_tf.inference import baselines
+from ctxenc_tf.inference.face_jobs import face_image
 from ctxenc_tf.inference.photos import PhotoError, read_photo
 from ctxenc_tf.model import masks, metrics
 from ctxenc_tf.utils import atomic
@@ -222,7 +223,7 @@ def face_batches(files, config: ModelConfig, detector, batch_size: int, seed: in
             pair = tf.constant([seed, counts["faces"]], tf.int32)
             counts["faces"] += 1
             labels.append(os.fsencode(f"{path}#face{k}"))
-            images.append(Frame.for_face(face.landmarks, s).to_frame(photo.rgb) / 255.0)
+            images.append(face_image(photo.rgb, Frame.for_face(face.landmarks, s)))
             holes.append(hole_masks.make_mask(config.mask_type, s, config.hole_size, pair).numpy())
             if len(labels) == batch_size:
                 yield _as_batch(labels, images, holes)
@@ -232,7 +233,7 @@ def face_batches(files, config: ModelConfig, detector, batch_size: int, seed: in
 
 
 def _as_batch(labels, images, holes) -> tuple:
-    return (np.array(labels, object), np.clip(np.stack(images), 0.0, 1.0).astype(np.float32),
+    return (np.array(labels, object), np.stack(images),
             np.stack(holes).astype(np.float32))
 
 

@@ -78,16 +78,21 @@ def face_job(photo: Photo, face: Face, config: ModelConfig, hole: np.ndarray | N
         if claimed is not None:
             footprint &= ~claimed
         mask = frame_hole[..., None].astype(np.float32)
-        if not config.predicts_full_image:  # the model fills one hole_size square
-            fy0, fy1, fx0, fx1 = bounds(frame_hole)
-            if max(fy1 - fy0, fx1 - fx0) > config.hole_size:
-                raise PhotoError(f"the hole is {fx1 - fx0}x{fy1 - fy0} pixels in the frame of the face at "
-                                 f"({round(face.centre[0])}, {round(face.centre[1])}), more than the "
-                                 f"{config.hole_size}x{config.hole_size} square the model fills")
     if not footprint.any():
         return None
-    image = np.clip(frame.to_frame(photo.rgb) / 255.0, 0.0, 1.0).astype(np.float32)
-    return FaceJob(photo, face, frame, footprint, image, mask.astype(np.float32))
+    if hole is not None and not config.predicts_full_image:  # the model fills one hole_size square
+        fy0, fy1, fx0, fx1 = bounds(frame_hole)
+        if max(fy1 - fy0, fx1 - fx0) > config.hole_size:
+            raise PhotoError(f"the hole is {fx1 - fx0}x{fy1 - fy0} pixels in the frame of the face at "
+                             f"({round(face.centre[0])}, {round(face.centre[1])}), more than the "
+                             f"{config.hole_size}x{config.hole_size} square the model fills")
+    return FaceJob(photo, face, frame, footprint, face_image(photo.rgb, frame), mask.astype(np.float32))
+
+
+def face_image(rgb: np.ndarray, frame: Frame) -> np.ndarray:
+    """The model's input of one face: ``rgb`` ``[H, W, 3]`` uint8 seen through ``frame``,
+    ``[S, S, 3]`` float32 in ``[0, 1]``."""
+    return np.clip(frame.to_frame(rgb) / 255.0, 0.0, 1.0).astype(np.float32)
 
 
 def plan_faces(photo: Photo, faces, config: ModelConfig, hole: np.ndarray | None = None,
@@ -107,8 +112,9 @@ def plan_faces(photo: Photo, faces, config: ModelConfig, hole: np.ndarray | None
             jobs.append(job)
             claimed |= job.hole
     if not jobs:
-        what = "no usable face" if hole is None else "no usable face's frame holds the hole"
-        raise PhotoError(f"{what} ({'; '.join(notes) or 'every face lies outside the photo'})")
+        if hole is None:
+            raise PhotoError(f"no usable face ({'; '.join(notes) or 'every face lies outside the photo'})")
+        raise PhotoError("no usable face's frame holds the hole" + (f" ({'; '.join(notes)})" if notes else ""))
     if hole is not None and (hole & ~claimed).any():
         notes.append(f"{int((hole & ~claimed).sum())} hole pixel(s) lie in no face's frame and "
                      "were left as they are")
