@@ -50,6 +50,7 @@ from ctxenc_tf.inference.photos import (
     fit_mask,
     prepare,
     read_photo,
+    scaled_hole,
 )
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.inference.serving_client import ServingRunner
@@ -111,8 +112,7 @@ def outlined(rgb: np.ndarray, marks) -> np.ndarray:
     shown = shrink(rgb).copy()
     labels = []
     for hole, label, colour in marks:
-        small = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize(shown.shape[1::-1],
-                                                                               Image.BILINEAR)) > 0
+        small = scaled_hole(hole, shown.shape[:2])
         draw_outline(shown, small, colour)
         if label and small.any():
             labels.append((bounds(small), label, colour))

@@ -31,6 +31,7 @@ from ctxenc_tf.cli.common import add_face_arguments, command_parser, fail
 from ctxenc_tf.config import MASK_TYPES
 from ctxenc_tf.data import records, screening, sources
 from ctxenc_tf.errors import DataError
+from ctxenc_tf.faces.detector import FaceDetector
 from ctxenc_tf.inference import baselines
 from ctxenc_tf.inference.evaluation import (
     METHOD_NAMES,
@@ -122,8 +123,6 @@ def main(argv=None):
     seed = config.trained_on.get("seed", 0)
     counts = {}
     if args.faces:
-        from ctxenc_tf.faces.detector import FaceDetector
-
         batches = face_batches(files, config, FaceDetector(args.face_confidence), args.batch_size, seed,
                                args.max_faces, args.min_face, counts)
     else:

@@ -23,6 +23,7 @@ import sys
 
 from ctxenc_tf.cli.common import add_face_arguments, command_parser
 from ctxenc_tf.errors import ConfigError, DataError
+from ctxenc_tf.faces.detector import FaceDetector
 from ctxenc_tf.inference.face_jobs import centre_hole_misses, plan_faces
 from ctxenc_tf.inference.inpaint import (
     OUTPUT_SUFFIXES,
@@ -135,8 +136,6 @@ def _detector(args, centre_holes: bool):
     """The face detector ``--faces`` needs, or, for a centre-hole run without it, the one
     that tells whether the centre hole misses the photo's face (``None`` when there is no
     detector to ask: that hint is worth no error)."""
-    from ctxenc_tf.faces.detector import FaceDetector
-
     if args.faces:
         return FaceDetector(args.face_confidence)
     if not centre_holes:

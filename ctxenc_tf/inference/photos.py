@@ -296,7 +296,7 @@ def draw_outline(rgb: np.ndarray, hole: np.ndarray, colour) -> None:
     rgb[box][grown & ~hole[box]] = colour
 
 
-def _scaled_hole(hole: np.ndarray, shape) -> np.ndarray:
+def scaled_hole(hole: np.ndarray, shape) -> np.ndarray:
     """``hole`` ``[H, W]`` bool scaled to ``shape`` ``(h, w)``: True where any of it shows."""
     if hole.shape == tuple(shape):
         return hole
@@ -322,7 +322,7 @@ def side_by_side(photo: Photo, filled: np.ndarray, hole: np.ndarray, config: Mod
         panels = np.asarray(Image.fromarray(panels).resize(size, Image.LANCZOS)).copy()
     width = panels.shape[1] // 3
     for outline in outlines:  # drawn at the panels' size, so that a line stays visible
-        small = _scaled_hole(outline, (panels.shape[0], width))
+        small = scaled_hole(outline, (panels.shape[0], width))
         for k in (0, 2):
             draw_outline(panels[:, k * width:(k + 1) * width], small, OUTLINE)
     return panels
