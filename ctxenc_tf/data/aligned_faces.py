@@ -71,13 +71,18 @@ def read_rgb(path: str) -> np.ndarray:
 
 def _earlier_alignment(directory: str):
     """The ``aligned.json`` dict of an alignment into ``directory``; ``None`` when it holds
-    none, or a file of that name that is not one (the directory is then refused as not empty)."""
+    none, or a file of that name that is not one or has a field of the wrong type (the
+    directory is then refused as not empty)."""
     try:
         with open(os.path.join(directory, METADATA)) as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return None
-    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+    # Only a file of the declared shape counts: an edited one makes the directory "not empty".
+    shape = {"source": str, "settings": dict, "faces": int, "photos_read": int}
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None
+    return meta if all(isinstance(meta.get(key), kind) for key, kind in shape.items()) else None
 
 
 def summary(meta: dict, out_dir: str) -> str:
