@@ -151,7 +151,8 @@ def test_rest_body_follows_exported_signature(served, signature_name):
     # the body runs on the exported signature, and the client reads the answer back
     outputs = run_signature(loaded, signature_name, inputs)
     response = serving_client.decode_rest_json(tf_serving_rest_json(outputs))
-    pngs = serving_client.completed_pngs(signature, serving_client.rest_outputs(response, signature), len(photos))
+    pngs = serving_client.completed_pngs(signature_name, signature, serving_client.rest_outputs(response, signature),
+                                         len(photos), model.config.image_size)
     for photo, png in zip(photos, pngs):
         assert_png_matches(png, keras_completed_png_pixels(model, photo))
 
@@ -179,7 +180,8 @@ def test_grpc_request_follows_exported_signature(served):
     for key, value in outputs.items():
         response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
     response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
-    png = serving_client.completed_pngs(signature, serving_client.grpc_outputs(response), 1)[0]
+    png = serving_client.completed_pngs("serving_bytes", signature, serving_client.grpc_outputs(response), 1,
+                                        model.config.image_size)[0]
     assert_png_matches(png, keras_completed_png_pixels(model, photos[0]))
 
 

@@ -5,8 +5,10 @@ gRPC ``PredictRequest``), replies read back to PNG bytes. The command is
 import base64
 import binascii
 import http.client
+import io
 import json
 import os
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +17,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
+from PIL import Image
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -24,7 +27,7 @@ from tensorflow_serving.apis import (
 
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import pipeline, screening
-from ctxenc_tf.errors import DataError, ServingError
+from ctxenc_tf.errors import DataError, ServingError, one_line
 from ctxenc_tf.inference.photos import encode_png
 from ctxenc_tf.inference.runner import SIGNATURE, Runner
 from ctxenc_tf.utils.output_dir import unique_stems
@@ -36,6 +39,15 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 IMAGE_OUTPUT = "completed"  # the pixel output of the image signatures (see export.py)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# The outputs this client reads, as numpy dtypes (DT_STRING: encoded images, bytes).
+OUTPUT_DTYPES = {types_pb2.DT_STRING: np.dtype(object), types_pb2.DT_UINT8: np.dtype(np.uint8),
+                 types_pb2.DT_FLOAT: np.dtype(np.float32)}
+
+# Float outputs are images in [0, 1] ((tanh + 1) / 2 in the exported graph). A value less
+# than half a uint8 level outside is float rounding (a tanh kernel may overshoot 1 by an ulp
+# or two) and saves as the same pixel once clipped; one further out is no image of this model.
+RANGE_SLACK = 0.5 / 255.0
 
 # How TF Serving words a refusal when its batching queue is full (gRPC UNAVAILABLE, REST 503):
 # the server is up but over capacity, which the load test must not report as "down".
@@ -97,24 +109,107 @@ def encode_inputs(photos: list, dtype: int, image_size) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
-def completed_pngs(signature, outputs: dict, count: int) -> list:
-    """PNG bytes of each of the ``count`` completed images in a response's ``outputs``
-    (``{name: array}``): the signature's DT_STRING output as is, else its ``completed``
-    pixels (``[count, S, S, 3]``) encoded here. Raises :class:`ServingError` when the
-    reply does not hold ``count`` images of that kind (never a wrong file written)."""
+def model_image_size(signatures: dict):
+    """The image size ``S`` the model's pixel signatures declare (their ``[N, S, S, 3]``
+    input), or ``None`` when none does. ``serving_bytes`` declares no size of its own (any
+    photo in, ``[N]`` PNGs out); its PNGs are ``S x S``."""
+    for signature in signatures.values():
+        for info in signature.inputs.values():
+            dims = [d.size for d in info.tensor_shape.dim]
+            if len(dims) == 4 and dims[3] == 3 and dims[1] == dims[2] > 0:
+                return dims[1]
+    return None
+
+
+def checked_outputs(signature_name: str, signature, outputs: dict, count: int, image_size) -> dict:
+    """The outputs of a reply to ``count`` images (``{name: array}``, from
+    :func:`rest_outputs` or :func:`grpc_outputs`), checked against the request and the
+    ``SignatureDef`` ``signature`` (named ``signature_name``) before anything is made of them.
+
+    Every declared output must be there, ``[count, ...]`` with the declared dimensions and of
+    the declared dtype (JSON numbers, which carry none, by their values): floats finite and in
+    ``[0, 1]``, uint8 whole numbers in ``[0, 255]``, strings 8-bit RGB PNGs of ``image_size``
+    x ``image_size`` pixels that decode. Returns ``{name: value}``: float32 arrays clipped to
+    ``[0, 1]``, uint8 arrays, lists of PNG bytes. Raises :class:`ServingError` naming the
+    signature and the output (a reply that does not fit is never saved)."""
+    checked = {}
+    for name, info in signature.outputs.items():
+        field = f"{signature_name}: the server's '{name}'"
+        if name not in outputs:
+            raise ServingError(f"{signature_name}: the server's reply has no '{name}' (it holds {sorted(outputs)})")
+        want = OUTPUT_DTYPES.get(info.dtype)
+        if want is None:
+            raise ServingError(f"{signature_name}: output '{name}' is {types_pb2.DataType.Name(info.dtype)}; "
+                               "this client reads string, uint8 and float outputs")
+        values = np.asarray(outputs[name])
+        json_numbers = values.dtype == np.float64 and want != object  # what rest_outputs makes of JSON
+        if values.dtype != want and not json_numbers:
+            raise ServingError(f"{field} is {values.dtype}, not {want} as the signature declares")
+        dims = [count] + [d.size for d in info.tensor_shape.dim][1:]
+        if values.shape[:1] != (count,) or not info.tensor_shape.unknown_rank and (
+                values.ndim != len(dims) or any(d >= 0 and d != got for d, got in zip(dims, values.shape))):
+            declared = "[" + ", ".join(str(d) if d >= 0 else "?" for d in dims) + "]"
+            raise ServingError(f"{field} is {list(values.shape)}, not {declared} as the signature "
+                               f"declares for {count} image(s)")
+        if want == object:
+            checked[name] = [_checked_png(f"{field} value {i + 1} of {count}", bytes(value), image_size)
+                             for i, value in enumerate(values)]
+        else:
+            checked[name] = _checked_pixels(field, values, want)
+    return checked
+
+
+def _checked_pixels(field: str, values: np.ndarray, want: np.dtype) -> np.ndarray:
+    """``values`` in ``want`` (uint8 or float32) if they fit its range (see :data:`RANGE_SLACK`)."""
+    if values.size == 0 or values.dtype == np.uint8:
+        return values.astype(want)
+    if not np.isfinite(values).all():
+        raise ServingError(f"{field} holds NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if want == np.uint8:
+        if low < 0 or high > 255 or (values != np.round(values)).any():
+            raise ServingError(f"{field} holds values that are not whole numbers in [0, 255] "
+                               f"(from {low:g} to {high:g})")
+        return values.astype(np.uint8)
+    if low < -RANGE_SLACK or high > 1.0 + RANGE_SLACK:
+        raise ServingError(f"{field} holds values from {low:g} to {high:g}, outside [0, 1]")
+    return np.clip(values, 0.0, 1.0).astype(np.float32)
+
+
+def _checked_png(which: str, value: bytes, size: int) -> bytes:
+    """``value`` if it is an 8-bit RGB PNG of ``size`` x ``size`` pixels that decodes."""
+    if not value.startswith(PNG_MAGIC):
+        raise ServingError(f"{which} is not a PNG (it starts {value[:16]!r})")
+    # The header chunk (IHDR, first, of fixed layout) is read before decoding, so that a
+    # reply claiming a huge image is refused unread.
+    if len(value) < 26 or value[12:16] != b"IHDR":
+        raise ServingError(f"{which} is not a readable PNG (no header chunk)")
+    width, height, depth, colour = struct.unpack(">IIBB", value[16:26])
+    if (width, height, depth, colour) != (size, size, 8, 2):  # colour type 2: RGB
+        raise ServingError(f"{which} is a {width}x{height} PNG of bit depth {depth}, colour type {colour}; "
+                           f"expected {size}x{size} 8-bit RGB (colour type 2), the model's image size")
+    try:
+        with Image.open(io.BytesIO(value)) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's words for damaged data and chunks
+        raise ServingError(f"{which} is not a readable PNG ({one_line(e)})") from e
+    return value
+
+
+def completed_pngs(signature_name: str, signature, outputs: dict, count: int, image_size) -> list:
+    """PNG bytes of each of the ``count`` completed images in a reply's ``outputs``
+    (``{name: array}``), checked first (:func:`checked_outputs`): the signature's DT_STRING
+    output as is, else its ``completed`` pixels (``[count, S, S, 3]``) encoded here."""
+    checked = checked_outputs(signature_name, signature, outputs, count, image_size)
     for name, info in signature.outputs.items():
         if info.dtype == types_pb2.DT_STRING:
-            pngs = [bytes(v) for v in np.atleast_1d(np.asarray(outputs.get(name, []), dtype=object))]
-            if len(pngs) != count or not all(p.startswith(PNG_MAGIC) for p in pngs):
-                raise ServingError(f"the server's '{name}' holds {len(pngs)} value(s), not {count} PNG image(s)")
-            return pngs
-    if IMAGE_OUTPUT not in outputs:
-        raise ServingError(f"response has no '{IMAGE_OUTPUT}' output (got {sorted(outputs)})")
-    pixels = np.asarray(outputs[IMAGE_OUTPUT])
-    if pixels.ndim != 4 or pixels.shape[0] != count or pixels.shape[3] != 3:
-        raise ServingError(f"the server's '{IMAGE_OUTPUT}' is {list(pixels.shape)}, not {count} RGB images")
+            return checked[name]
+    pixels = checked.get(IMAGE_OUTPUT)
+    if pixels is None or pixels.ndim != 4 or pixels.shape[3] != 3:
+        raise ServingError(f"{signature_name}: the signature declares no '{IMAGE_OUTPUT}' RGB images "
+                           f"(its outputs: {sorted(signature.outputs)})")
     if pixels.dtype != np.uint8:
-        pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+        pixels = np.round(pixels * 255.0).astype(np.uint8)
     return [encode_png(image) for image in pixels]
 
 
@@ -147,8 +242,9 @@ def decode_rest_json(body: bytes) -> dict:
 
 
 def rest_outputs(response: dict, signature) -> dict:
-    """``{output_name: np.ndarray}`` from a columnar REST predict response, dtypes taken
-    from the signature (strings as bytes, ``{"b64": ...}`` decoded)."""
+    """``{output_name: np.ndarray}`` from a columnar REST predict response: the signature's
+    string outputs as bytes (``{"b64": ...}`` decoded), its numeric ones as float64 (JSON
+    numbers carry no dtype; :func:`checked_outputs` checks that they fit the declared one)."""
     if not isinstance(response, dict) or "outputs" not in response:
         raise ServingError(f"unexpected REST response ({str(response)[:100]})")
     outputs = response["outputs"]
@@ -170,7 +266,7 @@ def rest_outputs(response: dict, signature) -> dict:
                 raise ServingError(f"output '{name}' holds invalid base64 ({e})") from e
         else:
             try:
-                result[name] = np.asarray(value, np.uint8 if info.dtype == types_pb2.DT_UINT8 else np.float32)
+                result[name] = np.asarray(value, np.float64)
             except (TypeError, ValueError) as e:
                 raise ServingError(f"output '{name}' is not a numeric tensor ({str(e)[:100]})") from e
     return result
@@ -206,10 +302,9 @@ def _rest_call(url: str, timeout: float, data: bytes | None = None):
                            "(see serving/README.md)") from e
 
 
-def rest_signature(url: str, signature_name: str, what: str, timeout: float):
-    """The ``SignatureDef`` ``signature_name`` of the model at REST address ``url``, from
-    its metadata; :class:`ServingError` naming ``what`` when the model has none such."""
-    return pick_signature(signature_map_from_json(_rest_call(f"{url}/metadata", timeout)), signature_name, what)
+def rest_signatures(url: str, timeout: float) -> dict:
+    """``{name: SignatureDef}`` of the model at REST address ``url``, from its metadata."""
+    return signature_map_from_json(_rest_call(f"{url}/metadata", timeout))
 
 
 def _read_reply(reply, url: str, deadline: float, timeout: float) -> bytes:
@@ -241,13 +336,14 @@ class ServingRunner(Runner):
 
     def __init__(self, url: str, config: ModelConfig, timeout: float = 60.0):
         self.url, self.timeout = url.rstrip("/"), timeout
-        self.signature = rest_signature(self.url, SIGNATURE, self.url, timeout)
+        self.signature = pick_signature(rest_signatures(self.url, timeout), SIGNATURE, self.url)
         super().__init__(self.url, config)
 
     def _run(self, images, masks):
         body = rest_predict_body(SIGNATURE, {"images": images, "masks": masks})
-        outputs = rest_outputs(_rest_call(f"{self.url}:predict", self.timeout, body), self.signature)
         c, n, s, o = self.config, len(images), self.config.image_size, self.config.output_size
+        outputs = checked_outputs(SIGNATURE, self.signature, rest_outputs(
+            _rest_call(f"{self.url}:predict", self.timeout, body), self.signature), n, s)
         expected = {"completed": (n, s, s, 3), "prediction": (n, o, o, 3)}
         got = {k: tuple(np.shape(outputs.get(k))) for k in expected}
         if got != expected:
@@ -301,10 +397,16 @@ class ServedModel:
     Every failure is a :class:`ServingError`. Use :func:`connect`; close it (or use
     ``with``) to release the gRPC channel."""
 
-    def __init__(self, signature, signature_name: str, model: str, version, timeout: float):
-        self.signature, self.signature_name = signature, signature_name
-        self.model, self.version, self.timeout = model, version, timeout
-        self.input_name, self.dtype, self.image_size = image_input(signature)
+    def __init__(self, signatures: dict, signature_name: str, model: str, version, timeout: float):
+        self.signature = pick_signature(signatures, signature_name, model)
+        self.signature_name, self.model, self.version, self.timeout = signature_name, model, version, timeout
+        self.input_name, self.dtype, size = image_input(self.signature)
+        # The size of the images sent and of those expected back (serving_bytes: the PNGs').
+        self.image_size = size or model_image_size(signatures)
+        if self.image_size is None:
+            raise ServingError(f"model '{model}' declares its image size in no signature (serving_default "
+                               f"and serving_uint8 take [N, S, S, 3]), so replies to {signature_name} "
+                               "cannot be checked")
 
     def complete(self, photos: list) -> list:
         """Photos (encoded bytes, any size) -> the completed images, PNG bytes; at most
@@ -315,7 +417,8 @@ class ServedModel:
     def send(self, request) -> list:
         """Send a prepared request; the completed images of its photos, PNG bytes."""
         count, prepared = request
-        return completed_pngs(self.signature, self._predict(prepared), count)
+        return completed_pngs(self.signature_name, self.signature, self._predict(prepared), count,
+                              self.image_size)
 
     def request(self, photos: list):
         """A predict request for ``photos``, ready for :meth:`send`."""
@@ -336,8 +439,7 @@ class RestModel(ServedModel):
 
     def __init__(self, base_url: str, model: str, signature_name: str, version=None, timeout: float = 60.0):
         self.url = model_url(base_url, model, version)
-        super().__init__(rest_signature(self.url, signature_name, model, timeout), signature_name, model,
-                         version, timeout)
+        super().__init__(rest_signatures(self.url, timeout), signature_name, model, version, timeout)
 
     def _prepare(self, values):
         return rest_predict_body(self.signature_name, {self.input_name: values})
@@ -363,8 +465,7 @@ class GrpcModel(ServedModel):
             metadata = self._call(self.stub.GetModelMetadata, request, timeout, model)
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             metadata.metadata["signature_def"].Unpack(signature_map)
-            signature = pick_signature(dict(signature_map.signature_def), signature_name, model)
-            super().__init__(signature, signature_name, model, version, timeout)
+            super().__init__(dict(signature_map.signature_def), signature_name, model, version, timeout)
         except ServingError:
             self.channel.close()
             raise
