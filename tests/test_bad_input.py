@@ -3,7 +3,10 @@ non-zero with one clear line on stderr (``error: ...``, or argparse's usage + on
 ``prog: error: ...`` line) and no traceback.
 
 The cases run in-process through each command's ``main`` via ``cli.run_main`` (cheap); a
-few run as real subprocesses too, in parallel, to check the actual entry points.
+few run as real subprocesses too, in parallel, to check the actual entry points. The K cases
+(the Keras backend) run only as subprocesses, one per entry point: they are refused before
+any command, or Keras, is imported. Their "missing" jax is hidden by a ``sitecustomize`` that
+makes it unimportable (jax is installed where the tests run).
 
 | id  | command        | bad input                                          | the line must contain            |
 |-----|----------------|----------------------------------------------------|----------------------------------|
@@ -65,6 +68,14 @@ few run as real subprocesses too, in parallel, to check the actual entry points.
 | A3  | app            | --port 70000                                       | expected 1 to 65535              |
 | A4  | app            | --serving-url URL (no --model for its settings)    | --serving-url needs --model      |
 | A5  | app            | --serving-url localhost:8501/v1/models/ctxenc      | expected http://HOST:PORT/v1/... |
+| K1  | train.py       | KERAS_BACKEND=bogus                                | KERAS_BACKEND='bogus', the three |
+| K2  | export.py      | KERAS_BACKEND=bogus                                | KERAS_BACKEND='bogus', the three |
+| K3  | -m ctxenc_tf   | KERAS_BACKEND=bogus (inpaint)                      | KERAS_BACKEND='bogus', the three |
+| K4  | ctxenc-tf      | KERAS_BACKEND=bogus (inpaint)                      | KERAS_BACKEND='bogus', the three |
+| K5  | train.py       | KERAS_BACKEND=jax, jax missing                     | jax is not installed, how to     |
+| K6  | export.py      | KERAS_BACKEND=jax, jax missing                     | jax is not installed, how to     |
+| K7  | -m ctxenc_tf   | KERAS_BACKEND=jax, jax missing (inpaint)           | jax is not installed, how to     |
+| K8  | ctxenc-tf      | KERAS_BACKEND=jax, jax missing (inpaint)           | jax is not installed, how to     |
 """
 
 import concurrent.futures
@@ -74,12 +85,13 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import FACES, REPO, tiny_config, tiny_model, write_images
+from conftest import FACES, REPO, not_installed, tiny_config, tiny_model, write_images
 
 # id: (command, argv, substrings the error line must contain); {names} are filled from `paths`.
 CASES = {
@@ -146,6 +158,15 @@ CASES = {
     "A4": ("app", ["--serving-url", "http://127.0.0.1:1/v1/models/ctxenc"], ["--serving-url needs --model"]),
     "A5": ("app", ["--serving-url", "localhost:8501/v1/models/ctxenc", "--model", "{good}"],
            ["expected http://HOST:PORT/v1/models/NAME"]),
+}
+SUPPORTED = ["tensorflow (the default) and jax, which train", "torch, which builds and runs it but does not train"]
+# id: (entry point, KERAS_BACKEND, whether jax is hidden, substrings the error line must contain)
+BACKEND_CASES = {
+    **{f"K{i}": (entry, "bogus", False, ["KERAS_BACKEND='bogus' is not a backend", *SUPPORTED])
+       for i, entry in enumerate(("train.py", "export.py", "-m ctxenc_tf", "ctxenc-tf"), start=1)},
+    **{f"K{i}": (entry, "jax", True, ["KERAS_BACKEND=jax, but jax is not installed: pip install -r "
+                                      "requirements-jax.txt", *SUPPORTED])
+       for i, entry in enumerate(("train.py", "export.py", "-m ctxenc_tf", "ctxenc-tf"), start=5)},
 }
 # Through the real entry points, one per command (train.py's: tests/test_train_cli.py).
 SUBPROCESS_CASES = ("E3", "I2", "V5", "S3")
@@ -280,6 +301,42 @@ def test_bad_input_subprocesses(paths):
         check_one_error_line(r.returncode, r.stderr, _expand(CASES[case][2], paths))
 
 
+def _entry_point(entry):
+    """The command line of an entry point; its command's arguments would be refused too
+    (train.py would train the demo without ``--epochs 0``) if the backend were not first."""
+    if entry == "ctxenc-tf":
+        script = shutil.which("ctxenc-tf", path=os.path.dirname(sys.executable))
+        if script is None:
+            not_installed("the ctxenc-tf console script", "pip install -r requirements.txt -e .")
+        return [script, "inpaint"]
+    if entry == "-m ctxenc_tf":
+        return [sys.executable, "-m", "ctxenc_tf", "inpaint"]
+    return [sys.executable, os.path.join(REPO, entry), "--epochs", "0"]
+
+
+@pytest.mark.parametrize("case", sorted(BACKEND_CASES))
+def test_keras_backend_unknown_or_missing(case, tmp_path):
+    entry, backend, hide_jax, needles = BACKEND_CASES[case]
+    path = [REPO]
+    if hide_jax:  # jax missing, as both importlib.util.find_spec and import see it
+        (tmp_path / "sitecustomize.py").write_text('import sys\nsys.modules["jax"] = None\n')
+        path.insert(0, str(tmp_path))
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join(path))
+    r = subprocess.run(_entry_point(entry), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    check_one_error_line(r.returncode, r.stderr, needles)
+
+
+@pytest.mark.parametrize("backend", ["", "tensorflow", "jax"])
+def test_keras_backends_that_work_pass_the_check(backend, monkeypatch):
+    from ctxenc_tf.cli.backend_check import backend_problem
+
+    if backend == "jax" and importlib.util.find_spec("jax") is None:
+        not_installed("jax", "pip install -r requirements-jax.txt")
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    assert backend_problem() is None  # empty: Keras' own default
+
+
 def test_table_lists_every_case():
     table = {row.split("|")[1].strip() for row in __doc__.splitlines() if re.match(r"^\| [A-Z]\d", row)}
-    assert table == set(CASES) and len(CASES) >= 20
+    assert table == set(CASES) | set(BACKEND_CASES) and len(CASES) >= 20

@@ -1,10 +1,13 @@
 """``python -m ctxenc_tf <command> [flags]`` (also the ``ctxenc-tf`` console script): the
 one command-line entry. Each command lives in its own module here and is imported only
-when it runs."""
+when it runs, after the Keras backend was checked (:mod:`~ctxenc_tf.cli.backend_check`):
+``train.py``, ``export.py``, ``python -m ctxenc_tf`` and the console script all start here,
+and nothing imported until then imports Keras."""
 
 import importlib
 import sys
 
+from ctxenc_tf.cli.backend_check import backend_problem
 from ctxenc_tf.cli.common import run_main, silence_native_logs
 
 # command -> (module below ctxenc_tf.cli, one line for the overview)
@@ -28,7 +31,11 @@ def usage() -> str:
 
 def main(argv=None) -> int:
     """Run the command named by ``argv[0]`` with the rest of ``argv``; returns the exit
-    status (2 with one ``error:`` line for an unknown command)."""
+    status (2 with one ``error:`` line for an unknown command or an unusable ``KERAS_BACKEND``)."""
+    problem = backend_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
