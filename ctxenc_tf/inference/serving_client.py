@@ -44,9 +44,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OUTPUT_DTYPES = {types_pb2.DT_STRING: np.dtype(object), types_pb2.DT_UINT8: np.dtype(np.uint8),
                  types_pb2.DT_FLOAT: np.dtype(np.float32)}
 
-# Float outputs are images in [0, 1] ((tanh + 1) / 2 in the exported graph). A value less
-# than half a uint8 level outside is float rounding (a tanh kernel may overshoot 1 by an ulp
-# or two) and saves as the same pixel once clipped; one further out is no image of this model.
+# Float outputs are images in [0, 1] (the exported graph pastes (tanh + 1) / 2 into the input).
+# A value less than half a uint8 level outside still saves as the nearest level, 0 or 255, once
+# clipped, so it is taken for rounding in the server's arithmetic; one further out is no image
+# of this model.
 RANGE_SLACK = 0.5 / 255.0
 
 # How TF Serving words a refusal when its batching queue is full (gRPC UNAVAILABLE, REST 503):
