@@ -76,7 +76,7 @@ class RunCallbacks:
 
 
 def train(config: RunConfig, time_limit: float | None = None, accept_changed_data: bool = False,
-          log=print):
+          log=print, verbose="auto"):
     """Train a context encoder as ``config`` says; returns ``(model, history, paths)``.
 
     Writes below ``config.output_dir`` (:class:`~ctxenc_tf.run_files.RunPaths`):
@@ -87,16 +87,17 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     :mod:`ctxenc_tf.training.resume`; ``accept_changed_data`` continues on data that changed).
     Only one process trains into an output directory at a time (a second one is refused with
     :class:`~ctxenc_tf.utils.output_dir.OutputBusyError`); temporary files left there by a
-    killed run are removed first. Raises :class:`~ctxenc_tf.errors.TrainingError` if a loss
-    becomes NaN/inf.
+    killed run are removed first. ``verbose`` is ``model.fit``'s: 1 (or ``"auto"``) a progress
+    bar redrawn in place, 2 one line per epoch, 0 none. Raises
+    :class:`~ctxenc_tf.errors.TrainingError` if a loss becomes NaN/inf.
     """
     check_output_dir(config.output_dir)  # first: its error names the folder
     with exclusive_output(config.output_dir, "train.py", subdirs=(BACKUP, SAMPLES)), \
             contextlib.ExitStack() as held:
-        return _train(config, time_limit, accept_changed_data, log, held)
+        return _train(config, time_limit, accept_changed_data, log, verbose, held)
 
 
-def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contextlib.ExitStack):
+def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, held: contextlib.ExitStack):
     """The run, phase by phase; ``held`` keeps the cache file ours until the run ends."""
     strategy = start_runtime(config)
     config, split = find_training_data(config, log)
@@ -112,7 +113,8 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
     callbacks = build_callbacks(config, fingerprint, paths, data, best, state, time_limit)
     log(f"training on {strategy.num_replicas_in_sync} replica(s), {data.steps} steps per epoch, "
         f"writing to {config.output_dir}")
-    history = fit_remaining(model, data.train, config, data.val, callbacks.as_list(), data.steps, state)
+    history = fit_remaining(model, data.train, config, data.val, callbacks.as_list(), data.steps, state,
+                            verbose)
     finish(model, config, paths, callbacks, log)
     return model, history, paths
 
@@ -253,10 +255,11 @@ def build_callbacks(config: RunConfig, fingerprint: str, paths: RunPaths, data: 
     )
 
 
-def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int, state=None):
-    """``model.fit`` over what is left of the run: the rest of ``state``'s interrupted
-    epoch (its own ``fit``, ``steps - state.step`` steps), then the remaining epochs.
-    Returns one ``History`` for both."""
+def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int, state=None,
+                  verbose="auto"):
+    """``model.fit`` (with its ``verbose``) over what is left of the run: the rest of
+    ``state``'s interrupted epoch (its own ``fit``, ``steps - state.step`` steps), then the
+    remaining epochs. Returns one ``History`` for both."""
     epoch, step = (state.epoch, state.step) if state else (0, 0)
     parts = [(epoch, step, min(epoch + 1, config.epochs))] if step else []
     parts += [(epoch + bool(step), 0, config.epochs)]
@@ -270,7 +273,7 @@ def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int
             warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
             part = model.fit(pipeline.training_batches(files, config, start, skip, end), shuffle=False,
                              steps_per_epoch=steps - skip, initial_epoch=start, epochs=end,
-                             validation_data=val_ds, callbacks=callbacks)
+                             validation_data=val_ds, callbacks=callbacks, verbose=verbose)
         history.epoch += part.epoch
         for key, values in part.history.items():
             history.history.setdefault(key, []).extend(values)
