@@ -50,7 +50,7 @@ class RunData:
     checkpoint follows (``val_rec_loss``, or ``rec_loss`` without validation images).
     """
 
-    train: object
+    train: list  # or prepared records (sources.Split.train)
     steps: int
     val: object
     sample: tuple
