@@ -1,5 +1,6 @@
 """The folder tree is the architecture: no import cycles, dependencies pointing one way
-(cli -> benchmark -> export -> inference/training -> data -> model / faces -> config/utils/errors),
+(cli -> benchmark -> export -> inference/training -> data -> model / faces -> config/utils/errors;
+run_files, the names of a training run's files, for training and the commands that read them),
 no side effects on import, and the private framework hooks ``compat.py`` relies on still exist."""
 
 import ast
@@ -16,16 +17,17 @@ PACKAGE = os.path.join(REPO, "ctxenc_tf")
 ALLOWED = {
     "errors": set(),
     "config": {"errors", "utils"},
+    "run_files": set(),
     "utils": {"errors"},
     "compat": set(),
     "model": {"config", "errors", "utils", "compat"},
     "faces": {"config", "errors", "utils"},
     "data": {"config", "errors", "utils", "model", "faces"},
-    "training": {"config", "errors", "utils", "model", "data", "faces"},
+    "training": {"config", "run_files", "errors", "utils", "model", "data", "faces"},
     "inference": {"config", "errors", "utils", "model", "data", "faces"},
     "export": {"config", "errors", "utils", "model", "data", "faces", "inference"},
     "benchmark": {"config", "errors", "utils", "model", "data", "faces", "inference", "export", "training"},
-    "cli": {"config", "errors", "utils", "model", "data", "faces", "inference", "export", "training", "benchmark"},
+    "cli": {"config", "run_files", "errors", "utils", "model", "data", "faces", "inference", "export", "training", "benchmark"},
 }
 
 
@@ -103,6 +105,12 @@ def test_importing_the_package_has_no_side_effects():
             "assert 'tensorflow' not in sys.modules; assert (os.fstat(2).st_ino, dict(os.environ)) == before")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)
+
+
+def test_run_file_names_import_no_framework():
+    """The app learns the names of a run's checkpoints without loading TensorFlow or Keras."""
+    code = "import sys, ctxenc_tf.run_files; assert not {'tensorflow', 'keras', 'jax'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
 def test_model_code_imports_no_tensorflow():

@@ -55,6 +55,27 @@ def test_train_on_bundled_faces_writes_checkpoint_grid_and_logs(tmp_path):
 
 
 @pytest.mark.slow
+def test_training_into_a_file_writes_one_plain_line_per_epoch(tmp_path):
+    """With stdout in a file (a log, CI) Keras' bar would be redrawn there with \\b and \\r."""
+    log = tmp_path / "train.log"
+    with open(log, "w") as stdout:
+        r = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *TINY_FLAGS, "--data-dir",
+                            os.path.join(REPO, "ctxenc_tf", "assets", "faces"), "--output-dir", str(tmp_path / "run")],
+                           cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = log.read_text()
+    assert not {"\r", "\b", "\x1b"} & set(text), repr(text[:500])
+    assert len([line for line in text.splitlines() if "val_rec_loss:" in line]) == 2, text
+
+
+def test_progress_bar_only_on_a_terminal_unless_asked():
+    from ctxenc_tf.cli.train import fit_verbose
+
+    assert [fit_verbose("auto", terminal) for terminal in (True, False)] == [1, 2]  # Keras' verbose
+    assert [fit_verbose(progress, False) for progress in ("bar", "lines", "off")] == [1, 2, 0]
+
+
+@pytest.mark.slow
 def test_help_documents_every_flag():
     r = run_train("--help")
     assert r.returncode == 0

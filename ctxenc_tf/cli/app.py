@@ -54,10 +54,9 @@ from ctxenc_tf.inference.photos import (
 )
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.inference.serving_client import ServingRunner
-from ctxenc_tf.training.fit import RUN_FILES
+from ctxenc_tf.run_files import CHECKPOINTS
 
 RUNS = "runs"
-CHECKPOINTS = (RUN_FILES["best"], RUN_FILES["final"])  # what train writes
 EXAMPLES = ("video-WolfgangLanger_Pexels__0001__0.jpg", "video-single_face__0002__0.jpg",
             "video-carphone_pristine__0002__0.jpg")
 DISPLAY_MAX_SIDE = 1600  # the page shows (and the brush paints) photos at most this large

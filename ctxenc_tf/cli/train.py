@@ -18,6 +18,10 @@ from ctxenc_tf.errors import ConfigError
 DEMO = dict(epochs=2, batch_size=16, bottleneck=512, output_dir="runs/demo")
 DEMO_MINUTES = 1.0
 
+# --progress -> model.fit's verbose. Keras redraws its bar with \b and \r even into a file
+# or pipe, which garbles logs: "auto" gives one line per epoch there.
+PROGRESS = {"bar": 1, "lines": 2, "off": 0}
+
 
 def parse_args(argv):
     parser = command_parser("train", __doc__)
@@ -25,6 +29,10 @@ def parse_args(argv):
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="stop after this many minutes of training (the epoch is finished "
                              "with validation, checkpoint and samples)")
+    parser.add_argument("--progress", choices=("auto", *PROGRESS), default="auto",
+                        help="how model.fit reports: bar (redrawn in place), lines (one line per "
+                             "epoch, for log files), off; auto (default): bar on a terminal, lines "
+                             "when the output goes to a file or pipe")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="shorthand for --precision mixed_float16 on a GPU, mixed_bfloat16 "
                              "elsewhere (TPU, CPU)")
@@ -76,11 +84,20 @@ def main(argv=None):
     from ctxenc_tf.training.fit import train
 
     _, history, paths = train(config, time_limit=None if time_limit is None else time_limit * 60,
-                              accept_changed_data=args.accept_changed_data)
+                              accept_changed_data=args.accept_changed_data,
+                              verbose=fit_verbose(args.progress, sys.stdout.isatty()))
     print(f"{len(history.epoch)} epoch(s) trained in this run; best checkpoint {paths.best}, "
           f"final model {paths.final}, sample grids in {paths.samples}/, "
           f"TensorBoard logs in {paths.logs}/")
     return 0
+
+
+def fit_verbose(progress: str, terminal: bool) -> int:
+    """``model.fit``'s ``verbose`` for ``--progress`` (see :data:`PROGRESS`); ``auto`` is the
+    bar on a ``terminal``, one line per epoch elsewhere."""
+    if progress == "auto":
+        return PROGRESS["bar"] if terminal else PROGRESS["lines"]
+    return PROGRESS[progress]
 
 
 def _align_faces(args) -> int:

@@ -1,9 +1,13 @@
-"""Training orchestration behind ``train.py``: data, model, callbacks, ``model.fit``."""
+"""Training orchestration behind ``train.py``: data, model, callbacks, ``model.fit``.
+
+:func:`train` holds the output directory; :func:`_train` is the run's story, one phase per
+call: the runtime, the data, the resume state, the model built or restored, the callbacks,
+``fit``, the end."""
 
 import contextlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import keras
 import numpy as np
@@ -15,6 +19,7 @@ from ctxenc_tf.data.fingerprint import data_fingerprint
 from ctxenc_tf.errors import ConfigError, DataError, TrainingError
 from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.run_files import BACKUP, SAMPLES, RunPaths
 from ctxenc_tf.training import resume
 from ctxenc_tf.training.callbacks import (
     BestCheckpoint,
@@ -31,23 +36,98 @@ from ctxenc_tf.utils.output_dir import (
     exclusive_output,
 )
 
-SAMPLE_COUNT = 8
-
-
-RUN_FILES = {"best": "best.keras", "final": "final.keras", "config": "config.json",
-             "csv": "log.csv", "logs": "logs", "samples": "samples", "backup": "backup"}
+SAMPLE_COUNT = 8  # images in the sample grid
 
 
 @dataclass
-class RunPaths:
-    """Where a run writes its outputs (:data:`RUN_FILES`), all below ``RunConfig.output_dir``."""
+class RunData:
+    """What ``fit`` and the callbacks read of the data.
 
-    root: str
+    ``train``: the training files (or prepared records), ``steps`` full batches per epoch;
+    ``val``: the validation ``tf.data.Dataset`` (``None`` without validation images);
+    ``sample``: the fixed grid batch as NumPy, images ``[K, S, S, 3]`` in ``[-1, 1]`` and
+    masks ``[K, S, S, 1]``, ``K <= SAMPLE_COUNT``; ``monitor``: the metric the best
+    checkpoint follows (``val_rec_loss``, or ``rec_loss`` without validation images).
+    """
 
-    def __getattr__(self, name):
-        if name in RUN_FILES:
-            return os.path.join(self.root, RUN_FILES[name])
-        raise AttributeError(name)
+    train: list  # or prepared records (sources.Split.train)
+    steps: int
+    val: object
+    sample: tuple
+    monitor: str
+
+
+@dataclass
+class RunCallbacks:
+    """The run's callbacks by name; the field order is the order ``fit`` calls them in (the
+    backup after the best checkpoint whose ``best`` it records)."""
+
+    non_finite: StopOnNonFinite
+    best: BestCheckpoint
+    csv: EpochLog
+    tensorboard: keras.callbacks.TensorBoard
+    samples: SampleGrid
+    backup: resume.TrainingBackup
+    time_limit: TimeLimit | None  # only with a time limit
+
+    def as_list(self) -> list:
+        """The callbacks for ``model.fit``, in field order, leaving out the absent ones."""
+        return [getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None]
+
+
+def train(config: RunConfig, time_limit: float | None = None, accept_changed_data: bool = False,
+          log=print, verbose="auto"):
+    """Train a context encoder as ``config`` says; returns ``(model, history, paths)``.
+
+    Writes below ``config.output_dir`` (:class:`~ctxenc_tf.run_files.RunPaths`):
+    ``config.json``, ``best.keras`` (best validation reconstruction loss), ``final.keras``,
+    ``log.csv``, ``logs/`` (TensorBoard), ``samples/*.png`` (masked / filled / original
+    grids) and ``backup/`` (resume state).
+    Rerunning with the same model settings and data resumes from ``backup/`` (see
+    :mod:`ctxenc_tf.training.resume`; ``accept_changed_data`` continues on data that changed).
+    Only one process trains into an output directory at a time (a second one is refused with
+    :class:`~ctxenc_tf.utils.output_dir.OutputBusyError`); temporary files left there by a
+    killed run are removed first. ``verbose`` is ``model.fit``'s: 1 (or ``"auto"``) a progress
+    bar redrawn in place, 2 one line per epoch, 0 none. Raises
+    :class:`~ctxenc_tf.errors.TrainingError` if a loss becomes NaN/inf.
+    """
+    check_output_dir(config.output_dir)  # first: its error names the folder
+    with exclusive_output(config.output_dir, "train.py", subdirs=(BACKUP, SAMPLES)), \
+            contextlib.ExitStack() as held:
+        return _train(config, time_limit, accept_changed_data, log, verbose, held)
+
+
+def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, held: contextlib.ExitStack):
+    """The run, phase by phase; ``held`` keeps the cache file ours until the run ends."""
+    strategy = start_runtime(config)
+    config, split = find_training_data(config, log)
+    paths = RunPaths(config.output_dir)
+    fingerprint = data_fingerprint(split.train, split.val)
+    config = hold_cache(config, fingerprint, held)
+    state = resume.load_state(paths.backup, config, fingerprint, accept_changed_data, log)
+    config = choose_fill(config, state, split.train)
+    data = run_data(config, split)
+    model = build_or_restore(config, strategy, state, paths, log)
+    best = state.best if state is not None else existing_best(paths.best, config, data.val, data.monitor)
+    config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
+    callbacks = build_callbacks(config, fingerprint, paths, data, best, state, time_limit)
+    log(f"training on {strategy.num_replicas_in_sync} replica(s), {data.steps} steps per epoch, "
+        f"writing to {config.output_dir}")
+    history = fit_remaining(model, data.train, config, data.val, callbacks.as_list(), data.steps, state,
+                            verbose)
+    finish(model, config, paths, callbacks, log)
+    return model, history, paths
+
+
+def start_runtime(config: RunConfig):
+    """The ``tf.distribute`` strategy of ``config.strategy``, with the global batch checked
+    against it, the seed and the dtype policy set. First in a run: multi-worker collectives
+    must be configured before TensorFlow starts its runtime."""
+    strategy = make_strategy(config.strategy)
+    check_global_batch(strategy, config.batch_size)
+    keras.utils.set_random_seed(config.seed)
+    set_precision(config.precision)
+    return strategy
 
 
 def report_skipped(skipped, log=print, show: int = 5) -> None:
@@ -61,9 +141,10 @@ def report_skipped(skipped, log=print, show: int = 5) -> None:
         log(f"  ... and {len(skipped) - show} more")
 
 
-def prepare(config: RunConfig, log=print):
+def find_training_data(config: RunConfig, log=print):
     """Find the data (and check a ``--cache`` file's folder). Returns ``(config, split)``
-    with the model's ``trained_on`` saying which data trains it."""
+    with the model's ``trained_on`` saying which data trains it. Raises :class:`ConfigError`
+    or :class:`DataError` (one line) when there is not enough of it to train on."""
     if config.cache and config.cache != "memory":
         cache_dir = os.path.dirname(os.path.abspath(config.cache))
         if not os.path.isdir(cache_dir) or not os.access(cache_dir, os.W_OK):
@@ -74,33 +155,65 @@ def prepare(config: RunConfig, log=print):
     report_skipped(split.skipped, log)
     if len(split.train) < config.batch_size:
         raise DataError(f"{config.data_dir or sources.BUNDLED_FACES}: {len(split.train)} training "
-                             f"images, fewer than --batch-size={config.batch_size}")
+                        f"images, fewer than --batch-size={config.batch_size}")
     trained_on = {"data_dir": os.path.abspath(config.data_dir) if config.data_dir else "",
                   "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize, "exclude": config.exclude}
     return config.replace(trained_on=trained_on), split
 
 
-def build_callbacks(config: RunConfig, data: str, paths: RunPaths, val_batch, monitor: str,
-                    steps_per_epoch: int, best: float = np.inf, resumed=None, time_limit=None):
-    """The standard callback list: NaN/inf stop, best checkpoint (seeded with ``best``),
-    CSV log, TensorBoard, sample grid, the resume state (after every epoch and every
-    ``config.backup_steps`` steps, with the data fingerprint ``data``; ``resumed`` is the
-    state this run continues) and an
-    optional wall-time limit in seconds."""
-    best_checkpoint = BestCheckpoint(paths.best, monitor=monitor, best=best,
-                                     optimizer_state=config.checkpoint_optimizer)
-    callbacks = [
-        StopOnNonFinite(),
-        best_checkpoint,
-        EpochLog(paths.csv, append=True),
-        keras.callbacks.TensorBoard(paths.logs),
-        SampleGrid(*val_batch, paths.samples, os.path.join(paths.logs, "samples"), config.sample_every),
-        resume.TrainingBackup(paths.backup, config, data, steps_per_epoch, config.backup_steps,
-                              best_checkpoint, resumed),
-    ]
-    if time_limit:
-        callbacks.append(TimeLimit(time_limit))
-    return callbacks
+def hold_cache(config: RunConfig, fingerprint: str, held: contextlib.ExitStack) -> RunConfig:
+    """``config`` with a ``--cache`` file replaced by the cache file of exactly this data
+    (``fingerprint``), held for this run alone until ``held`` closes; no cache or an
+    in-memory one is left as it is."""
+    if config.cache in ("", "memory"):
+        return config
+    prefix = cache_prefix(config.cache, fingerprint, config.model.image_size, config.resize == "stretch")
+    return config.replace(cache=held.enter_context(held_cache(prefix)))
+
+
+def choose_fill(config: RunConfig, state, train_files) -> RunConfig:
+    """``config`` with the hole's fill: the one the resumed run (``state``) was trained with,
+    else the given one or the mean colour of ``train_files`` (measured only when needed: it
+    decodes up to 512 images)."""
+    if state is not None:
+        return config.replace(fill_value=state.config["model"]["fill_value"])
+    if not config.model.fill_value:
+        return config.replace(fill_value=pipeline.estimate_mean(train_files, config.model.image_size))
+    return config
+
+
+def run_data(config: RunConfig, split) -> RunData:
+    """The :class:`RunData` of ``split`` as ``config`` batches it. Raises :class:`DataError`
+    if none of the sample images decodes."""
+    val = pipeline.image_dataset(split.val, config, training=False) if split.val else None
+    sample_files = (split.val or split.train)[:SAMPLE_COUNT]
+    sample = next(iter(pipeline.image_dataset(sample_files, config, training=False)), None)
+    if sample is None:
+        raise DataError(f"{sample_files[0]}: none of the {len(sample_files)} sample images decodes")
+    return RunData(split.train, pipeline.steps_per_epoch(len(split.train), config.batch_size), val,
+                   tuple(np.asarray(part) for part in sample), "val_rec_loss" if val is not None else "rec_loss")
+
+
+def build_or_restore(config: RunConfig, strategy, state, paths: RunPaths, log=print):
+    """The compiled model under ``strategy``: new, or with the resume ``state``'s weights and
+    optimisers (said with ``log``). Raises an error naming the folder when the disk is too
+    small for the run's checkpoints and resume states, and :class:`ConfigError` when the
+    state does not fit."""
+    with strategy.scope():
+        model = ContextEncoder(config.model)
+        model.compile(run=config)
+        # best, final, the resume state, the one before it and a temporary file: 4 states'
+        # worth, 5 when the checkpoints carry the optimisers too.
+        check_disk_space(config.output_dir, resume.state_bytes(model), 5 if config.checkpoint_optimizer else 4)
+        if state is not None:
+            resume.restore(model, paths.backup, state, config)
+    if state is not None:
+        changed = resume.changed_settings(state, config)
+        log(f"resuming from {state.describe()} ({config.epochs} epochs in all; state in {paths.backup})"
+            + (f"; changed settings: {', '.join(changed)}" if changed else ""))
+        if state.epoch >= config.epochs:
+            log(f"all {config.epochs} epochs are already done; raise --epochs to train longer")
+    return model
 
 
 def existing_best(path: str, config: RunConfig, val_ds, monitor: str) -> float:
@@ -122,10 +235,31 @@ def existing_best(path: str, config: RunConfig, val_ds, monitor: str) -> float:
     return float(model.evaluate(val_ds, verbose=0, return_dict=True)[monitor.removeprefix("val_")])
 
 
-def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int, state=None):
-    """``model.fit`` over what is left of the run: the rest of ``state``'s interrupted
-    epoch (its own ``fit``, ``steps - state.step`` steps), then the remaining epochs.
-    Returns one ``History`` for both."""
+def build_callbacks(config: RunConfig, fingerprint: str, paths: RunPaths, data: RunData,
+                    best: float = np.inf, resumed=None, time_limit=None) -> RunCallbacks:
+    """The standard callbacks: NaN/inf stop, best checkpoint of ``data.monitor`` (seeded
+    with ``best``), CSV log, TensorBoard, grids of ``data.sample``, the resume state (after
+    every epoch and every ``config.backup_steps`` steps, with the data ``fingerprint``;
+    ``resumed`` is the state this run continues) and an optional wall-time limit in seconds."""
+    best_checkpoint = BestCheckpoint(paths.best, monitor=data.monitor, best=best,
+                                     optimizer_state=config.checkpoint_optimizer)
+    return RunCallbacks(
+        non_finite=StopOnNonFinite(),
+        best=best_checkpoint,
+        csv=EpochLog(paths.csv, append=True),
+        tensorboard=keras.callbacks.TensorBoard(paths.logs),
+        samples=SampleGrid(*data.sample, paths.samples, os.path.join(paths.logs, "samples"), config.sample_every),
+        backup=resume.TrainingBackup(paths.backup, config, fingerprint, data.steps, config.backup_steps,
+                                     best_checkpoint, resumed),
+        time_limit=TimeLimit(time_limit) if time_limit else None,
+    )
+
+
+def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int, state=None,
+                  verbose="auto"):
+    """``model.fit`` (with its ``verbose``) over what is left of the run: the rest of
+    ``state``'s interrupted epoch (its own ``fit``, ``steps - state.step`` steps), then the
+    remaining epochs. Returns one ``History`` for both."""
     epoch, step = (state.epoch, state.step) if state else (0, 0)
     parts = [(epoch, step, min(epoch + 1, config.epochs))] if step else []
     parts += [(epoch + bool(step), 0, config.epochs)]
@@ -139,13 +273,28 @@ def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int
             warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
             part = model.fit(pipeline.training_batches(files, config, start, skip, end), shuffle=False,
                              steps_per_epoch=steps - skip, initial_epoch=start, epochs=end,
-                             validation_data=val_ds, callbacks=callbacks)
+                             validation_data=val_ds, callbacks=callbacks, verbose=verbose)
         history.epoch += part.epoch
         for key, values in part.history.items():
             history.history.setdefault(key, []).extend(values)
         if model.stop_training:
             break
     return history
+
+
+def finish(model, config: RunConfig, paths: RunPaths, callbacks: RunCallbacks, log=print) -> None:
+    """End the run as its callbacks left it: raise :class:`TrainingError` after a NaN/inf
+    stop (``final.keras`` not written), say where a time limit stopped an unfinished run,
+    and write ``final.keras``."""
+    backup, timer = callbacks.backup, callbacks.time_limit
+    if callbacks.non_finite.stopped:
+        raise TrainingError(non_finite_message(callbacks.non_finite.stopped, paths, backup))
+    finished = backup.last_saved is not None and backup.last_saved.epoch >= config.epochs
+    if timer is not None and timer.stopped and not finished:
+        done = backup.last_saved.describe() if backup.last_saved else "its first step"
+        log(f"stopped at the time limit ({timer.seconds / 60:g} min) after {done}, of {config.epochs} "
+            f"epochs asked for; rerun the same command to continue from there")
+    save_checkpoint(model, paths.final, config.checkpoint_optimizer)
 
 
 def non_finite_message(stopped: str, paths: RunPaths, backup) -> str:
@@ -156,88 +305,3 @@ def non_finite_message(stopped: str, paths: RunPaths, backup) -> str:
     then = "continue from the resume state" if backup.last_saved else "start again"
     return (f"training stopped: {stopped}. Kept the last good files: {kept or 'none yet'}; {paths.final} "
             f"was not written. Lower --learning-rate and rerun the same command to {then}")
-
-
-def train(config: RunConfig, time_limit: float | None = None, accept_changed_data: bool = False,
-          log=print):
-    """Train a context encoder as ``config`` says; returns ``(model, history, paths)``.
-
-    Writes below ``config.output_dir``: ``config.json``, ``best.keras`` (best validation
-    reconstruction loss), ``final.keras``, ``log.csv``, ``logs/`` (TensorBoard),
-    ``samples/*.png`` (masked / filled / original grids) and ``backup/`` (resume state).
-    Rerunning with the same model settings and data resumes from ``backup/`` (see
-    :mod:`ctxenc_tf.training.resume`; ``accept_changed_data`` continues on data that changed).
-    Only one process trains into an output directory at a time (a second one is refused with
-    :class:`~ctxenc_tf.utils.output_dir.OutputBusyError`); temporary files left there by a
-    killed run are removed first. Raises :class:`~ctxenc_tf.errors.TrainingError` if a loss
-    becomes NaN/inf.
-    """
-    check_output_dir(config.output_dir)  # first: its error names the folder
-    with exclusive_output(config.output_dir, "train.py", subdirs=("backup", "samples")), \
-            contextlib.ExitStack() as held:
-        return _train(config, time_limit, accept_changed_data, log, held)
-
-
-def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contextlib.ExitStack):
-    # First: multi-worker collectives must be configured before TF starts its runtime.
-    strategy = make_strategy(config.strategy)
-    check_global_batch(strategy, config.batch_size)
-    keras.utils.set_random_seed(config.seed)
-    set_precision(config.precision)
-    config, split = prepare(config, log)
-    paths = RunPaths(config.output_dir)
-    data = data_fingerprint(split.train, split.val)
-    if config.cache not in ("", "memory"):  # a cache file of exactly this data, ours alone
-        prefix = cache_prefix(config.cache, data, config.model.image_size, config.resize == "stretch")
-        config = config.replace(cache=held.enter_context(held_cache(prefix)))
-    state = resume.load_state(paths.backup, config, data, accept_changed_data, log)
-    # The hole's fill: the one the resumed run was trained with, else the given or the
-    # measured dataset mean (measured only when needed: it decodes up to 512 images).
-    if state is not None:
-        config = config.replace(fill_value=state.config["model"]["fill_value"])
-    elif not config.model.fill_value:
-        config = config.replace(fill_value=pipeline.estimate_mean(split.train, config.model.image_size))
-
-    steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
-    val_ds = pipeline.image_dataset(split.val, config, training=False) if split.val else None
-    sample_files = (split.val or split.train)[:SAMPLE_COUNT]
-    sample = next(iter(pipeline.image_dataset(sample_files, config, training=False)), None)
-    if sample is None:
-        raise DataError(f"{sample_files[0]}: none of the {len(sample_files)} sample images decodes")
-    images, mask = sample
-    monitor = "val_rec_loss" if val_ds is not None else "rec_loss"
-    with strategy.scope():
-        model = ContextEncoder(config.model)
-        model.compile(run=config)
-        # best, final, the resume state, the one before it and a temporary file: 4 states'
-        # worth, 5 when the checkpoints carry the optimisers too.
-        check_disk_space(config.output_dir, resume.state_bytes(model), 5 if config.checkpoint_optimizer else 4)
-        if state is not None:
-            resume.restore(model, paths.backup, state, config)
-    if state is None:
-        best = existing_best(paths.best, config, val_ds, monitor)
-    else:
-        best = state.best
-        changed = resume.changed_settings(state, config)
-        log(f"resuming from {state.describe()} ({config.epochs} epochs in all; state in {paths.backup})"
-            + (f"; changed settings: {', '.join(changed)}" if changed else ""))
-        if state.epoch >= config.epochs:
-            log(f"all {config.epochs} epochs are already done; raise --epochs to train longer")
-    config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
-    callbacks = build_callbacks(config, data, paths, (np.asarray(images), np.asarray(mask)), monitor, steps,
-                                best, state, time_limit)
-    log(f"training on {strategy.num_replicas_in_sync} replica(s), {steps} steps per epoch, "
-        f"writing to {config.output_dir}")
-    history = fit_remaining(model, split.train, config, val_ds, callbacks, steps, state)
-    stopper, backup = (next(c for c in callbacks if isinstance(c, kind))
-                       for kind in (StopOnNonFinite, resume.TrainingBackup))
-    if stopper.stopped:
-        raise TrainingError(non_finite_message(stopper.stopped, paths, backup))
-    timer = next((c for c in callbacks if isinstance(c, TimeLimit)), None)
-    finished = backup.last_saved is not None and backup.last_saved.epoch >= config.epochs
-    if timer is not None and timer.stopped and not finished:
-        done = backup.last_saved.describe() if backup.last_saved else "its first step"
-        log(f"stopped at the time limit ({time_limit / 60:g} min) after {done}, of {config.epochs} "
-            f"epochs asked for; rerun the same command to continue from there")
-    save_checkpoint(model, paths.final, config.checkpoint_optimizer)
-    return model, history, paths
