@@ -106,7 +106,7 @@ def settings_from_args(args, data_dir: str) -> BenchSettings:
     return BenchSettings(**{**(QUICK_SETTINGS if args.quick else {}), **given, "data_dir": data_dir})
 
 
-def adapter(synthetic: bool) -> suite.KerasAdapter:
+def adapter_for(synthetic: bool) -> suite.KerasAdapter:
     """What measures the backend-specific rows: Keras alone with ``--synthetic``, else
     TensorFlow (the only backend the full bench runs under)."""
     if synthetic:
@@ -122,7 +122,7 @@ def adapter(synthetic: bool) -> suite.KerasAdapter:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    measure = adapter(args.synthetic)
+    measure = adapter_for(args.synthetic)
     base = RunConfig.create(**QUICK, batch_size=8) if args.quick else RunConfig(batch_size=64)
     config = config_from_args(args, base=base)
     settings = settings_from_args(args, config.data_dir)
