@@ -1,7 +1,7 @@
 """What the benchmark measures with Keras alone, on any backend and without TensorFlow:
 FLOPs counted from layer shapes, ``fit`` timed step by step, call latency, and the table
-the rows go to. :mod:`ctxenc_tf.benchmark.measurements` (TensorFlow) and
-:mod:`ctxenc_tf.benchmark.synthetic` (any backend) measure with them."""
+the rows go to, and the bench's settings. :mod:`ctxenc_tf.benchmark.suite` measures the
+table's rows with them."""
 
 import platform
 import statistics
@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from ctxenc_tf.model.replicas import device_kind
+
 PARTS = ("train", "pipeline", "inference", "faces")
 
-# The FLOPs row of a training step, in both benches (see train_flops_per_image).
+# The FLOPs row of a training step (see train_flops_per_image).
 STEP_FLOPS_SETTING = "training step (3 G + 7 D less unneeded input gradients)"
 
 
@@ -120,13 +122,17 @@ class BenchSettings:
     train_repeats: int = 3  # timed fits per training setting
     repeats: int = 10  # timed calls per latency figure
     pipeline_batches: int = 20  # timed input batches
-    matmul_size: int = 2048  # side of the peak matmul
+    matmul_size: int | None = None  # side of the peak matmul (None: 4096 with a GPU, else 2048)
     matmul_repeats: int = 5  # chained matmuls per trial
     calibration_images: int = 16  # real images calibrating full_int8
     variants: tuple = ("float32", "float16", "dynamic_int8", "full_int8")  # TFLite variants timed
     latency_batches: tuple = (1, 64)  # batch sizes of the inference latency rows
     skip: tuple = ()  # parts left out, of PARTS
     data_dir: str = ""  # real images for the pipeline and latency rows ('' = bundled faces)
+
+    def __post_init__(self):
+        if self.matmul_size is None:
+            self.matmul_size = 4096 if device_kind() == "gpu" else 2048
 
 
 class Table:

@@ -2,10 +2,11 @@
 
 Prints one Markdown table with
 
-* the machine (CPU model and cores, GPUs, TF version) and its measured matmul peak
+* the machine (CPU model and cores, GPUs, Keras and TensorFlow versions) and its measured matmul peak
   (chained ``N x N`` matmuls in the training compute dtype),
 * the model's FLOPs per image: generator and discriminator forward passes counted from
-  the layer shapes, and one training step (see :func:`train_flops_per_image`),
+  the layer shapes, and one training step (see
+  :func:`~ctxenc_tf.benchmark.timing.train_flops_per_image`),
 * training throughput (images/s, min and median over single steps) of the model at the
   given global batch with XLA and without, and with XLA in mixed precision, on synthetic
   in-memory batches (``model.fit``, the strategy ``train.py`` would pick), as a fraction
@@ -24,8 +25,9 @@ Prints one Markdown table with
 a smoke test; its figures mean nothing.
 
 ``--synthetic`` runs only what needs Keras alone, on any backend and without TensorFlow
-(:mod:`ctxenc_tf.benchmark.synthetic`): training and generator inference on synthetic
-batches, in float32, mixed_bfloat16 and mixed_float16, on the devices Keras finds
+(:class:`ctxenc_tf.benchmark.suite.KerasAdapter`): the machine, FLOPs, training (with its
+overhead and the ratios between precisions) and generator inference on synthetic batches,
+in float32, mixed_bfloat16 and mixed_float16, on the devices Keras finds
 (``KERAS_BACKEND=jax python -m ctxenc_tf bench --synthetic`` on a GPU machine with JAX).
 """
 
@@ -33,46 +35,63 @@ import json
 
 import keras
 
-from ctxenc_tf.benchmark import synthetic
+from ctxenc_tf.benchmark import suite
 from ctxenc_tf.benchmark.timing import PARTS, BenchSettings
-from ctxenc_tf.cli.common import add_config_arguments, command_parser, config_from_args
+from ctxenc_tf.cli.common import (
+    add_config_arguments,
+    bounded,
+    comma_separated,
+    command_parser,
+    config_from_args,
+    one_of,
+)
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.inference.formats import VARIANTS
-from ctxenc_tf.model.replicas import device_kind
 from ctxenc_tf.utils import atomic
 
 QUICK = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8, disc_filters=8)
+QUICK_SETTINGS = dict(steps=2, train_repeats=1, repeats=2, pipeline_batches=3, matmul_size=256)
 
 MODEL_FLAGS = ("image_size", "hole_size", "overlap", "mask_type", "bottleneck", "gen_filters",
                "disc_filters", "discriminator", "adversarial_loss", "batch_size", "precision",
                "strategy", "steps_per_execution", "data_dir")
 
+# The flag of each BenchSettings field: (argparse type, help). The defaults are BenchSettings'.
+SETTING_FLAGS = {
+    "steps": (bounded(int, 1, 100_000), "timed training steps per fit"),
+    "train_repeats": (bounded(int, 1, 1000), "timed fits per training setting, steps timed one by one"),
+    "warmup": (bounded(int, 1, 10_000), "untimed training steps first (tracing, XLA compilation)"),
+    "repeats": (bounded(int, 1, 10_000), "timed calls per latency figure"),
+    "pipeline_batches": (bounded(int, 1, 100_000), "timed input batches"),
+    "matmul_size": (bounded(int, 1, 65_536), "side of the peak matmul (unset: 4096 with a GPU, else 2048)"),
+    "matmul_repeats": (bounded(int, 1, 1000), "chained matmuls per trial"),
+    "calibration_images": (bounded(int, 1, 100_000), "real images calibrating the full_int8 TFLite variant"),
+    "variants": (comma_separated(one_of(VARIANTS), empty=True), "TFLite variants to time, comma separated"),
+    "latency_batches": (comma_separated(bounded(int, 1, 4096)),
+                        "batch sizes of the inference latency rows, comma separated, each 1 to 4096"),
+    "skip": (comma_separated(one_of(PARTS), empty=True), f"parts to leave out, comma separated: {', '.join(PARTS)}"),
+}
+
+
+def shown(value) -> str:
+    """A default as the flag is written: tuples comma separated."""
+    return (",".join(map(str, value)) or "none") if isinstance(value, tuple) else str(value)
+
 
 def parse_args(argv):
     """The bench's flags: the model and batch (the config fields in :data:`MODEL_FLAGS`)
-    and how long to measure."""
+    and how long and what to measure (:data:`SETTING_FLAGS`)."""
     parser = command_parser("bench", __doc__)
     add_config_arguments(parser, only=MODEL_FLAGS)
     parser.add_argument("--quick", action="store_true",
                         help="tiny 32x32 model, batch 8, few steps: a smoke test, figures meaningless")
-    parser.add_argument("--steps", type=int, help="timed training steps per fit (default 10, quick 2)")
-    parser.add_argument("--train-repeats", type=int,
-                        help="timed fits per training setting, steps timed one by one (default 3, quick 1)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default 2)")
-    parser.add_argument("--repeats", type=int, help="timed calls per latency figure (default 10, quick 2)")
-    parser.add_argument("--pipeline-batches", type=int, help="timed input batches (default 20, quick 3)")
-    parser.add_argument("--matmul-size", type=int, help="side of the peak matmul (default 4096 with a GPU, "
-                                                        "else 2048; quick 256)")
-    parser.add_argument("--matmul-repeats", type=int, default=5, help="chained matmuls per trial (default 5)")
-    parser.add_argument("--calibration-images", type=int, default=16,
-                        help="real images calibrating the full_int8 TFLite variant (default 16)")
-    parser.add_argument("--variants", default="float32,float16,dynamic_int8,full_int8",
-                        help="TFLite variants to time, comma separated (default all four)")
-    parser.add_argument("--latency-batches", default="1,64", metavar="N,N,...",
-                        help="batch sizes of the inference latency rows (default 1,64)")
-    parser.add_argument("--skip", default="",
-                        help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
+    for name, (kind, help_text) in SETTING_FLAGS.items():
+        default = getattr(BenchSettings, name)
+        defaults = [f"default {shown(default)}"] if default is not None else []
+        defaults += [f"quick {QUICK_SETTINGS[name]}"] if name in QUICK_SETTINGS else []
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                            help=f"{help_text} ({'; '.join(defaults)})" if defaults else help_text)
     parser.add_argument("--synthetic", action="store_true",
                         help="training and generator inference only, with Keras alone (any backend, "
                              "no TensorFlow), in float32, mixed_bfloat16 and mixed_float16")
@@ -80,51 +99,36 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    variants = tuple(v for v in args.variants.split(",") if v)
-    skip = tuple(s for s in args.skip.split(",") if s)
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad:
-        raise ConfigError(f"--variants: unknown {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
-    try:
-        latency_batches = tuple(int(n) for n in args.latency_batches.split(","))
-    except ValueError:
-        latency_batches = ()
-    if not latency_batches or min(latency_batches) < 1 or max(latency_batches) > 4096:
-        raise ConfigError(f"--latency-batches {args.latency_batches!r}: expected comma-separated batch sizes "
-                          "from 1 to 4096, e.g. 1,8,64")
-    bad = [s for s in skip if s not in PARTS]
-    if bad:
-        raise ConfigError(f"--skip: unknown part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
-    for name in ("steps", "train_repeats", "warmup", "repeats", "pipeline_batches", "matmul_size", "matmul_repeats",
-                 "calibration_images"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}={value}: must be positive")
-    if not args.synthetic and keras.backend.backend() != "tensorflow":
+def settings_from_args(args, data_dir: str) -> BenchSettings:
+    """:class:`BenchSettings`: its defaults, then :data:`QUICK_SETTINGS` with ``--quick``,
+    then every flag given; ``data_dir`` is the config's."""
+    given = {name: getattr(args, name) for name in SETTING_FLAGS if getattr(args, name) is not None}
+    return BenchSettings(**{**(QUICK_SETTINGS if args.quick else {}), **given, "data_dir": data_dir})
+
+
+def adapter_for(synthetic: bool) -> suite.KerasAdapter:
+    """What measures the backend-specific rows: Keras alone with ``--synthetic``, else
+    TensorFlow (the only backend the full bench runs under)."""
+    if synthetic:
+        return suite.KerasAdapter()
+    if keras.backend.backend() != "tensorflow":
         raise ConfigError(f"bench: under KERAS_BACKEND={keras.backend.backend()} only --synthetic runs "
                           "(the full bench times TensorFlow's input pipeline and exports)")
+    # Imported only here: the full bench needs TensorFlow, --synthetic must not.
+    from ctxenc_tf.benchmark.tensorflow_adapter import TensorFlowAdapter
+
+    return TensorFlowAdapter()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    measure = adapter_for(args.synthetic)
     base = RunConfig.create(**QUICK, batch_size=8) if args.quick else RunConfig(batch_size=64)
     config = config_from_args(args, base=base)
-    gpu = device_kind() == "gpu"
-    settings = BenchSettings(
-        steps=args.steps or (2 if args.quick else 10), warmup=args.warmup,
-        train_repeats=args.train_repeats or (1 if args.quick else 3),
-        repeats=args.repeats or (2 if args.quick else 10),
-        pipeline_batches=args.pipeline_batches or (3 if args.quick else 20),
-        matmul_size=args.matmul_size or (256 if args.quick else 4096 if gpu else 2048),
-        matmul_repeats=args.matmul_repeats, calibration_images=args.calibration_images,
-        variants=variants, latency_batches=latency_batches, skip=skip, data_dir=config.data_dir)
+    settings = settings_from_args(args, config.data_dir)
     print(f"benchmarking {config.model.image_size}x{config.model.image_size} model, global batch {config.batch_size}"
           + (" (--quick: toy sizes, figures meaningless)" if args.quick else ""))
-    if args.synthetic:
-        table = synthetic.run(config, settings)
-    else:
-        # Imported only here: the full bench needs TensorFlow, --synthetic must not.
-        from ctxenc_tf.benchmark import measurements
-
-        table = measurements.run(config, settings)
+    table = suite.run(config, settings, measure)
     print()
     print(table.markdown())
     if args.json:

@@ -35,6 +35,27 @@ def bounded(kind, low, high):
     return parse
 
 
+def one_of(choices):
+    """An argparse ``type``: one of the strings ``choices``; anything else is refused with
+    argparse's one-line usage error naming them."""
+    def parse(text):
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+    return parse
+
+
+def comma_separated(item, empty=False):
+    """An argparse ``type``: comma-separated values, each parsed by ``item`` (another such
+    type, e.g. :func:`bounded`), as a tuple; ``""`` is the empty tuple only when ``empty``."""
+    def parse(text):
+        values = tuple(item(part) for part in text.split(",") if part)
+        if not values and not empty:
+            raise argparse.ArgumentTypeError(f"expected at least one value, got {text!r}")
+        return values
+    return parse
+
+
 def add_face_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     """``--max-faces``, ``--min-face`` and ``--face-confidence``: which detected faces
     ``what`` (e.g. "fill") takes, as :func:`ctxenc_tf.faces.detector.select_faces` applies them."""
