@@ -8,6 +8,7 @@ from PIL import Image
 
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.data.image_source import ImageFiles
 from conftest import tiny_config, write_images
 
 
@@ -47,7 +48,7 @@ def test_bad_partition_line_names_file_and_line(tmp_path):
 def test_dataset_batches_shapes_ranges_and_masks(tmp_path):
     make_fake_celeba(str(tmp_path))
     cfg = tiny_config(data_dir=str(tmp_path), batch_size=4)
-    split = sources.find_split(cfg)
+    split = sources.find_sources(cfg)
     images, mask = next(iter(pipeline.image_dataset(split.train, cfg, training=True)))
     assert images.shape == (4, 32, 32, 3) and mask.shape == (4, 32, 32, 1)
     assert images.dtype.name == "float32" and -1 <= images.numpy().min() and images.numpy().max() <= 1
@@ -110,4 +111,4 @@ def test_estimate_mean_of_uniform_images(tmp_path):
     for i in range(3):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(img).save(paths[-1])
-    np.testing.assert_allclose(pipeline.estimate_mean(paths, 16), (1.0, -1.0, 127 / 127.5 - 1), atol=1e-5)
+    np.testing.assert_allclose(ImageFiles(tuple(paths), 16).mean_colour(), (1.0, -1.0, 127 / 127.5 - 1), atol=1e-5)

@@ -89,7 +89,7 @@ def test_file_cache_is_per_data_and_survives_a_killed_writer(tmp_path):
         write_images(str(folder), 12, seed=seed)
         config = tiny_config(data_dir=str(folder), output_dir=str(tmp_path / f"run_{name}"), batch_size=4,
                              cache=prefix)
-        split = sources.find_split(config)
+        split = sources.find_sources(config)
         resolved[name] = cache_prefix(prefix, data_fingerprint(split.train, split.val), 32, False)
         if name == "white":  # a run killed while filling this cache left these behind
             for leftover in ("_0.lockfile", "_0.data-00000-of-00001"):

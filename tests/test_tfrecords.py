@@ -13,6 +13,7 @@ from conftest import REPO, tiny_config, write_images
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data import prepare, records
+from ctxenc_tf.data.image_source import ImageFiles
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_prepare_writes_shards_that_read_back_as_the_decoded_images(folder, tmp_
     decoded = np.stack([pipeline.load_image(p, 32).numpy() for p in split.train if "9999" not in p])
     assert stored.shape == decoded.shape == (len(train_names), 32, 32, 3)
     np.testing.assert_allclose(stored, decoded, atol=1 / 127.5 + 1e-6)  # uint8 rounding only
-    np.testing.assert_allclose(pipeline.estimate_mean(prepared.train, 32), decoded.mean(axis=(0, 1, 2)),
+    np.testing.assert_allclose(prepared.train.mean_colour(), decoded.mean(axis=(0, 1, 2)),
                                atol=2e-3)
 
     # A shard cut short (a copy interrupted, a full disk) is refused before training.
@@ -158,7 +159,7 @@ def test_cached_stream_is_seeded_per_epoch_under_a_global_seed(folder, tmp_path,
     config = tiny_config(data_dir=folder, batch_size=4, val_fraction=0.2,
                          cache="memory" if cache == "memory" else str(tmp_path / "cache" / "decoded"))
     (tmp_path / "cache").mkdir()
-    files = [p for p in sources.find_split(config).train if "9999" not in p]
+    files = ImageFiles(tuple(p for p in sources.find_split(config).train if "9999" not in p), 32)
 
     def epoch(e):
         return np.concatenate([b[0] for b in pipeline.training_batches(files, config, e, 0, e + 1)

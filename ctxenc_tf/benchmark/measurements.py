@@ -24,6 +24,7 @@ from ctxenc_tf.benchmark.timing import (
 )
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.data.image_source import ImageFiles
 from ctxenc_tf.data.prepare import prepare
 from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.errors import DataError
@@ -95,8 +96,8 @@ def training_throughput(config: RunConfig, steps: int, warmup: int, repeats: int
 
 
 def pipeline_throughput(files, config: RunConfig, batches: int) -> float:
-    """Images/s of :func:`ctxenc_tf.pipeline.training_batches` over ``files`` (image paths or
-    prepared :class:`~ctxenc_tf.records.Records`) alone: ``batches`` batches of
+    """Images/s of :func:`ctxenc_tf.pipeline.training_batches` over ``files`` (an
+    :class:`~ctxenc_tf.data.image_source.ImageSource`) alone: ``batches`` batches of
     ``config.batch_size`` from a cold iterator (so shard reading and shuffle-block filling
     are included), over as many epochs as that takes."""
 
@@ -194,7 +195,7 @@ def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp
     """Input pipeline alone: JPEG files, then the same images prepared as TFRecords."""
 
     source = config.replace(data_dir=settings.data_dir, train_limit=PIPELINE_IMAGES, val_limit=1)
-    files = sources.find_split(source).train
+    files = ImageFiles(tuple(sources.find_split(source).train), config.model.image_size, config.resize == "stretch")
     jpeg = pipeline_throughput(files, config, settings.pipeline_batches)
     prepared = os.path.join(tmp, "prepared")
     prepare(source, prepared, log=lambda *a: None)

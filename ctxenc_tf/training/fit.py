@@ -68,7 +68,7 @@ def prepare(config: RunConfig, log=print):
         cache_dir = os.path.dirname(os.path.abspath(config.cache))
         if not os.path.isdir(cache_dir) or not os.access(cache_dir, os.W_OK):
             raise ConfigError(f"--cache={config.cache}: {cache_dir} is not a writable directory")
-    split = sources.find_prepared(config) or sources.find_split(config)
+    split = sources.find_sources(config)
     where = config.data_dir or f"the {len(split.train) + len(split.val)} bundled demo faces"
     log(f"data: {where} ({split.source}): {len(split.train)} train / {len(split.val)} val images")
     report_skipped(split.skipped, log)
@@ -196,14 +196,14 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
     if state is not None:
         config = config.replace(fill_value=state.config["model"]["fill_value"])
     elif not config.model.fill_value:
-        config = config.replace(fill_value=pipeline.estimate_mean(split.train, config.model.image_size))
+        config = config.replace(fill_value=split.train.mean_colour())
 
     steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
     val_ds = pipeline.image_dataset(split.val, config, training=False) if split.val else None
-    sample_files = (split.val or split.train)[:SAMPLE_COUNT]
+    sample_files = (split.val or split.train).prefix(SAMPLE_COUNT)
     sample = next(iter(pipeline.image_dataset(sample_files, config, training=False)), None)
     if sample is None:
-        raise DataError(f"{sample_files[0]}: none of the {len(sample_files)} sample images decodes")
+        raise DataError(f"{sample_files.names[0]}: none of the {len(sample_files)} sample images decodes")
     images, mask = sample
     monitor = "val_rec_loss" if val_ds is not None else "rec_loss"
     with strategy.scope():
