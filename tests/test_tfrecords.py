@@ -49,7 +49,7 @@ def test_prepare_writes_shards_that_read_back_as_the_decoded_images(folder, tmp_
     decoded = np.stack([pipeline.load_image(p, 32).numpy() for p in split.train if "9999" not in p])
     assert stored.shape == decoded.shape == (len(train_names), 32, 32, 3)
     np.testing.assert_allclose(stored, decoded, atol=1 / 127.5 + 1e-6)  # uint8 rounding only
-    np.testing.assert_allclose(prepared.train.mean_colour(), decoded.mean(axis=(0, 1, 2)),
+    np.testing.assert_allclose(prepared.train.mean_colour(0), decoded.mean(axis=(0, 1, 2)),
                                atol=2e-3)
 
     # A shard cut short (a copy interrupted, a full disk) is refused before training.

@@ -46,8 +46,9 @@ class ImageSource(abc.ABC):
         that fails to decode is dropped, its position with it."""
 
     @abc.abstractmethod
-    def mean_colour(self) -> tuple:
-        """Per-channel mean colour in ``[-1, 1]``, three floats: the hole's fill."""
+    def mean_colour(self, seed: int) -> tuple:
+        """Per-channel mean colour of the images as training sees them, three floats in
+        ``[-1, 1]``: the hole's fill. ``seed`` picks the images where only a sample is measured."""
 
     @abc.abstractmethod
     def prefix(self, count: int) -> "ImageSource":
@@ -93,12 +94,14 @@ class ImageFiles(ImageSource):
                                                 num_parallel_calls=tf.data.AUTOTUNE)
         return ds.ignore_errors(log_warning=True)
 
-    def mean_colour(self, limit: int = MEAN_SAMPLE) -> tuple:
-        """The mean colour of the first ``limit`` images (decoded with the central-square crop)."""
-        ds = tf.data.Dataset.from_tensor_slices(path_bytes(self.names[:limit]))
-        ds = ds.map(lambda p: tf.reduce_mean(load_image(p, self.image_size), axis=(0, 1)),
-                    num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
-        means = np.array([m.numpy() for m in ds])
+    def mean_colour(self, seed: int, limit: int = MEAN_SAMPLE) -> tuple:
+        """The mean colour of ``limit`` images (all of them when there are fewer), a seeded
+        sample spread over the whole list (:func:`~ctxenc_tf.data.seeded_order.spread_sample`):
+        the first ones of a sorted folder may be one person or one photo session. Decoded
+        as training decodes them, cropped or stretched."""
+        sample = seeded_order.spread_sample(len(self), seed, limit).numpy()
+        images = replace(self, names=tuple(self.names[i] for i in sample)).images()
+        means = np.array([m.numpy() for m in images.map(lambda image: tf.reduce_mean(image, axis=(0, 1)))])
         if len(means) == 0:
             raise DataError("no decodable image to estimate the dataset mean from")
         return tuple(float(v) for v in means.mean(axis=0))

@@ -48,9 +48,9 @@ class PreparedRecords(ImageSource):
         return replace(self, shards=self.shards[:keep], counts=tuple(counts[:keep]),
                        names=self.names[:count])
 
-    def mean_colour(self) -> tuple:
-        """The mean colour of every image of the prepared training split, measured when it
-        was prepared."""
+    def mean_colour(self, seed: int) -> tuple:
+        """The mean colour of every image of the prepared training split (``seed`` aside),
+        measured when it was prepared, with the preparation's ``--resize``."""
         return self.mean
 
     @property

@@ -19,6 +19,13 @@ def epoch_order(num_files: int, seed: int, epoch):
     return tf.argsort(keys, stable=True)
 
 
+def spread_sample(num_files: int, seed: int, count: int):
+    """``min(count, num_files)`` distinct indices of ``range(num_files)`` (int32, increasing):
+    a seeded choice spread over the whole range, for what is measured on a sample (the
+    dataset mean). Its order is that of epoch -2, which neither training nor validation uses."""
+    return tf.sort(epoch_order(num_files, seed, -2)[:count])
+
+
 def seeded_block_shuffle(ds: tf.data.Dataset, seed, block: int) -> tf.data.Dataset:
     """Shuffle ``ds`` within consecutive blocks of ``block`` elements, each block permuted
     by stateless RNG from ``seed`` (int32 ``[2]``, may be a tensor of the epoch) and its

@@ -196,7 +196,7 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
     if state is not None:
         config = config.replace(fill_value=state.config["model"]["fill_value"])
     elif not config.model.fill_value:
-        config = config.replace(fill_value=split.train.mean_colour())
+        config = config.replace(fill_value=split.train.mean_colour(config.seed))
 
     steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
     val_ds = pipeline.image_dataset(split.val, config, training=False) if split.val else None
