@@ -180,3 +180,46 @@ def test_commands_needing_image_files_use_the_prepared_source(folder, tmp_path):
     (out / records.METADATA).write_text(json.dumps(meta))
     with pytest.raises(DataError, match="source images .* are not on this machine"):
         sources.find_split(config.replace(data_dir=str(out)))
+
+
+@pytest.mark.parametrize("cache", ["memory", "file"])
+@pytest.mark.parametrize("kind", ["images", "prepared"])
+def test_cache_is_read_part_by_part_in_a_new_order_every_epoch(tmp_path, monkeypatch, cache, kind):
+    """Parts of 4 images (prepared: two shards of 2): each epoch has every image once, part
+    by part, the parts in an order of its own; resuming continues the same epoch."""
+    from PIL import Image
+
+    from ctxenc_tf.data.cache import part_path
+
+    monkeypatch.setattr(pipeline, "CACHE_PART", 4)
+    images = tmp_path / "flat"
+    images.mkdir()
+    for i in range(24):  # one flat colour each: an image is known by it, flipped or not
+        Image.fromarray(np.full((8, 8, 3), 10 * i, np.uint8)).save(images / f"{i:02d}.png")
+    prefix = str(tmp_path / "decoded")
+    config = tiny_config(data_dir=str(images), batch_size=4, epochs=2, val_fraction=0.17,
+                         cache="memory" if cache == "memory" else prefix)
+    if kind == "prepared":
+        prepare.prepare(config, str(tmp_path / "prepared"), images_per_shard=2, log=lambda *a: None)
+        config = config.replace(data_dir=str(tmp_path / "prepared"))
+    source = sources.find_sources(config).train
+    assert len(source) == 20
+    stored = [round(float(im[0, 0, 0]), 4) for im in source.images().as_numpy_iterator()]
+
+    def epoch(e, skip=0):
+        batches = pipeline.training_batches(source, config, e, skip, e + 1).as_numpy_iterator()
+        return [stored.index(round(float(im[0, 0, 0]), 4)) for b in batches for im in b[0]]
+
+    first, second = epoch(0), epoch(1)
+    orders = []
+    for positions in (first, second):
+        assert sorted(positions) == list(range(20))  # every image once
+        parts = [p // 4 for p in positions]
+        assert all(len(set(parts[i:i + 4])) == 1 for i in range(0, 20, 4))  # part by part
+        orders.append(parts[::4])
+    assert orders[0] != orders[1]
+    assert epoch(0) == first  # seeded (read back from the finished cache files too)
+    assert epoch(1, skip=2) == second[8:]
+    if cache == "file":
+        assert all(os.path.exists(part_path(prefix, i) + ".index") for i in range(5))
+        assert not [p for p in os.listdir(tmp_path) if "_" in p]  # no unfinished part left

@@ -54,6 +54,12 @@ class ImageSource(abc.ABC):
     def prefix(self, count: int) -> "ImageSource":
         """The same kind of source over the first ``count`` images."""
 
+    @abc.abstractmethod
+    def parts(self, size: int) -> list:
+        """The source cut into consecutive sources of at most ``size`` images each (a part
+        may hold more where the source cannot be cut finer), whose images, in order, are
+        the source's."""
+
     @property
     @abc.abstractmethod
     def files(self) -> tuple:
@@ -108,6 +114,9 @@ class ImageFiles(ImageSource):
 
     def prefix(self, count: int) -> "ImageFiles":
         return replace(self, names=self.names[:count])
+
+    def parts(self, size: int) -> list:
+        return [replace(self, names=self.names[start:start + size]) for start in range(0, len(self), size)]
 
     @property
     def files(self) -> tuple:

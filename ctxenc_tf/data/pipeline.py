@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import hole_masks, seeded_order
+from ctxenc_tf.data.cache import part_path
 from ctxenc_tf.errors import DataError
 
 
@@ -41,7 +42,7 @@ def load_image(path, image_size: int, stretch: bool = False):
     """Read and :func:`decode_image` one file. ``[image_size, image_size, 3]`` in ``[-1, 1]``."""
     return decode_image(tf.io.read_file(path), image_size, stretch)
 
-CACHED_SHUFFLE_BUFFER = 8192
+CACHE_PART = 8192  # images per cached part, shuffled together: 1.5 GiB at 128x128
 
 
 def path_bytes(files) -> list:
@@ -55,11 +56,12 @@ def steps_per_epoch(num_files: int, batch_size: int) -> int:
     return num_files // batch_size
 
 
-def _decoded(source, cache: str) -> tf.data.Dataset:
-    """Decoded images of ``source`` in stored order, cached per ``cache`` ('' none,
-    'memory', or a file prefix)."""
-    ds = source.images()
-    return ds.cache("" if cache == "memory" else cache) if cache else ds
+def _cached_parts(source, cache: str) -> list:
+    """``(images, size)`` of each of ``source``'s parts of about :data:`CACHE_PART` images:
+    its decoded images in stored order, cached in memory (``cache`` 'memory') or below the
+    file prefix ``cache``."""
+    return [(part.images().cache("" if cache == "memory" else part_path(cache, i)), len(part))
+            for i, part in enumerate(source.parts(CACHE_PART))]
 
 
 def _augment(config: RunConfig, epoch, training: bool):
@@ -83,7 +85,14 @@ def _epoch_examples(source, config: RunConfig, epoch, skip, cached=None) -> tf.d
 
     Without a cache the order is the source's own
     (:meth:`~ctxenc_tf.data.image_source.ImageSource.epoch_images`). With a cache
-    (``cached``, the decoded images in stored order) it is a seeded shuffle of the cache.
+    (``cached``, :func:`_cached_parts`) the epoch reads the cached parts in a seeded
+    order, each part shuffled (:func:`~ctxenc_tf.data.seeded_order.shuffled_parts`). Not
+    one permutation of the whole cache: a ``tf.data`` cache is read from start to end,
+    so that would hold every image in memory at once; this holds one part, and every
+    image still lands at a new place every epoch (its part's slot and its place inside).
+    What stays together is a part: the images of one part (consecutive in stored order)
+    always share a :data:`CACHE_PART`-image stretch of the epoch.
+
     An image that fails to decode is replaced by the next in the order, from ``skip`` on
     again, so that the epoch still has ``steps_per_epoch`` batches.
     """
@@ -91,7 +100,8 @@ def _epoch_examples(source, config: RunConfig, epoch, skip, cached=None) -> tf.d
     if cached is None:
         ds = source.epoch_images(config.seed, epoch, skip)
     else:
-        ds = seeded_order.seeded_block_shuffle(cached, seeded_order.example_seed(config.seed, epoch, -2), CACHED_SHUFFLE_BUFFER)
+        parts, sizes = zip(*cached)
+        ds = seeded_order.shuffled_parts(list(parts), list(sizes), config.seed, epoch)
         ds = ds.enumerate().skip(skip).map(lambda p, image: (image, p))
     ds = ds.repeat().take(wanted)
     return ds.map(_augment(config, epoch, training=True), num_parallel_calls=tf.data.AUTOTUNE)
@@ -102,19 +112,20 @@ def training_batches(source, config: RunConfig, start_epoch: int = 0, start_step
     """The training stream over ``source`` (an
     :class:`~ctxenc_tf.data.image_source.ImageSource`) from epoch ``start_epoch``, step
     ``start_step`` up to (not including) ``end_epoch`` (default ``config.epochs``):
-    ``(images, masks)`` batches,
-    images ``[B, S, S, 3]`` float32 in ``[-1, 1]``, masks ``[B, S, S, 1]`` in ``{0, 1}``,
-    exactly :func:`steps_per_epoch` batches per epoch (``start_step`` fewer in the first).
+    ``(images, masks)`` batches, images ``[B, S, S, 3]`` float32 in ``[-1, 1]``, masks
+    ``[B, S, S, 1]`` in ``{0, 1}``, exactly :func:`steps_per_epoch` batches per epoch (``start_step`` fewer in the first).
 
-    Shuffled every epoch, random horizontal flips, fresh random masks every epoch, all
-    a pure function of ``(config.seed, epoch, position)``: resuming gives the same batches.
+    Shuffled every epoch (with ``config.cache``: the cache's parts in a new order, each
+    shuffled; :func:`_epoch_examples`), random horizontal flips, fresh random masks every
+    epoch, all a pure function of ``(config.seed, epoch, position)``: resuming gives the
+    same batches.
     """
     if not source:
         raise DataError("no image files given to the input pipeline")
     if steps_per_epoch(len(source), config.batch_size) == 0:
         raise DataError(f"{len(source)} training images, fewer than --batch-size={config.batch_size}")
     end_epoch = config.epochs if end_epoch is None else end_epoch
-    cached = _decoded(source, config.cache) if config.cache else None
+    cached = _cached_parts(source, config.cache) if config.cache else None
     first = tf.constant(start_epoch, tf.int64)
     skip = tf.constant(start_step * config.batch_size, tf.int64)
 
@@ -160,7 +171,7 @@ def image_dataset(source, config: RunConfig, training: bool) -> tf.data.Dataset:
         raise DataError("no image files given to the input pipeline")
     if training:
         return training_batches(source, config, 0, 0, 1)
-    ds = _decoded(source, "memory" if config.cache else "").enumerate()
+    ds = (source.images().cache() if config.cache else source.images()).enumerate()
     ds = ds.map(lambda p, image: _augment(config, -1, training=False)(image, p),
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(config.batch_size)

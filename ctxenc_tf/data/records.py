@@ -48,6 +48,19 @@ class PreparedRecords(ImageSource):
         return replace(self, shards=self.shards[:keep], counts=tuple(counts[:keep]),
                        names=self.names[:count])
 
+    def parts(self, size: int) -> list:
+        """Runs of whole shards, as many as hold at most ``size`` images (one shard at least)."""
+        runs, first, total = [], 0, 0
+        for i, count in enumerate(self.counts):
+            if i > first and total + count > size:
+                runs.append((first, i))
+                first, total = i, 0
+            total += count
+        runs.append((first, len(self.counts)))
+        starts = np.cumsum((0,) + self.counts)
+        return [replace(self, shards=self.shards[a:b], counts=self.counts[a:b],
+                        names=self.names[starts[a]:starts[b]]) for a, b in runs if b > a]
+
     def mean_colour(self, seed: int) -> tuple:
         """The mean colour of every image of the prepared training split (``seed`` aside),
         measured when it was prepared, with the preparation's ``--resize``."""
