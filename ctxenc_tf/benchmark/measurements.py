@@ -195,7 +195,8 @@ def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp
     """Input pipeline alone: JPEG files, then the same images prepared as TFRecords."""
 
     source = config.replace(data_dir=settings.data_dir, train_limit=PIPELINE_IMAGES, val_limit=1)
-    files = ImageFiles(tuple(sources.find_split(source).train), config.model.image_size, config.resize == "stretch")
+    files = ImageFiles(tuple(sources.find_split(source).train), config.model.image_size,
+                       config.resize == "stretch")
     jpeg = pipeline_throughput(files, config, settings.pipeline_batches)
     prepared = os.path.join(tmp, "prepared")
     prepare(source, prepared, log=lambda *a: None)

@@ -116,7 +116,7 @@ class ImageFiles(ImageSource):
         return replace(self, names=self.names[:count])
 
     def parts(self, size: int) -> list:
-        return [replace(self, names=self.names[start:start + size]) for start in range(0, len(self), size)]
+        return [replace(self, names=self.names[i:i + size]) for i in range(0, len(self), size)]
 
     @property
     def files(self) -> tuple:

@@ -113,7 +113,8 @@ def training_batches(source, config: RunConfig, start_epoch: int = 0, start_step
     :class:`~ctxenc_tf.data.image_source.ImageSource`) from epoch ``start_epoch``, step
     ``start_step`` up to (not including) ``end_epoch`` (default ``config.epochs``):
     ``(images, masks)`` batches, images ``[B, S, S, 3]`` float32 in ``[-1, 1]``, masks
-    ``[B, S, S, 1]`` in ``{0, 1}``, exactly :func:`steps_per_epoch` batches per epoch (``start_step`` fewer in the first).
+    ``[B, S, S, 1]`` in ``{0, 1}``, exactly :func:`steps_per_epoch` batches per epoch
+    (``start_step`` fewer in the first).
 
     Shuffled every epoch (with ``config.cache``: the cache's parts in a new order, each
     shuffled; :func:`_epoch_examples`), random horizontal flips, fresh random masks every
