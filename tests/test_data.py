@@ -8,6 +8,7 @@ from PIL import Image
 
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.data.image_source import ImageFiles
 from conftest import tiny_config, write_images
 
 
@@ -47,7 +48,7 @@ def test_bad_partition_line_names_file_and_line(tmp_path):
 def test_dataset_batches_shapes_ranges_and_masks(tmp_path):
     make_fake_celeba(str(tmp_path))
     cfg = tiny_config(data_dir=str(tmp_path), batch_size=4)
-    split = sources.find_split(cfg)
+    split = sources.find_sources(cfg)
     images, mask = next(iter(pipeline.image_dataset(split.train, cfg, training=True)))
     assert images.shape == (4, 32, 32, 3) and mask.shape == (4, 32, 32, 1)
     assert images.dtype.name == "float32" and -1 <= images.numpy().min() and images.numpy().max() <= 1
@@ -110,4 +111,32 @@ def test_estimate_mean_of_uniform_images(tmp_path):
     for i in range(3):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(img).save(paths[-1])
-    np.testing.assert_allclose(pipeline.estimate_mean(paths, 16), (1.0, -1.0, 127 / 127.5 - 1), atol=1e-5)
+    np.testing.assert_allclose(ImageFiles(tuple(paths), 16).mean_colour(0), (1.0, -1.0, 127 / 127.5 - 1), atol=1e-5)
+
+
+def test_mean_colour_is_a_seeded_spread_over_the_whole_split(tmp_path):
+    """A sorted folder whose first half is black and second half white: the mean of a
+    sample spread over the split sees both (the first images alone would be all black)."""
+    paths = []
+    for i, value in enumerate([0] * 6 + [255] * 6):
+        paths.append(str(tmp_path / f"{i:02d}.png"))
+        Image.fromarray(np.full((16, 16, 3), value, np.uint8)).save(paths[-1])
+    source = ImageFiles(tuple(paths), 16)
+    mean = source.mean_colour(0, limit=6)
+    assert -1.0 < mean[0] < 1.0 and mean[0] == mean[1] == mean[2]
+    assert source.mean_colour(0, limit=6) == mean  # seeded
+    np.testing.assert_allclose(source.mean_colour(0), (0.0, 0.0, 0.0), atol=1e-6)  # all 12
+
+
+def test_mean_colour_uses_the_runs_resize(tmp_path):
+    """Red side bands, a blue centre square: the hole fill of a --resize stretch run counts
+    the bands, a cropped run's does not."""
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :10] = img[:, 30:] = (255, 0, 0)
+    img[:, 10:30] = (0, 0, 255)
+    Image.fromarray(img).save(tmp_path / "bands.png")
+    Image.fromarray(img).save(tmp_path / "bands2.png")
+    means = {resize: sources.find_sources(tiny_config(data_dir=str(tmp_path), resize=resize))
+             .train.mean_colour(0) for resize in ("crop", "stretch")}
+    np.testing.assert_allclose(means["crop"], (-1.0, -1.0, 1.0), atol=1e-5)
+    assert means["stretch"][0] > -0.1 and means["stretch"][2] < 0.1  # half red, half blue

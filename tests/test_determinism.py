@@ -10,6 +10,7 @@ import pytest
 
 from conftest import REPO, tiny_config, write_images
 from ctxenc_tf.data import pipeline
+from ctxenc_tf.data.image_source import ImageFiles
 
 # Run in a fresh process: initial weights, then the weights after one epoch of train().
 RUN = """
@@ -33,7 +34,7 @@ def _stream(files, config):
 
 
 def test_seed_fixes_order_flips_and_masks(tmp_path):
-    files = write_images(str(tmp_path / "img"), 12)
+    files = ImageFiles(tuple(write_images(str(tmp_path / "img"), 12)), 32)
     config = tiny_config(batch_size=4, epochs=2, mask_type="random_square", seed=7)
     first, again = _stream(files, config), _stream(files, config)
     other = _stream(files, config.replace(seed=8))
@@ -51,7 +52,7 @@ def test_seed_fixes_order_flips_and_masks(tmp_path):
 
 
 def test_validation_masks_are_fixed(tmp_path):
-    files = write_images(str(tmp_path / "img"), 6)
+    files = ImageFiles(tuple(write_images(str(tmp_path / "img"), 6)), 32)
     config = tiny_config(batch_size=4, mask_type="random_region")
     runs = [[m.numpy() for _, m in pipeline.image_dataset(files, config, training=False)] for _ in range(2)]
     for a, b in zip(*runs):

@@ -44,7 +44,7 @@ folder = sys.argv[1]
 config = tiny_config(data_dir=folder, fill_value=(0.1, 0.0, -0.1), mask_type="random_square",
                      batch_size=8, train_limit=32, val_fraction=0.2)
 # Fixed batches (random-square masks drawn once), so both runs see identical global batches.
-fixed = pipeline.image_dataset(sources.find_split(config).train, config, training=False)
+fixed = pipeline.image_dataset(sources.find_sources(config).train, config, training=False)
 images, masks = (np.concatenate(t).astype(np.float64) for t in zip(*[(i.numpy(), m.numpy()) for i, m in fixed]))
 set_precision("float64")
 out = {}

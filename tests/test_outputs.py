@@ -77,7 +77,7 @@ def test_file_cache_is_per_data_and_survives_a_killed_writer(tmp_path):
     and what a killed run left half written (tf.data's lock file, partial shards) is
     cleared instead of failing with AlreadyExistsError."""
     from conftest import tiny_config
-    from ctxenc_tf.data.cache import cache_prefix
+    from ctxenc_tf.data.cache import cache_prefix, part_path
     from ctxenc_tf.data.fingerprint import data_fingerprint
     from ctxenc_tf.training.fit import train
 
@@ -89,14 +89,14 @@ def test_file_cache_is_per_data_and_survives_a_killed_writer(tmp_path):
         write_images(str(folder), 12, seed=seed)
         config = tiny_config(data_dir=str(folder), output_dir=str(tmp_path / f"run_{name}"), batch_size=4,
                              cache=prefix)
-        split = sources.find_split(config)
+        split = sources.find_sources(config)
         resolved[name] = cache_prefix(prefix, data_fingerprint(split.train, split.val), 32, False)
         if name == "white":  # a run killed while filling this cache left these behind
             for leftover in ("_0.lockfile", "_0.data-00000-of-00001"):
-                with open(resolved[name] + leftover, "wb") as f:
+                with open(part_path(resolved[name], 0) + leftover, "wb") as f:
                     f.write(b"half")
         train(config, log=lambda *a: None)
-        assert os.path.exists(resolved[name] + ".index")
+        assert os.path.exists(part_path(resolved[name], 0) + ".index")
     assert resolved["black"] != resolved["white"]
     assert not any(p.endswith(".lockfile") for p in os.listdir(tmp_path / "cache"))
 

@@ -13,6 +13,7 @@ from conftest import REPO, tiny_config, write_images
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data import prepare, records
+from ctxenc_tf.data.image_source import ImageFiles
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_prepare_writes_shards_that_read_back_as_the_decoded_images(folder, tmp_
     decoded = np.stack([pipeline.load_image(p, 32).numpy() for p in split.train if "9999" not in p])
     assert stored.shape == decoded.shape == (len(train_names), 32, 32, 3)
     np.testing.assert_allclose(stored, decoded, atol=1 / 127.5 + 1e-6)  # uint8 rounding only
-    np.testing.assert_allclose(pipeline.estimate_mean(prepared.train, 32), decoded.mean(axis=(0, 1, 2)),
+    np.testing.assert_allclose(prepared.train.mean_colour(0), decoded.mean(axis=(0, 1, 2)),
                                atol=2e-3)
 
     # A shard cut short (a copy interrupted, a full disk) is refused before training.
@@ -158,7 +159,7 @@ def test_cached_stream_is_seeded_per_epoch_under_a_global_seed(folder, tmp_path,
     config = tiny_config(data_dir=folder, batch_size=4, val_fraction=0.2,
                          cache="memory" if cache == "memory" else str(tmp_path / "cache" / "decoded"))
     (tmp_path / "cache").mkdir()
-    files = [p for p in sources.find_split(config).train if "9999" not in p]
+    files = ImageFiles(tuple(p for p in sources.find_split(config).train if "9999" not in p), 32)
 
     def epoch(e):
         return np.concatenate([b[0] for b in pipeline.training_batches(files, config, e, 0, e + 1)
@@ -179,3 +180,46 @@ def test_commands_needing_image_files_use_the_prepared_source(folder, tmp_path):
     (out / records.METADATA).write_text(json.dumps(meta))
     with pytest.raises(DataError, match="source images .* are not on this machine"):
         sources.find_split(config.replace(data_dir=str(out)))
+
+
+@pytest.mark.parametrize("cache", ["memory", "file"])
+@pytest.mark.parametrize("kind", ["images", "prepared"])
+def test_cache_is_read_part_by_part_in_a_new_order_every_epoch(tmp_path, monkeypatch, cache, kind):
+    """Parts of 4 images (prepared: two shards of 2): each epoch has every image once, part
+    by part, the parts in an order of its own; resuming continues the same epoch."""
+    from PIL import Image
+
+    from ctxenc_tf.data.cache import part_path
+
+    monkeypatch.setattr(pipeline, "CACHE_PART", 4)
+    images = tmp_path / "flat"
+    images.mkdir()
+    for i in range(24):  # one flat colour each: an image is known by it, flipped or not
+        Image.fromarray(np.full((8, 8, 3), 10 * i, np.uint8)).save(images / f"{i:02d}.png")
+    prefix = str(tmp_path / "decoded")
+    config = tiny_config(data_dir=str(images), batch_size=4, epochs=2, val_fraction=0.17,
+                         cache="memory" if cache == "memory" else prefix)
+    if kind == "prepared":
+        prepare.prepare(config, str(tmp_path / "prepared"), images_per_shard=2, log=lambda *a: None)
+        config = config.replace(data_dir=str(tmp_path / "prepared"))
+    source = sources.find_sources(config).train
+    assert len(source) == 20
+    stored = [round(float(im[0, 0, 0]), 4) for im in source.images().as_numpy_iterator()]
+
+    def epoch(e, skip=0):
+        batches = pipeline.training_batches(source, config, e, skip, e + 1).as_numpy_iterator()
+        return [stored.index(round(float(im[0, 0, 0]), 4)) for b in batches for im in b[0]]
+
+    first, second = epoch(0), epoch(1)
+    orders = []
+    for positions in (first, second):
+        assert sorted(positions) == list(range(20))  # every image once
+        parts = [p // 4 for p in positions]
+        assert all(len(set(parts[i:i + 4])) == 1 for i in range(0, 20, 4))  # part by part
+        orders.append(parts[::4])
+    assert orders[0] != orders[1]
+    assert epoch(0) == first  # seeded (read back from the finished cache files too)
+    assert epoch(1, skip=2) == second[8:]
+    if cache == "file":
+        assert all(os.path.exists(part_path(prefix, i) + ".index") for i in range(5))
+        assert not [p for p in os.listdir(tmp_path) if "_" in p]  # no unfinished part left

@@ -12,7 +12,7 @@ from conftest import tiny_config
 
 
 def _dataset(folder, cfg, training=True):
-    split = sources.find_split(cfg)
+    split = sources.find_sources(cfg)
     return pipeline.image_dataset(split.train, cfg, training=training)
 
 
@@ -145,7 +145,7 @@ def test_fit_returns_right_after_its_last_step(image_folder):
     cfg = tiny_config(data_dir=image_folder, batch_size=4, epochs=20)  # fits of about a second
     model = ContextEncoder(cfg.model)
     model.compile(run=cfg)
-    files = sources.find_split(cfg).train
+    files = sources.find_sources(cfg).train
     ends = []
     # No validation pass: from the last step to fit returning is teardown only.
     stamp = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: ends.append(time.perf_counter()))

@@ -99,8 +99,8 @@ def default_jit(config: RunConfig) -> bool:
 
 
 def pipeline_throughput(files, config: RunConfig, batches: int) -> float:
-    """Images/s of :func:`ctxenc_tf.pipeline.training_batches` over ``files`` (image paths or
-    prepared :class:`~ctxenc_tf.records.Records`) alone: ``batches`` batches of
+    """Images/s of :func:`ctxenc_tf.data.pipeline.training_batches` over ``files`` (an
+    :class:`~ctxenc_tf.data.image_source.ImageSource`) alone: ``batches`` batches of
     ``config.batch_size`` from a cold iterator (so shard reading and shuffle-block filling
     are included), over as many epochs as that takes."""
 
@@ -140,11 +140,11 @@ def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp
     """Input pipeline alone: JPEG files, then the same images prepared as TFRecords."""
 
     source = config.replace(data_dir=settings.data_dir, train_limit=PIPELINE_IMAGES, val_limit=1)
-    files = sources.find_split(source).train
+    files = sources.find_sources(source).train
     jpeg = pipeline_throughput(files, config, settings.pipeline_batches)
     prepared = os.path.join(tmp, "prepared")
     prepare(source, prepared, log=lambda *a: None)
-    records = sources.find_prepared(config.replace(data_dir=prepared)).train
+    records = sources.find_sources(config.replace(data_dir=prepared)).train
     shards = pipeline_throughput(records, config, settings.pipeline_batches)
     table.add("input pipeline", f"{len(files)} JPEGs: decode + crop + resize + flip + mask, "
               f"batch {config.batch_size}", f"{jpeg:.0f} images/s",

@@ -103,7 +103,7 @@ def main(argv=None):
     runner = load_runner(args.model)
     config = evaluation_config(runner.config, args.mask_type)
     trained_dir = config.trained_on.get("data_dir", "")
-    data_dir = records.image_source(args.data_dir or trained_dir or sources.BUNDLED_FACES)
+    data_dir = records.source_folder(args.data_dir or trained_dir or sources.BUNDLED_FACES)
     split = args.split or ("test" if sources.celeba_layout(data_dir) else "all")
     files, described = list_files(data_dir, split, config)
     if args.only:

@@ -140,7 +140,7 @@ def align_faces(source: str, out_dir: str, max_faces: int | None = None, min_fac
     photos (e.g. a tqdm bar). Returns the ``aligned.json`` dict. Raises
     :class:`DataError` if ``out_dir`` holds anything else or no face is found at all.
     """
-    source = os.path.abspath(records.image_source(source or sources.BUNDLED_FACES))
+    source = os.path.abspath(records.source_folder(source or sources.BUNDLED_FACES))
     settings = {"max_faces": max_faces, "min_face": min_face, "face_confidence": face_confidence,
                 "exclude": exclude}
     existing = _earlier_alignment(out_dir)

@@ -9,20 +9,25 @@ from ctxenc_tf.utils.output_dir import file_lock
 
 
 def cache_prefix(prefix: str, fingerprint: str, image_size: int, stretch: bool) -> str:
-    """The file prefix ``tf.data`` caches into for ``prefix``: it names the data (its
+    """The cache's own prefix for the user's ``prefix``: it names the data (its
     :func:`~ctxenc_tf.data.fingerprint.data_fingerprint`) and the image geometry, so a
     cache of other images is never read back for these."""
     return f"{prefix}.{fingerprint[:16]}.{image_size}{'s' if stretch else 'c'}"
 
 
+def part_path(path: str, part: int) -> str:
+    """The file prefix ``tf.data`` caches part ``part`` of the training images into, below
+    the cache ``path`` (one cache per part, so that each epoch reads the parts in its own order)."""
+    return f"{path}.part{part:05d}"
+
+
 @contextlib.contextmanager
 def held_cache(path: str, command: str = "train.py"):
-    """Hold the cache ``path`` (a ``tf.data`` file prefix) while the block runs; first
-    delete what a killed writer left (``tf.data``'s lock file and partial shards, kept
-    until the cache's index is complete). Raises
+    """Hold the cache ``path`` (:func:`cache_prefix`) while the block runs; first delete
+    what a killed writer left of its parts (``tf.data``'s lock file and partial shards,
+    ``<part>_*``, which a finished part no longer has). Raises
     :class:`~ctxenc_tf.utils.output_dir.OutputBusyError` when another run holds it."""
     with file_lock(f"{path}.ctxenc.lock", command, f"--cache {path}"):
-        if not os.path.exists(f"{path}.index"):
-            for leftover in glob.glob(glob.escape(path) + "_*"):
-                os.remove(leftover)
+        for leftover in glob.glob(glob.escape(path) + ".part*_*"):
+            os.remove(leftover)
         yield path

@@ -1,5 +1,6 @@
-"""Input pipeline: CelebA or any folder of images -> ``tf.data`` batches of
-``(images, masks)``, images NHWC float32 in ``[-1, 1]``, masks ``[N, S, S, 1]`` in ``{0, 1}``.
+"""Input pipeline: the images of an :class:`~ctxenc_tf.data.image_source.ImageSource`
+(image files or prepared TFRecords) -> ``tf.data`` batches of ``(images, masks)``, images
+NHWC float32 in ``[-1, 1]``, masks ``[N, S, S, 1]`` in ``{0, 1}``; and the decoding of one image.
 
 Images are cropped to their central square (CelebA's 178x218 -> the 178x178 face
 region), not squashed (unless ``--resize stretch``), then resized with antialiasing to the
@@ -8,12 +9,11 @@ model's ``image_size``.
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import hole_masks, seeded_order
-from ctxenc_tf.data.records import Records
+from ctxenc_tf.data.cache import part_path
 from ctxenc_tf.errors import DataError
 
 
@@ -42,7 +42,7 @@ def load_image(path, image_size: int, stretch: bool = False):
     """Read and :func:`decode_image` one file. ``[image_size, image_size, 3]`` in ``[-1, 1]``."""
     return decode_image(tf.io.read_file(path), image_size, stretch)
 
-CACHED_SHUFFLE_BUFFER = 8192
+CACHE_PART = 8192  # images per cached part, shuffled together: 1.5 GiB at 128x128
 
 
 def path_bytes(files) -> list:
@@ -56,24 +56,12 @@ def steps_per_epoch(num_files: int, batch_size: int) -> int:
     return num_files // batch_size
 
 
-def _is_records(files) -> bool:
-    """Whether ``files`` are prepared TFRecord shards (:class:`ctxenc_tf.records.Records`)
-    rather than a list of image paths."""
-
-    return isinstance(files, Records)
-
-
-def _decoded(files, config: RunConfig, cache: str) -> tf.data.Dataset:
-    """Decoded images of ``files`` in their given order, unreadable ones dropped
-    (``ignore_errors``), cached per ``cache`` ('' none, 'memory', or a file prefix)."""
-    if _is_records(files):
-        ds = files.images()
-    else:
-        ds = tf.data.Dataset.from_tensor_slices(path_bytes(files))
-        ds = ds.map(lambda p: load_image(p, config.model.image_size, config.resize == "stretch"),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.ignore_errors(log_warning=True)
-    return ds.cache("" if cache == "memory" else cache) if cache else ds
+def _cached_parts(source, cache: str) -> list:
+    """``(images, size)`` of each of ``source``'s parts of about :data:`CACHE_PART` images:
+    its decoded images in stored order, cached in memory (``cache`` 'memory') or below the
+    file prefix ``cache``."""
+    return [(part.images().cache("" if cache == "memory" else part_path(cache, i)), len(part))
+            for i, part in enumerate(source.parts(CACHE_PART))]
 
 
 def _augment(config: RunConfig, epoch, training: bool):
@@ -91,55 +79,60 @@ def _augment(config: RunConfig, epoch, training: bool):
     return add_mask
 
 
-def _epoch_examples(files, config: RunConfig, epoch, skip, cached=None) -> tf.data.Dataset:
+def _epoch_examples(source, config: RunConfig, epoch, skip, cached=None) -> tf.data.Dataset:
     """``(image, mask)`` examples of training epoch ``epoch`` in its seeded order, from
     example ``skip`` on, exactly enough for the epoch's full batches.
 
-    Without a cache the file order is a seeded full permutation and decoding starts at
-    ``skip`` (nothing before it is read); a file that fails to decode is replaced by the
-    next in the order, so the epoch still has ``steps_per_epoch`` batches. With a cache
-    (``cached``, decoded images in file order) the order is a seeded shuffle of the cache.
+    Without a cache the order is the source's own
+    (:meth:`~ctxenc_tf.data.image_source.ImageSource.epoch_images`). With a cache
+    (``cached``, :func:`_cached_parts`) the epoch reads the cached parts in a seeded
+    order, each part shuffled (:func:`~ctxenc_tf.data.seeded_order.shuffled_parts`). Not
+    one permutation of the whole cache: a ``tf.data`` cache is read from start to end,
+    so that would hold every image in memory at once; this holds one part, and every
+    image still lands at a new place every epoch (its part's slot and its place inside).
+    What stays together is a part: the images of one part (consecutive in stored order)
+    always share a :data:`CACHE_PART`-image stretch of the epoch.
+
+    An image that fails to decode is replaced by the next in the order, from ``skip`` on
+    again, so that the epoch still has ``steps_per_epoch`` batches.
     """
-    n = len(files)
-    wanted = tf.cast(steps_per_epoch(n, config.batch_size) * config.batch_size, tf.int64) - skip
-    if cached is None and _is_records(files):  # prepared shards: seeded shard order + shuffle
-        ds = files.epoch_images(config.seed, epoch).enumerate().skip(skip)
-        ds = ds.map(lambda p, image: (image, p))
-    elif cached is None:
-        paths = tf.constant(path_bytes(files))
-        order = seeded_order.epoch_order(n, config.seed, epoch)
-        ds = tf.data.Dataset.range(skip, n).map(
-            lambda p: (load_image(paths[order[p]], config.model.image_size, config.resize == "stretch"), p),
-            num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.ignore_errors(log_warning=True).repeat().take(wanted)
+    wanted = tf.cast(steps_per_epoch(len(source), config.batch_size) * config.batch_size, tf.int64) - skip
+    if cached is None:
+        ds = source.epoch_images(config.seed, epoch, skip)
     else:
-        ds = seeded_order.seeded_block_shuffle(cached, seeded_order.example_seed(config.seed, epoch, -2), CACHED_SHUFFLE_BUFFER)
-        ds = ds.enumerate().skip(skip).map(lambda p, image: (image, p)).repeat().take(wanted)
+        parts, sizes = zip(*cached)
+        ds = seeded_order.shuffled_parts(list(parts), list(sizes), config.seed, epoch)
+        ds = ds.enumerate().skip(skip).map(lambda p, image: (image, p))
+    ds = ds.repeat().take(wanted)
     return ds.map(_augment(config, epoch, training=True), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def training_batches(files, config: RunConfig, start_epoch: int = 0, start_step: int = 0,
+def training_batches(source, config: RunConfig, start_epoch: int = 0, start_step: int = 0,
                      end_epoch: int | None = None) -> tf.data.Dataset:
-    """The training stream from epoch ``start_epoch``, step ``start_step`` up to (not
-    including) ``end_epoch`` (default ``config.epochs``): ``(images, masks)`` batches,
-    images ``[B, S, S, 3]`` float32 in ``[-1, 1]``, masks ``[B, S, S, 1]`` in ``{0, 1}``,
-    exactly :func:`steps_per_epoch` batches per epoch (``start_step`` fewer in the first).
+    """The training stream over ``source`` (an
+    :class:`~ctxenc_tf.data.image_source.ImageSource`) from epoch ``start_epoch``, step
+    ``start_step`` up to (not including) ``end_epoch`` (default ``config.epochs``):
+    ``(images, masks)`` batches, images ``[B, S, S, 3]`` float32 in ``[-1, 1]``, masks
+    ``[B, S, S, 1]`` in ``{0, 1}``, exactly :func:`steps_per_epoch` batches per epoch
+    (``start_step`` fewer in the first).
 
-    Shuffled every epoch, random horizontal flips, fresh random masks every epoch, all
-    a pure function of ``(config.seed, epoch, position)``: resuming gives the same batches.
+    Shuffled every epoch (with ``config.cache``: the cache's parts in a new order, each
+    shuffled; :func:`_epoch_examples`), random horizontal flips, fresh random masks every
+    epoch, all a pure function of ``(config.seed, epoch, position)``: resuming gives the
+    same batches.
     """
-    if not files:
+    if not source:
         raise DataError("no image files given to the input pipeline")
-    if steps_per_epoch(len(files), config.batch_size) == 0:
-        raise DataError(f"{len(files)} training images, fewer than --batch-size={config.batch_size}")
+    if steps_per_epoch(len(source), config.batch_size) == 0:
+        raise DataError(f"{len(source)} training images, fewer than --batch-size={config.batch_size}")
     end_epoch = config.epochs if end_epoch is None else end_epoch
-    cached = _decoded(files, config, config.cache) if config.cache else None
+    cached = _cached_parts(source, config.cache) if config.cache else None
     first = tf.constant(start_epoch, tf.int64)
     skip = tf.constant(start_step * config.batch_size, tf.int64)
 
     def one_epoch(epoch):
         skipped = tf.where(epoch == first, skip, tf.constant(0, tf.int64))
-        examples = _epoch_examples(files, config, epoch, skipped, cached)
+        examples = _epoch_examples(source, config, epoch, skipped, cached)
         return examples.batch(config.batch_size, drop_remainder=True)
 
     ds = tf.data.Dataset.range(start_epoch, end_epoch).flat_map(one_epoch)
@@ -165,35 +158,22 @@ def fit_options() -> tf.data.Options:
     return options
 
 
-def image_dataset(files, config: RunConfig, training: bool) -> tf.data.Dataset:
-    """Batched ``(images, masks)`` dataset over ``files``, one pass.
+def image_dataset(source, config: RunConfig, training: bool) -> tf.data.Dataset:
+    """Batched ``(images, masks)`` dataset over ``source`` (an
+    :class:`~ctxenc_tf.data.image_source.ImageSource`), one pass.
 
     Training: the first epoch of :func:`training_batches` (seeded order, flips, masks;
-    full batches only). Validation: files in the given order, fixed masks (the same every
+    full batches only). Validation: images in stored order, fixed masks (the same every
     pass), last partial batch kept; decoded images are kept in
     memory when ``config.cache`` is set. Unreadable files that slipped past screening are
-    dropped (``ignore_errors``).
+    dropped.
     """
-    if not files:
+    if not source:
         raise DataError("no image files given to the input pipeline")
     if training:
-        return training_batches(files, config, 0, 0, 1)
-    ds = _decoded(files, config, "memory" if config.cache else "").enumerate()
+        return training_batches(source, config, 0, 0, 1)
+    ds = (source.images().cache() if config.cache else source.images()).enumerate()
     ds = ds.map(lambda p, image: _augment(config, -1, training=False)(image, p),
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(config.batch_size)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(fit_options())
-
-
-def estimate_mean(files, image_size: int, limit: int = 512) -> tuple:
-    """Per-channel mean colour (in ``[-1, 1]``) of up to ``limit`` images, to fill holes
-    (prepared TFRecords carry the mean of their whole training split)."""
-    if _is_records(files):
-        return files.mean
-    ds = tf.data.Dataset.from_tensor_slices(path_bytes(list(files)[:limit]))
-    ds = ds.map(lambda p: tf.reduce_mean(load_image(p, image_size), axis=(0, 1)),
-                num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
-    means = np.array([m.numpy() for m in ds])
-    if len(means) == 0:
-        raise DataError("no decodable image to estimate the dataset mean from")
-    return tuple(float(v) for v in means.mean(axis=0))

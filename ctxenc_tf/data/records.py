@@ -1,8 +1,8 @@
 """Reading prepared TFRecord shards (written by :mod:`ctxenc_tf.data.prepare`): the
-``prepared.json`` metadata, the shards as a sequence of records, and the source images a
-prepared directory stands for."""
+``prepared.json`` metadata, one split's shards as an
+:class:`~ctxenc_tf.data.image_source.ImageSource`, and the source images a prepared
+directory stands for."""
 
-import collections.abc
 import json
 import os
 from dataclasses import dataclass, replace
@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctxenc_tf.data import seeded_order
+from ctxenc_tf.data.image_source import ImageSource
 from ctxenc_tf.errors import DataError
 
 FORMAT = "ctxenc-tfrecord-v1"
@@ -23,13 +24,12 @@ INTERLEAVE = 8  # shards read at once
 
 
 @dataclass(frozen=True)
-class Records(collections.abc.Sequence):
-    """The images of one split of a prepared directory, usable wherever the input pipeline
-    takes a list of image files (:mod:`ctxenc_tf.data` dispatches on this type).
+class PreparedRecords(ImageSource):
+    """The images of one split of a prepared directory.
 
     ``shards``: TFRecord paths; ``counts``: how many images of each shard are used (a
-    prefix, after ``train_limit``/``val_limit``); ``names``: source file of every used image;
-    ``mean``: per-channel mean colour of the training split in ``[-1, 1]``.
+    prefix, after ``train_limit``/``val_limit``); ``names``: source file name of every used
+    image; ``mean``: per-channel mean colour of the whole prepared training split in ``[-1, 1]``.
     """
 
     shards: tuple
@@ -38,24 +38,41 @@ class Records(collections.abc.Sequence):
     image_size: int
     mean: tuple
 
-    def __len__(self):
-        return len(self.names)
-
-    def __getitem__(self, index):
-        """An int gives the source file name of that image; a prefix slice ``[:k]`` gives the
-        :class:`Records` of the first ``k`` images (as ``train_limit`` and samples use)."""
-        if not isinstance(index, slice):
-            return self.names[index]
-        start, stop, step = index.indices(len(self))
-        if start or step != 1:
-            raise IndexError("prepared TFRecords can only be cut to a prefix [:k]")
-        counts, left = [], stop
-        for count in self.counts:
-            counts.append(min(count, left))
+    def prefix(self, count: int) -> "PreparedRecords":
+        """The first ``count`` images: the shards holding them, the last one cut short."""
+        counts, left = [], count
+        for shard_count in self.counts:
+            counts.append(min(shard_count, left))
             left -= counts[-1]
         keep = sum(1 for c in counts if c)
         return replace(self, shards=self.shards[:keep], counts=tuple(counts[:keep]),
-                       names=self.names[:stop])
+                       names=self.names[:count])
+
+    def parts(self, size: int) -> list:
+        """Runs of whole shards, as many as hold at most ``size`` images (one shard at least)."""
+        runs, first, total = [], 0, 0
+        for i, count in enumerate(self.counts):
+            if i > first and total + count > size:
+                runs.append((first, i))
+                first, total = i, 0
+            total += count
+        runs.append((first, len(self.counts)))
+        starts = np.cumsum((0,) + self.counts)
+        return [replace(self, shards=self.shards[a:b], counts=self.counts[a:b],
+                        names=self.names[starts[a]:starts[b]]) for a, b in runs if b > a]
+
+    def mean_colour(self, seed: int) -> tuple:
+        """The mean colour of every image of the prepared training split (``seed`` aside),
+        measured when it was prepared, with the preparation's ``--resize``."""
+        return self.mean
+
+    @property
+    def files(self) -> tuple:
+        return self.shards
+
+    def selection(self) -> str:
+        """The per-shard counts: a prefix of a shard reads the same file as all of it."""
+        return repr(self.counts)
 
     @staticmethod
     def _records(shards, counts, parallel: int) -> tf.data.Dataset:
@@ -67,20 +84,20 @@ class Records(collections.abc.Sequence):
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def images(self) -> tf.data.Dataset:
-        """Every image in stored order: ``[S, S, 3]`` float32 in ``[-1, 1]``."""
         ds = self._records(list(self.shards), np.array(self.counts, np.int64), 1)
         return ds.map(self.parse, num_parallel_calls=tf.data.AUTOTUNE)
 
-    def epoch_images(self, seed: int, epoch) -> tf.data.Dataset:
-        """Every image once, in the order of training epoch ``epoch`` (a pure function of
-        ``seed`` and ``epoch``): shards in a seeded order, :data:`INTERLEAVE` at a time,
-        shuffled in seeded blocks of :data:`SHUFFLE_BUFFER` records. ``[S, S, 3]`` float32 in ``[-1, 1]``."""
+    def epoch_images(self, seed: int, epoch, skip) -> tf.data.Dataset:
+        """The epoch's order: shards in a seeded order, :data:`INTERLEAVE` at a time,
+        shuffled in seeded blocks of :data:`SHUFFLE_BUFFER` records; the records before
+        ``skip`` are read and passed over."""
         order = seeded_order.epoch_order(len(self.shards), seed, epoch)
         ds = self._records(tf.gather(list(self.shards), order),
                            tf.gather(np.array(self.counts, np.int64), order),
                            min(INTERLEAVE, len(self.shards)))
         ds = seeded_order.seeded_block_shuffle(ds, seeded_order.example_seed(seed, epoch, -3), SHUFFLE_BUFFER)
-        return ds.map(self.parse, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(self.parse, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.enumerate().skip(skip).map(lambda position, image: (image, position))
 
     def parse(self, record):
         """One serialized record -> ``[S, S, 3]`` float32 in ``[-1, 1]``."""
@@ -104,7 +121,7 @@ def read_metadata(directory: str):
         raise DataError(f"{path}: not a readable preparation ({e})") from None
 
 
-def image_source(directory: str) -> str:
+def source_folder(directory: str) -> str:
     """``directory`` itself, or for a prepared directory the image folder it was prepared
     from, for commands that need image files (export's int8 calibration, evaluation).
     Raises :class:`~ctxenc_tf.DataError` if that folder is not on this machine."""

@@ -1,5 +1,5 @@
-"""Where images come from: CelebA's partition, a folder of images, or the bundled faces,
-split into training and validation files."""
+"""Where images come from: CelebA's partition, a folder of images, the bundled faces or a
+prepared directory, split into training and validation images."""
 
 import fnmatch
 import os
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import records
+from ctxenc_tf.data.image_source import ImageFiles
 from ctxenc_tf.data.screening import IMAGE_EXTENSIONS, screen_files
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.utils.output_dir import LOCK_FILE
@@ -23,7 +24,9 @@ BUNDLED_FACES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 
 @dataclass
 class Split:
-    """Image files of one run: ``train`` and ``val`` lists of paths, and what was skipped."""
+    """The images of one run, ``train`` and ``val``: lists of paths (:func:`find_split`) or
+    :class:`~ctxenc_tf.data.image_source.ImageSource` objects (:func:`find_sources`); and
+    what was skipped."""
 
     train: list
     val: list
@@ -95,12 +98,12 @@ def find_split(config: RunConfig) -> Split:
     faces when ``data_dir`` is empty. Leaves out files matching ``exclude``, then applies
     ``train_limit``/``val_limit``. A directory of
     prepared TFRecords stands for the image folder it was prepared from (training reads the
-    shards themselves, :func:`find_prepared`).
+    shards themselves, :func:`find_sources`).
 
     Raises :class:`DataError` for a missing or empty directory or no usable image.
     """
 
-    data_dir = records.image_source(config.data_dir or BUNDLED_FACES)
+    data_dir = records.source_folder(config.data_dir or BUNDLED_FACES)
     if not os.path.exists(data_dir):
         raise DataError(f"{data_dir}: data directory does not exist")
     if not os.path.isdir(data_dir):
@@ -129,8 +132,8 @@ def find_split(config: RunConfig) -> Split:
 
 
 def find_prepared(config: RunConfig):
-    """:class:`~ctxenc_tf.Split` of :class:`Records` when ``config.data_dir`` is a
-    prepared directory (``train_limit``/``val_limit`` applied), else ``None``.
+    """:class:`Split` of :class:`~ctxenc_tf.data.records.PreparedRecords` when
+    ``config.data_dir`` is a prepared directory (``train_limit``/``val_limit`` applied), else ``None``.
     Raises :class:`~ctxenc_tf.DataError` if it was prepared at another image size or
     a shard is missing."""
     if not config.data_dir:
@@ -163,8 +166,23 @@ def find_prepared(config: RunConfig):
             if size != written:
                 raise DataError(f"{shard}: {size} bytes, but {written} were written; "
                                 "the shard is damaged, prepare again")
-        split_records = records.Records(shards, tuple(info["counts"]), tuple(info["names"]), meta["image_size"],
-                          tuple(meta["mean"]))
-        splits[name] = split_records[:limit] if limit else split_records
+        split_records = records.PreparedRecords(shards, tuple(info["counts"]), tuple(info["names"]),
+                                                meta["image_size"], tuple(meta["mean"]))
+        splits[name] = split_records.prefix(limit) if limit else split_records
     return Split(splits["train"], splits["val"], [tuple(s) for s in meta.get("skipped", [])],
                       "tfrecord")
+
+
+def find_sources(config: RunConfig) -> Split:
+    """The training run's :class:`Split` of
+    :class:`~ctxenc_tf.data.image_source.ImageSource` objects: the shards of a prepared
+    ``config.data_dir`` (:func:`find_prepared`), else the :class:`ImageFiles` of
+    :func:`find_split`, decoded at ``config.model.image_size`` with ``config.resize``.
+    Raises :class:`DataError` as those two do."""
+    prepared = find_prepared(config)
+    if prepared is not None:
+        return prepared
+    split = find_split(config)
+    size, stretch = config.model.image_size, config.resize == "stretch"
+    return Split(ImageFiles(tuple(split.train), size, stretch), ImageFiles(tuple(split.val), size, stretch),
+                 split.skipped, split.source)

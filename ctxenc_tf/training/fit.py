@@ -16,6 +16,7 @@ from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.cache import cache_prefix, held_cache
 from ctxenc_tf.data.fingerprint import data_fingerprint
+from ctxenc_tf.data.image_source import ImageSource
 from ctxenc_tf.errors import ConfigError, DataError, TrainingError
 from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
 from ctxenc_tf.model.context_encoder import ContextEncoder
@@ -43,14 +44,14 @@ SAMPLE_COUNT = 8  # images in the sample grid
 class RunData:
     """What ``fit`` and the callbacks read of the data.
 
-    ``train``: the training files (or prepared records), ``steps`` full batches per epoch;
+    ``train``: the training images, ``steps`` full batches per epoch;
     ``val``: the validation ``tf.data.Dataset`` (``None`` without validation images);
     ``sample``: the fixed grid batch as NumPy, images ``[K, S, S, 3]`` in ``[-1, 1]`` and
     masks ``[K, S, S, 1]``, ``K <= SAMPLE_COUNT``; ``monitor``: the metric the best
     checkpoint follows (``val_rec_loss``, or ``rec_loss`` without validation images).
     """
 
-    train: list  # or prepared records (sources.Split.train)
+    train: ImageSource
     steps: int
     val: object
     sample: tuple
@@ -149,7 +150,7 @@ def find_training_data(config: RunConfig, log=print):
         cache_dir = os.path.dirname(os.path.abspath(config.cache))
         if not os.path.isdir(cache_dir) or not os.access(cache_dir, os.W_OK):
             raise ConfigError(f"--cache={config.cache}: {cache_dir} is not a writable directory")
-    split = sources.find_prepared(config) or sources.find_split(config)
+    split = sources.find_sources(config)
     where = config.data_dir or f"the {len(split.train) + len(split.val)} bundled demo faces"
     log(f"data: {where} ({split.source}): {len(split.train)} train / {len(split.val)} val images")
     report_skipped(split.skipped, log)
@@ -171,14 +172,14 @@ def hold_cache(config: RunConfig, fingerprint: str, held: contextlib.ExitStack) 
     return config.replace(cache=held.enter_context(held_cache(prefix)))
 
 
-def choose_fill(config: RunConfig, state, train_files) -> RunConfig:
+def choose_fill(config: RunConfig, state, train: ImageSource) -> RunConfig:
     """``config`` with the hole's fill: the one the resumed run (``state``) was trained with,
-    else the given one or the mean colour of ``train_files`` (measured only when needed: it
-    decodes up to 512 images)."""
+    else the given one or the mean colour of the training images ``train`` (measured only when
+    needed: it decodes up to 512 images, :meth:`~ctxenc_tf.data.image_source.ImageSource.mean_colour`)."""
     if state is not None:
         return config.replace(fill_value=state.config["model"]["fill_value"])
     if not config.model.fill_value:
-        return config.replace(fill_value=pipeline.estimate_mean(train_files, config.model.image_size))
+        return config.replace(fill_value=train.mean_colour(config.seed))
     return config
 
 
@@ -186,10 +187,10 @@ def run_data(config: RunConfig, split) -> RunData:
     """The :class:`RunData` of ``split`` as ``config`` batches it. Raises :class:`DataError`
     if none of the sample images decodes."""
     val = pipeline.image_dataset(split.val, config, training=False) if split.val else None
-    sample_files = (split.val or split.train)[:SAMPLE_COUNT]
+    sample_files = (split.val or split.train).prefix(SAMPLE_COUNT)
     sample = next(iter(pipeline.image_dataset(sample_files, config, training=False)), None)
     if sample is None:
-        raise DataError(f"{sample_files[0]}: none of the {len(sample_files)} sample images decodes")
+        raise DataError(f"{sample_files.names[0]}: none of the {len(sample_files)} sample images decodes")
     return RunData(split.train, pipeline.steps_per_epoch(len(split.train), config.batch_size), val,
                    tuple(np.asarray(part) for part in sample), "val_rec_loss" if val is not None else "rec_loss")
 
