@@ -76,6 +76,7 @@ def training_throughput(config: RunConfig, steps: int, warmup: int, repeats: int
 
     from ctxenc_tf.model.context_encoder import ContextEncoder
     from ctxenc_tf.training.data_parallel import check_global_batch
+    from ctxenc_tf.training.optimizers import compile_for_run
     from ctxenc_tf.training.strategy import make_strategy, set_precision
 
     set_precision(config.precision)
@@ -87,7 +88,7 @@ def training_throughput(config: RunConfig, steps: int, warmup: int, repeats: int
         ds = ds.with_options(pipeline.fit_options())
         with strategy.scope():
             model = ContextEncoder(config.model)
-            model.compile(run=config)
+            compile_for_run(model, config)
         result = time_fits(model, ds, steps, warmup, repeats, config.batch_size)
     finally:
         set_precision("float32")
@@ -143,7 +144,7 @@ def _training_rows(table: Table, config: RunConfig, settings: BenchSettings, ste
     row in the config's precision is a fraction of the highest peak measured so far (the
     machine's speed drifts while it is shared, and the highest is the strictest yardstick).
     Returns the median images/s of the XLA setting training defaults to."""
-    from ctxenc_tf.model.context_encoder import default_jit_compile
+    from ctxenc_tf.training.optimizers import default_jit_compile
     from ctxenc_tf.training.strategy import mixed_precision_policy
 
     default_jit = default_jit_compile() if config.jit_compile is None else config.jit_compile

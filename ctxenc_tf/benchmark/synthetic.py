@@ -18,6 +18,7 @@ from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.model.networks import build_generator
 from ctxenc_tf.model.replicas import devices
 from ctxenc_tf.training.data_parallel import check_global_batch, data_parallel
+from ctxenc_tf.training.optimizers import compile_for_run
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TRAINS = ("tensorflow", "jax")  # the backends ContextEncoder trains under
@@ -50,7 +51,7 @@ def training_throughput(config: RunConfig, settings: timing.BenchSettings) -> di
             check_global_batch(distribution, config.batch_size)
             replicas = distribution.num_replicas_in_sync
         model = ContextEncoder(config.model)
-        model.compile(run=config)
+        compile_for_run(model, config)
         result = timing.time_fits(model, batches(), settings.steps, settings.warmup, settings.train_repeats,
                            config.batch_size)
     finally:
