@@ -83,9 +83,8 @@ class JaxSteps:
         (_, (values, new_non_trainable)), g_grads = jax.value_and_grad(g_loss, has_aux=True)(g_weights)
         if self.discriminator is not None:
             d_grads, _ = jax.grad(d_loss, has_aux=True)(d_weights)
-        g_weights, g_slots = self.g_optimizer.stateless_apply(g_slots, g_grads, g_weights)
-        if self.discriminator is not None:
             d_weights, d_slots = self.d_optimizer.stateless_apply(d_slots, d_grads, d_weights)
+        g_weights, g_slots = self.g_optimizer.stateless_apply(g_slots, g_grads, g_weights)
         logs, metrics_variables = self._tracked(metrics_variables, values)
         return logs, (g_weights + d_weights, new_non_trainable, g_slots + d_slots, metrics_variables)
 
