@@ -102,11 +102,12 @@ class ContextEncoder(BackendSteps, keras.Model):
         created here, in the caller's strategy scope: created lazily inside a distributed
         step they fail, and resuming loads state into them. Raises ``ValueError`` for a
         missing or extra optimiser."""
-        if g_optimizer is not None and (d_optimizer is None) != (self.discriminator is None):
-            raise ValueError("ContextEncoder.compile: d_optimizer is required with a discriminator "
-                             "and refused without one (adv_weight 0)"
-                             f"; this model has {'one' if self.discriminator else 'none'}")
-        if g_optimizer is None and d_optimizer is not None:
+        if g_optimizer is not None and d_optimizer is None and self.discriminator is not None:
+            raise ValueError("ContextEncoder.compile: the model has a discriminator; give d_optimizer too")
+        if d_optimizer is not None and self.discriminator is None:
+            raise ValueError("ContextEncoder.compile: the model has no discriminator (adv_weight 0); "
+                             "d_optimizer must be None")
+        if d_optimizer is not None and g_optimizer is None:
             raise ValueError("ContextEncoder.compile: d_optimizer given without g_optimizer")
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         for optimizer, network in ((g_optimizer, self.generator), (d_optimizer, self.discriminator)):
