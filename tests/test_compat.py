@@ -10,7 +10,6 @@ import sys
 
 import keras
 import numpy as np
-import pytest
 
 from conftest import REPO, not_installed
 
