@@ -1,14 +1,13 @@
 """The folder tree is the architecture: no import cycles, dependencies pointing one way
 (cli -> benchmark -> export -> inference/training -> data -> model / faces -> config/utils/errors;
 run_files, the names of a training run's files, for training and the commands that read them),
-no side effects on import, and the private framework hooks ``compat.py`` relies on still exist."""
+no side effects on import, no TensorFlow in the model outside its TensorFlow steps.
+(``tests/test_compat.py`` checks the private framework hooks ``ctxenc_tf/compat/`` relies on.)"""
 
 import ast
 import os
 import subprocess
 import sys
-
-import numpy as np
 
 from conftest import REPO
 
@@ -114,33 +113,19 @@ def test_run_file_names_import_no_framework():
 
 
 def test_model_code_imports_no_tensorflow():
-    """The model runs on every Keras backend: only its TensorFlow training steps import
-    TensorFlow at module level (loaded under that backend alone, see context_encoder.py)."""
+    """The model runs on every Keras backend: only its TensorFlow training steps (and the
+    TensorFlow trainer's compat module they use) import TensorFlow at module level, loaded
+    under that backend alone (see context_encoder.py)."""
     wrong = []
-    for name in sorted(os.listdir(os.path.join(PACKAGE, "model"))):
-        if not name.endswith(".py") or name == "tensorflow_steps.py":
-            continue
-        for node in ast.parse(open(os.path.join(PACKAGE, "model", name)).read()).body:
-            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                       else [node.module] if isinstance(node, ast.ImportFrom) else [])
-            wrong += [f"model/{name} imports {m}" for m in modules if m and m.split(".")[0] == "tensorflow"]
+    for folder, exempt in (("model", "tensorflow_steps.py"), ("compat", "tensorflow_trainer.py")):
+        for name in sorted(os.listdir(os.path.join(PACKAGE, folder))):
+            if not name.endswith(".py") or name == exempt:
+                continue
+            for node in ast.parse(open(os.path.join(PACKAGE, folder, name)).read()).body:
+                modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                           else [node.module] if isinstance(node, ast.ImportFrom) else [])
+                wrong += [f"{folder}/{name} imports {m}" for m in modules if m and m.split(".")[0] == "tensorflow"]
     assert not wrong, "\n".join(wrong)
-
-
-def test_private_hooks_used_by_compat_still_exist():
-    """compat.py overrides or calls these private APIs; if an upgrade renames them the
-    workaround silently stops working, so this test fails first."""
-    import keras
-    import tensorflow as tf
-
-    assert callable(getattr(keras.Model, "_maybe_symbolic_build", None))
-    adam = keras.optimizers.Adam()
-    adam.build([keras.Variable(np.zeros(3))])
-    assert len(adam._momentums) == len(adam._velocities) == 1 and callable(adam._get_variable_index)
-    from tensorflow.python.distribute.collective_all_reduce_strategy import CollectiveAllReduceExtended
-
-    assert issubclass(tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.Strategy)
-    assert callable(getattr(CollectiveAllReduceExtended, "_in_multi_worker_mode", None))
 
 
 def test_one_command_line_entry_lists_every_command():

@@ -39,6 +39,7 @@ from conftest import tiny_config
 from ctxenc_tf.data import pipeline, screening, sources
 from ctxenc_tf.training.strategy import make_strategy, set_precision
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.training.optimizers import compile_for_run
 
 folder = sys.argv[1]
 config = tiny_config(data_dir=folder, fill_value=(0.1, 0.0, -0.1), mask_type="random_square",
@@ -54,8 +55,10 @@ for optimizer, name in [(o, n) for o in ("sgd", "adam") for n in ("default", "mi
     ds = tf.data.Dataset.from_tensor_slices((images, masks)).batch(config.batch_size)
     with strat.scope():
         model = ContextEncoder(config.model)
-        opts = {"sgd": lambda: keras.optimizers.SGD(0.05), "adam": lambda: None}[optimizer]
-        model.compile(g_optimizer=opts(), d_optimizer=opts(), jit_compile=False)
+        if optimizer == "sgd":
+            model.compile(keras.optimizers.SGD(0.05), keras.optimizers.SGD(0.05), jit_compile=False)
+        else:
+            compile_for_run(model, config)  # train.py's Adam; tiny_config has XLA off
     initial = [np.asarray(w).tolist() for w in model.generator.get_weights() + model.discriminator.get_weights()]
     steps = []
     cb = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: steps.append(
@@ -193,11 +196,12 @@ def test_mixed_float16_wraps_optimizers_in_loss_scaling(tiny):
     import tensorflow as tf
 
     from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.training.optimizers import compile_for_run
 
     strategy.set_precision("mixed_float16")
     try:
         model = ContextEncoder(tiny.replace(fill_value=(0.0, 0.0, 0.0)).model)
-        model.compile(run=tiny)
+        compile_for_run(model, tiny)
         assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
         assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer)
         images = tf.random.uniform([2, 32, 32, 3], -1, 1)

@@ -145,6 +145,45 @@ def test_bottleneck_matmuls_equal_the_convolutions_exactly():
     np.testing.assert_array_equal(np.asarray(window(bigger)), np.asarray(plain(bigger)))
 
 
+def _round_trip(layer, inputs):
+    """``layer`` through ``keras.layers.serialize`` / ``deserialize`` (the config and build
+    shape a ``.keras`` file holds), its weights copied over: the copy, and both outputs on
+    ``inputs``."""
+    import keras
+
+    copy = keras.layers.deserialize(keras.layers.serialize(layer))  # built as the original was
+    copy.set_weights(layer.get_weights())
+    return copy, np.asarray(layer(inputs)), np.asarray(copy(inputs))
+
+
+def test_fill_hole_serialises():
+    from ctxenc_tf.model.fill_hole import FillHole
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
+    masks = np.zeros((2, 16, 16, 1), "float32")
+    masks[:, 4:12, 3:11] = 1
+    layer = FillHole(fill_value=(0.25, -0.5, 0.125), overlap=2, name="fill")
+    copy, out, copied = _round_trip(layer, [images, masks])
+    assert type(copy) is FillHole and (copy.fill_value, copy.overlap, copy.name) == ((0.25, -0.5, 0.125), 2, "fill")
+    assert not np.array_equal(out, images)  # it filled something
+    np.testing.assert_array_equal(copied, out)
+
+
+def test_window_convolutions_serialise():
+    from ctxenc_tf.model.bottleneck import WindowConv2D, WindowConv2DTranspose
+
+    rng = np.random.default_rng(0)
+    for layer, inputs in ((WindowConv2D(6, 4, use_bias=True, activation="tanh"), rng.normal(size=(3, 4, 4, 5))),
+                          (WindowConv2DTranspose(6, 4, use_bias=True), rng.normal(size=(3, 1, 1, 5)))):
+        inputs = inputs.astype("float32")
+        layer.build(inputs.shape)
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.weights])
+        copy, out, copied = _round_trip(layer, inputs)
+        assert type(copy) is type(layer) and copy.get_config() == layer.get_config()
+        np.testing.assert_array_equal(copied, out)
+
+
 def test_paper_model_uses_the_matmul_bottleneck():
     generator = build_generator(ModelConfig())
     assert type(generator.get_layer("bottleneck_conv")).__name__ == "WindowConv2D"

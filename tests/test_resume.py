@@ -274,9 +274,10 @@ def test_failed_writes_keep_the_previous_checkpoint_and_state(tmp_path, monkeypa
     from ctxenc_tf.errors import TrainingError
     from ctxenc_tf.training.callbacks import BestCheckpoint
     from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.training.optimizers import compile_for_run
     run = tiny_config(fill_value=(0.0, 0.0, 0.0))
     model = ContextEncoder(run.model)
-    model.compile(run=run)
+    compile_for_run(model, run)
     best = BestCheckpoint(str(tmp_path / "best.keras"), monitor="val_rec_loss")
     best.set_model(model)
     best.on_epoch_end(0, {"val_rec_loss": 1.0})

@@ -8,6 +8,7 @@ from ctxenc_tf.utils import atomic
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import METRIC_NAMES, ContextEncoder
+from ctxenc_tf.training.optimizers import compile_for_run
 from conftest import tiny_config
 
 
@@ -24,7 +25,7 @@ def _dataset(folder, cfg, training=True):
 def test_fit_lowers_reconstruction_loss_and_reports_metrics(image_folder, preset):
     cfg = tiny_config(data_dir=image_folder, **preset)
     model = ContextEncoder(cfg.model)
-    model.compile(run=cfg)
+    compile_for_run(model, cfg)
     history = model.fit(_dataset(image_folder, cfg), epochs=6, verbose=0)
     assert set(METRIC_NAMES) <= set(history.history)
     rec = history.history["rec_loss"]
@@ -36,13 +37,13 @@ def test_fit_lowers_reconstruction_loss_and_reports_metrics(image_folder, preset
 def test_optimisers_follow_config():
     run = tiny_config(learning_rate=1e-3, g_lr_multiplier=10, beta_1=0.4)
     model = ContextEncoder(run.model)
-    model.compile(run=run)
+    compile_for_run(model, run)
     assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-2)
     assert float(model.d_optimizer.learning_rate) == pytest.approx(1e-3)
     assert float(model.g_optimizer.beta_1) == pytest.approx(0.4)
     run = tiny_config(adv_weight=0.0, learning_rate=1e-3)
     pure = ContextEncoder(run.model)
-    pure.compile(run=run)
+    compile_for_run(pure, run)
     assert pure.discriminator is None and pure.d_optimizer is None
     assert float(pure.g_optimizer.learning_rate) == pytest.approx(1e-3)  # no x10 without mixing
 
@@ -56,7 +57,7 @@ def test_fused_adam_takes_keras_adams_steps(dtype):
     1 - beta_2 differently in float32, see FusedAdam)."""
     import tensorflow as tf
 
-    from ctxenc_tf.compat import FusedAdam
+    from ctxenc_tf.compat.tensorflow_trainer import FusedAdam
 
     def applier(optimizer, variable):
         return tf.function(lambda gradient: optimizer.apply([gradient], [variable]))
@@ -80,36 +81,54 @@ def test_fused_adam_takes_keras_adams_steps(dtype):
 
 
 def test_default_optimisers_are_fused_under_tensorflow():
-    from ctxenc_tf.compat import FusedAdam
+    from ctxenc_tf.compat.tensorflow_trainer import FusedAdam
 
     run = tiny_config()
     model = ContextEncoder(run.model)
-    model.compile(run=run)
+    compile_for_run(model, run)
     assert type(model.g_optimizer) is FusedAdam and type(model.d_optimizer) is FusedAdam
 
 
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
-def test_compile_without_arguments_follows_train_pys_xla_rule(monkeypatch, device):
-    """``model.compile()`` from the Python API gets the XLA setting that ``train.py`` uses
-    for an unset ``--jit-compile`` (on with an accelerator, off on CPUs under TensorFlow),
-    not Keras' ``"auto"``; a run's own setting wins over the rule."""
-    from ctxenc_tf.model import context_encoder
+def test_compile_for_run_follows_the_xla_rule(monkeypatch, device):
+    """An unset ``jit_compile`` is XLA with an accelerator, none on CPUs under TensorFlow
+    (:func:`default_jit_compile`); a run's own setting wins over the rule."""
+    from ctxenc_tf.training import optimizers
 
-    monkeypatch.setattr(context_encoder, "device_kind", lambda: device)
-    run = tiny_config(jit_compile=None)
+    monkeypatch.setattr(optimizers, "device_kind", lambda: device)
+    run = tiny_config(jit_compile=None, steps_per_execution=3)
     model = ContextEncoder(run.model)
-    model.compile()
-    assert model.jit_compile is (device != "cpu")
-    model.compile(run=run)  # as train.py compiles
-    assert model.jit_compile is (device != "cpu")
-    model.compile(run=run.replace(jit_compile=device == "cpu"))
+    compile_for_run(model, run)
+    assert model.jit_compile is (device != "cpu") and model.steps_per_execution == 3
+    compile_for_run(model, run.replace(jit_compile=device == "cpu"))
     assert model.jit_compile is (device == "cpu")
+
+
+def test_compile_takes_one_optimiser_per_network(image_folder):
+    """``compile(g_optimizer, d_optimizer)`` as in keras.io's DCGAN example: a missing or
+    extra discriminator optimiser is refused; without optimisers the model evaluates but
+    ``fit`` refuses to run, with the way to compile."""
+    cfg = tiny_config(data_dir=image_folder)
+    model = ContextEncoder(cfg.model)
+    with pytest.raises(ValueError, match="has a discriminator; give d_optimizer too"):
+        model.compile(keras.optimizers.SGD())
+    with pytest.raises(ValueError, match="d_optimizer given without g_optimizer"):
+        model.compile(None, keras.optimizers.SGD())
+    pure = ContextEncoder(tiny_config(adv_weight=0.0).model)
+    with pytest.raises(ValueError, match=r"no discriminator \(adv_weight 0\); d_optimizer must be None"):
+        pure.compile(keras.optimizers.SGD(), keras.optimizers.SGD())
+    model.compile()
+    assert model.g_optimizer is None
+    data = _dataset(image_folder, cfg, training=False)
+    assert set(model.evaluate(data, return_dict=True, verbose=0)) == set(METRIC_NAMES)
+    with pytest.raises(ValueError, match=r"compiled without optimisers; .*compile_for_run"):
+        model.fit(data, epochs=1, verbose=0)
 
 
 def test_evaluate_reports_validation_metrics(image_folder):
     cfg = tiny_config(data_dir=image_folder)
     model = ContextEncoder(cfg.model)
-    model.compile(run=cfg)
+    compile_for_run(model, cfg)
     result = model.evaluate(_dataset(image_folder, cfg, training=False), return_dict=True, verbose=0)
     assert set(result) == set(METRIC_NAMES)
     assert 0 < result["l1"] < 1 and result["psnr"] > 0
@@ -119,7 +138,7 @@ def test_evaluate_reports_validation_metrics(image_folder):
 def test_keras_file_reloads_and_predicts_identically(image_folder, tmp_path):
     cfg = tiny_config(data_dir=image_folder, fill_value=(0.2, -0.1, 0.0), mask_type="random_square")
     model = ContextEncoder(cfg.model)
-    model.compile(run=cfg)
+    compile_for_run(model, cfg)
     ds = _dataset(image_folder, cfg)
     model.fit(ds, epochs=1, verbose=0)
     path = str(tmp_path / "m.keras")
@@ -144,7 +163,7 @@ def test_fit_returns_right_after_its_last_step(image_folder):
 
     cfg = tiny_config(data_dir=image_folder, batch_size=4, epochs=20)  # fits of about a second
     model = ContextEncoder(cfg.model)
-    model.compile(run=cfg)
+    compile_for_run(model, cfg)
     files = sources.find_sources(cfg).train
     ends = []
     # No validation pass: from the last step to fit returning is teardown only.

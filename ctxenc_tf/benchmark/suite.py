@@ -31,6 +31,7 @@ from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.model.networks import build_generator
 from ctxenc_tf.model.replicas import devices
 from ctxenc_tf.training.data_parallel import check_global_batch, data_parallel
+from ctxenc_tf.training.optimizers import compile_for_run
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TRAINS = ("tensorflow", "jax")  # the backends ContextEncoder trains under
@@ -106,7 +107,7 @@ def training_throughput(config: RunConfig, settings: BenchSettings, adapter: Ker
         keras.utils.set_random_seed(config.seed)
         with adapter.replicas(config) as replicas:
             model = ContextEncoder(config.model)
-            model.compile(run=config)
+            compile_for_run(model, config)
             result = time_fits(model, adapter.repeated(batch), settings.steps, settings.warmup,
                                settings.train_repeats, config.batch_size)
     finally:

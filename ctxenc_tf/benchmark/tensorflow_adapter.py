@@ -24,8 +24,8 @@ from ctxenc_tf.errors import DataError
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.export.tflite import export_tflite
 from ctxenc_tf.inference.runner import KerasRunner, load_runner, usable_cores
-from ctxenc_tf.model.context_encoder import default_jit_compile
 from ctxenc_tf.training.data_parallel import check_global_batch
+from ctxenc_tf.training.optimizers import default_jit_compile
 from ctxenc_tf.training.strategy import make_strategy, mixed_precision_policy
 
 PIPELINE_IMAGES = 2048  # images the input-pipeline rows read (and prepare), cycled as epochs

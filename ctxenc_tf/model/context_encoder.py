@@ -10,13 +10,11 @@ Data: ``(images, masks)`` batches, images NHWC float32 in ``[-1, 1]``, masks
 import keras
 from keras import ops
 
-from ctxenc_tf.config import ModelConfig, RunConfig
+from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.model import losses, masks, metrics
 from ctxenc_tf.model.networks import build_discriminator, build_generator
-from ctxenc_tf.model.precision import uses_loss_scaling
-from ctxenc_tf.model.replicas import device_kind
 
-# The training steps (with the optimiser class they step with) are the one
+# The training steps (with the Adam class that trains fastest there) are the one
 # backend-specific part, chosen once at import as Keras chooses its own trainer
 # (keras/src/backend/__init__.py); each module is imported only under its backend, so
 # the model imports no TensorFlow under JAX or PyTorch.
@@ -71,21 +69,10 @@ def paste_prediction(images, prediction, mask, config: ModelConfig):
     return ops.where(alpha > 0.0, images * (1.0 - alpha) + prediction * alpha, images)
 
 
-def default_jit_compile() -> bool:
-    """XLA for training under JAX (its only compiler: without it JAX runs op by op) and,
-    under TensorFlow, when a GPU or TPU is present. On CPUs TensorFlow's own (oneDNN)
-    kernels trained the default model faster than XLA's once the bottleneck became matrix
-    products: 1.4x on a 2-core Intel Xeon, 1.6x on a 2-core AMD EPYC (Zen 4)
-    (``python -m ctxenc_tf bench``, docs/performance.md)."""
-    if keras.backend.backend() == "jax":
-        return True
-    return device_kind() != "cpu"
-
-
 @keras.saving.register_keras_serializable(package="ctxenc_tf")
 class ContextEncoder(BackendSteps, keras.Model):
-    """Generator + discriminator trained jointly. ``compile(g_optimizer, d_optimizer)``;
-    ``train_step`` / ``test_step`` come from the backend's :data:`BackendSteps`."""
+    """Generator + discriminator trained jointly. ``compile(g_optimizer, d_optimizer)``,
+    then ``fit``; ``train_step`` / ``test_step`` come from the backend's :data:`BackendSteps`."""
 
     def __init__(self, config: ModelConfig | dict, generator=None, discriminator=None, **kwargs):
         super().__init__(**kwargs)
@@ -95,6 +82,7 @@ class ContextEncoder(BackendSteps, keras.Model):
             build_discriminator(self.config) if self.config.uses_discriminator else None)
         self.trackers = {n: keras.metrics.Mean(name=n) for n in METRIC_NAMES
                          if self.discriminator is not None or n not in ("d_loss", "adv_loss")}
+        self.g_optimizer = self.d_optimizer = None  # set by compile
         self.built = True  # both sub-models are built functional models
 
     def call(self, inputs, training=False):
@@ -103,27 +91,24 @@ class ContextEncoder(BackendSteps, keras.Model):
         prediction = self.generator([images, mask], training=training)
         return paste_prediction(images, prediction, mask, self.config)
 
-    def compile(self, g_optimizer=None, d_optimizer=None, run: RunConfig | None = None, **kwargs):
-        """Adam(lr, beta_1) for each network by default, the generator's lr x10 when mixing
-        losses (``run``'s schedule; the paper's when ``run`` is None), of the steps'
-        ``adam_class`` (:class:`~ctxenc_tf.compat.FusedAdam` under TensorFlow); wrapped in
-        ``LossScaleOptimizer`` under a float16 policy. Both optimisers' slot variables
-        (Adam moments, step counter) are created here, in the caller's strategy scope:
-        created lazily inside a distributed step they fail, and resuming loads state into
-        them. ``jit_compile`` and ``steps_per_execution`` default to ``run``'s; an unset
-        ``jit_compile`` means XLA on a GPU or TPU, off on CPUs (see :func:`default_jit_compile`);
-        other kwargs go to ``keras.Model.compile``."""
-        run = run or RunConfig(model=self.config)
-        kwargs.setdefault("jit_compile", default_jit_compile() if run.jit_compile is None else run.jit_compile)
-        kwargs.setdefault("steps_per_execution", run.steps_per_execution)
-        # epsilon 1e-8: Torch's (the original code's and PyTorch's) Adam default; Keras' is 1e-7.
-        g_optimizer = g_optimizer or self.adam_class(run.g_learning_rate, beta_1=run.beta_1, epsilon=1e-8)
-        d_optimizer = d_optimizer or (
-            self.adam_class(run.learning_rate, beta_1=run.beta_1, epsilon=1e-8)
-            if self.discriminator else None)
-        if uses_loss_scaling():
-            g_optimizer = keras.optimizers.LossScaleOptimizer(g_optimizer)
-            d_optimizer = d_optimizer and keras.optimizers.LossScaleOptimizer(d_optimizer)
+    def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
+        """Each network's optimiser, then ``keras.Model.compile``'s own arguments
+        (``jit_compile``, ``steps_per_execution``, ...), as in keras.io's DCGAN example;
+        :func:`ctxenc_tf.training.optimizers.compile_for_run` compiles as ``train.py`` does.
+
+        ``d_optimizer`` is required when the model has a discriminator and refused when it
+        has none. Without optimisers the model evaluates and predicts but does not train
+        (``fit`` says so). Both optimisers' slot variables (Adam moments, step counter) are
+        created here, in the caller's strategy scope: created lazily inside a distributed
+        step they fail, and resuming loads state into them. Raises ``ValueError`` for a
+        missing or extra optimiser."""
+        if g_optimizer is not None and d_optimizer is None and self.discriminator is not None:
+            raise ValueError("ContextEncoder.compile: the model has a discriminator; give d_optimizer too")
+        if d_optimizer is not None and self.discriminator is None:
+            raise ValueError("ContextEncoder.compile: the model has no discriminator (adv_weight 0); "
+                             "d_optimizer must be None")
+        if d_optimizer is not None and g_optimizer is None:
+            raise ValueError("ContextEncoder.compile: d_optimizer given without g_optimizer")
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         for optimizer, network in ((g_optimizer, self.generator), (d_optimizer, self.discriminator)):
             if optimizer is not None and not optimizer.built:
@@ -131,6 +116,12 @@ class ContextEncoder(BackendSteps, keras.Model):
         # No Keras-level optimiser (Keras would add an unused RMSprop to every saved state);
         # last, because the backend's steps may present the two optimisers to Keras.
         super().compile(optimizer=None, **kwargs)
+
+    def make_train_function(self, force=False):
+        if self.g_optimizer is None:
+            raise ValueError("ContextEncoder.fit: compiled without optimisers; compile(g_optimizer, "
+                             "d_optimizer) first, or ctxenc_tf.training.optimizers.compile_for_run(model, run)")
+        return super().make_train_function(force)
 
     @property
     def metrics(self):

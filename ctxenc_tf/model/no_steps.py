@@ -7,7 +7,7 @@ import keras
 class NoSteps:
     """Refuses ``fit`` / ``evaluate`` with the reason instead of Keras' default steps."""
 
-    adam_class = keras.optimizers.Adam  # compile() still builds the optimisers
+    adam_class = keras.optimizers.Adam  # training.optimizers.compile_for_run still builds them
 
     def train_step(self, *args, **kwargs):
         raise NotImplementedError("ContextEncoder trains under KERAS_BACKEND=tensorflow or jax only")

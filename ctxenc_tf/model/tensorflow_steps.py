@@ -4,7 +4,7 @@ from ``tf.GradientTape`` on one forward pass, inside the caller's ``tf.distribut
 import tensorflow as tf
 from keras import ops
 
-from ctxenc_tf import compat
+from ctxenc_tf.compat.tensorflow_trainer import FusedAdam, NoSymbolicBuild, logs_for_workers
 
 
 def _global_mean(per_example):
@@ -14,13 +14,13 @@ def _global_mean(per_example):
     return ops.mean(per_example) / float(replicas)
 
 
-class TensorFlowSteps(compat.NoSymbolicBuild):
+class TensorFlowSteps(NoSymbolicBuild):
     """``train_step`` / ``test_step`` of :class:`~ctxenc_tf.model.context_encoder.ContextEncoder`
     (``data`` = ``(images, masks)``), which supplies ``_step_values``, ``_update_trackers`` and the optimisers."""
 
     # Without XLA, TensorFlow runs Keras' Adam as a chain of element-wise kernels; its
     # fused kernel does the same update in one pass (see FusedAdam).
-    adam_class = compat.FusedAdam
+    adam_class = FusedAdam
 
     def train_step(self, data):
         images, mask = data
@@ -36,8 +36,8 @@ class TensorFlowSteps(compat.NoSymbolicBuild):
         if self.discriminator is not None:
             d_vars = self.discriminator.trainable_variables
             self.d_optimizer.apply(d_tape.gradient(d_scaled, d_vars), d_vars)
-        return compat.logs_for_workers(self._update_trackers(values))
+        return logs_for_workers(self._update_trackers(values))
 
     def test_step(self, data):
         images, mask = data
-        return compat.logs_for_workers(self._update_trackers(self._step_values(images, mask, training=False)))
+        return logs_for_workers(self._update_trackers(self._step_values(images, mask, training=False)))

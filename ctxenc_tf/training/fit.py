@@ -22,6 +22,7 @@ from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.run_files import BACKUP, SAMPLES, RunPaths
 from ctxenc_tf.training import resume
+from ctxenc_tf.training.optimizers import compile_for_run
 from ctxenc_tf.training.callbacks import (
     BestCheckpoint,
     EpochLog,
@@ -202,7 +203,7 @@ def build_or_restore(config: RunConfig, strategy, state, paths: RunPaths, log=pr
     state does not fit."""
     with strategy.scope():
         model = ContextEncoder(config.model)
-        model.compile(run=config)
+        compile_for_run(model, config)
         # best, final, the resume state, the one before it and a temporary file: 4 states'
         # worth, 5 when the checkpoints carry the optimisers too.
         check_disk_space(config.output_dir, resume.state_bytes(model), 5 if config.checkpoint_optimizer else 4)

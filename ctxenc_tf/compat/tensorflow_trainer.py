@@ -1,7 +1,6 @@
-"""The only place that touches private Keras or TensorFlow APIs. Each workaround names
-the upstream behaviour it depends on; ``tests/test_architecture.py`` fails when that
-behaviour's hook disappears, so an upgrade that changes it is noticed, not silently broken.
-"""
+"""What the model needs from Keras' TensorFlow trainer and from TensorFlow beyond their
+public APIs: no pre-``fit`` symbolic build, logs that multi-worker strategies can reduce,
+and Adam on TensorFlow's fused kernel. Imported under the TensorFlow backend only."""
 
 import keras
 import tensorflow as tf
