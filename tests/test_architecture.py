@@ -1,5 +1,5 @@
 """The folder tree is the architecture: no import cycles, dependencies pointing one way
-(cli -> benchmark -> export -> inference/training -> data -> model / faces -> config/utils/errors),
+(cli -> benchmark -> export -> inference/training -> data -> model / faces -> schemas -> config/utils/errors),
 no side effects on import, and the private framework hooks ``compat.py`` relies on still exist."""
 
 import ast
@@ -16,16 +16,17 @@ PACKAGE = os.path.join(REPO, "ctxenc_tf")
 ALLOWED = {
     "errors": set(),
     "config": {"errors", "utils"},
+    "schemas": {"config", "errors", "utils"},
     "utils": {"errors"},
     "compat": set(),
     "model": {"config", "errors", "utils", "compat"},
     "faces": {"config", "errors", "utils"},
-    "data": {"config", "errors", "utils", "model", "faces"},
-    "training": {"config", "errors", "utils", "model", "data", "faces"},
-    "inference": {"config", "errors", "utils", "model", "data", "faces"},
-    "export": {"config", "errors", "utils", "model", "data", "faces", "inference"},
-    "benchmark": {"config", "errors", "utils", "model", "data", "faces", "inference", "export", "training"},
-    "cli": {"config", "errors", "utils", "model", "data", "faces", "inference", "export", "training", "benchmark"},
+    "data": {"config", "schemas", "errors", "utils", "model", "faces"},
+    "training": {"config", "schemas", "errors", "utils", "model", "data", "faces"},
+    "inference": {"config", "schemas", "errors", "utils", "model", "data", "faces"},
+    "export": {"config", "schemas", "errors", "utils", "model", "data", "faces", "inference"},
+    "benchmark": {"config", "schemas", "errors", "utils", "model", "data", "faces", "inference", "export", "training"},
+    "cli": {"config", "schemas", "errors", "utils", "model", "data", "faces", "inference", "export", "training", "benchmark"},
 }
 
 

@@ -190,7 +190,8 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
     if config.cache not in ("", "memory"):  # a cache file of exactly this data, ours alone
         prefix = cache_prefix(config.cache, data, config.model.image_size, config.resize == "stretch")
         config = config.replace(cache=held.enter_context(held_cache(prefix)))
-    state = resume.load_state(paths.backup, config, data, accept_changed_data, log)
+    steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
+    state = resume.load_state(paths.backup, config, data, steps, accept_changed_data, log)
     # The hole's fill: the one the resumed run was trained with, else the given or the
     # measured dataset mean (measured only when needed: it decodes up to 512 images).
     if state is not None:
@@ -198,7 +199,6 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, held: contex
     elif not config.model.fill_value:
         config = config.replace(fill_value=pipeline.estimate_mean(split.train, config.model.image_size))
 
-    steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
     val_ds = pipeline.image_dataset(split.val, config, training=False) if split.val else None
     sample_files = (split.val or split.train)[:SAMPLE_COUNT]
     sample = next(iter(pipeline.image_dataset(sample_files, config, training=False)), None)
