@@ -105,8 +105,8 @@ def _read_state(directory: str, name: str, steps_per_epoch: int):
         state = TrainingState(**schemas.read_training_state(path, steps_per_epoch))
     except FileNotFoundError:
         return None, f"{name} is missing"
-    except ConfigError as e:
-        return None, str(e)
+    except ConfigError as e:  # its line names the file by its path: by its name here
+        return None, str(e).replace(path, name, 1)
     weights = os.path.join(directory, state.weights)
     if not os.path.isfile(weights):
         return None, f"{name} names {state.weights}, which is missing"
