@@ -37,6 +37,7 @@ those files' types and keys, then build the dataclasses, whose errors name the f
 """
 
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -46,6 +47,7 @@ import typing
 from typing import Annotated, Literal
 
 import pydantic
+import typing_extensions  # pydantic takes a TypedDict from here before Python 3.12
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WrapValidator, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -104,14 +106,16 @@ ALIGNED_FORMAT = "ctxenc-aligned-faces-v1"  # the "format" of aligned.json
 # ---- ModelConfig / RunConfig: keys and types from the dataclasses, ranges from validate() --
 
 
-class TrainedOn(Schema):
-    """``ModelConfig.trained_on``: the data settings of the run that trained the model."""
+@pydantic.with_config(ConfigDict(strict=True, extra="forbid"))
+class TrainedOn(typing_extensions.TypedDict, total=False):
+    """``ModelConfig.trained_on``: the data settings of the run that trained the model (none
+    for a model that train.py did not train)."""
 
-    data_dir: Text = ""
-    seed: Count = 0
-    val_fraction: Number = 0.1
-    resize: Text = "crop"
-    exclude: Text = ""
+    data_dir: Text
+    seed: Count
+    val_fraction: Number
+    resize: Text
+    exclude: Text
 
 
 _BY_TYPE = {
@@ -458,21 +462,15 @@ def _where(loc) -> str:
     return text
 
 
-class _one_line:
-    """Turn a failed check inside the ``with`` block into ``error(path: field ...)``."""
-
-    def __init__(self, path: str, error):
-        self.path, self.error = path, error
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, e, tb):
-        if isinstance(e, _FieldError):
-            raise self.error(f"{self.path}: {e}") from None
-        if isinstance(e, pydantic.ValidationError):
-            raise self.error(f"{self.path}: {describe(e.errors()[0])}") from None
-        return False
+@contextlib.contextmanager
+def _one_line(path: str, error):
+    """Turn a failed check inside the ``with`` block into ``error("path: field ...")``."""
+    try:
+        yield
+    except _FieldError as e:
+        raise error(f"{path}: {e}") from None
+    except pydantic.ValidationError as e:
+        raise error(f"{path}: {describe(e.errors()[0])}") from None
 
 
 def describe(err: dict) -> str:

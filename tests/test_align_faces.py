@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import exit_code, tiny_config
 from ctxenc_tf.cli.train import main as train_main
 from ctxenc_tf.data import aligned_faces, sources
-from ctxenc_tf.data.aligned_faces import FORMAT, METADATA, align_faces
+from ctxenc_tf.data.aligned_faces import METADATA, align_faces
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.faces import alignment
 from face_photos import background, face_files, load, paste, similarity, template_residual, unaligned_photo

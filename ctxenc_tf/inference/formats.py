@@ -5,7 +5,6 @@ import os
 import zipfile
 
 from ctxenc_tf import schemas
-from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.errors import CheckpointError
 
 SAVED_MODEL_DIR = "saved_model"
