@@ -119,7 +119,7 @@ def _run_copy(world, tmp_path, keep_previous: bool):
 def _train_again(world, out, epochs: int = 3):
     from ctxenc_tf.cli.train import main as train_main
     return exit_code(train_main, READ_BACK_TRAIN + ["--epochs", str(epochs), "--data-dir", world["images"],
-                                          "--output-dir", str(out)])
+                                                    "--output-dir", str(out)])
 
 
 @pytest.mark.parametrize("case", sorted(STATE_CASES))
@@ -171,7 +171,7 @@ def test_edited_prepared_json_is_one_line_and_changes_nothing(case, world, tmp_p
     _edit_json(prepared / "prepared.json", edit)
     before = _files(prepared)
     assert exit_code(train_main, READ_BACK_TRAIN + ["--epochs", "1", "--data-dir", str(prepared),
-                                          "--output-dir", str(tmp_path / "run")]) == 2
+                                                    "--output-dir", str(tmp_path / "run")]) == 2
     assert f"error: {prepared / 'prepared.json'}: {needle}" == _one_line(capsys)
     assert _files(prepared) == before
 
