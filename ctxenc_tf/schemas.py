@@ -176,7 +176,7 @@ class TrainingStateFile(Schema):
     weights: FileName
     best: Annotated[float, Field(ge=0), _expect("a number >= 0 or Infinity (no best yet)")]
     # name -> the variables of a keras.metrics.Mean: running total and count.
-    trackers: Annotated[dict[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")],
+    trackers: Annotated[dict[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$"), _expect("a metric name")],
                              _list(Number, "[total, count], two finite numbers", 2)],
                         _expect("an object of metric name -> [total, count]")]
     config: RunConfigFile
@@ -455,9 +455,10 @@ def _validate(schema, data, context=None):
 
 
 def _where(loc) -> str:
-    """``('splits', 'train', 'names', 3)`` -> ``splits.train.names[3]``."""
+    """``('splits', 'train', 'names', 3)`` -> ``splits.train.names[3]`` (a dict key that
+    fails is named as the key itself: pydantic adds ``[key]`` after it)."""
     text = ""
-    for part in loc:
+    for part in (p for p in loc if p != "[key]"):
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
