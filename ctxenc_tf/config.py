@@ -70,7 +70,7 @@ def _opt(default, help, cli=True, factory=None):
 def _need(config, ok: bool, name: str, why: str) -> None:
     """Raise :class:`ConfigError` naming the flag of ``name`` unless ``ok``."""
     if not ok:
-        raise ConfigError(f"--{name.replace('_', '-')}={getattr(config, name)!r}: {why}")
+        raise ConfigError(f"--{name.replace('_', '-')}={getattr(config, name)!r}: {why}", name, why)
 
 
 def _check_finite(config) -> None:
@@ -199,7 +199,7 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         """Inverse of :meth:`to_dict`. Files of version 0.1 stored run settings beside the
         model's; those keys are ignored. Other unknown keys raise :class:`ConfigError`."""
-        return cls(**_check_keys(cls, d, ignored=RUN_FIELDS + ("notes",)))
+        return cls(**_check_keys(cls, d, ignored=LEGACY_MODEL_KEYS))
 
     def replace(self, **changes) -> ModelConfig:
         """Copy with some fields changed (validated)."""
@@ -315,6 +315,9 @@ def training_data(model: ModelConfig, **changes) -> RunConfig:
 
 MODEL_FIELDS = tuple(f.name for f in fields(ModelConfig))
 RUN_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name != "model")
+
+# Keys that model configs of version 0.1 carried beside the model's own; ignored when read.
+LEGACY_MODEL_KEYS = RUN_FIELDS + ("notes",)
 
 
 def cli_fields():

@@ -10,7 +10,12 @@ class CtxencError(Exception):
 
 
 class ConfigError(CtxencError, ValueError):
-    """A configuration value is out of range; the message names the field."""
+    """A configuration value is out of range; the message names the field. ``field`` and
+    ``why``, when given, say the same in parts (a file's checker names the field its way)."""
+
+    def __init__(self, message: str, field: str = "", why: str = ""):
+        super().__init__(message)
+        self.field, self.why = field, why
 
 
 class DataError(CtxencError, ValueError):

@@ -104,3 +104,31 @@ def run_model(model_or_path, images, hole=None) -> dict:
     runner = load_runner(model_or_path) if isinstance(model_or_path, str) else KerasRunner(model_or_path)
     hole = runner.centre_masks(len(images)) if hole is None else hole
     return dict(zip(("completed", "prediction"), runner.inpaint(images, hole)))
+
+
+# A tiny run of 2 steps per epoch on read_back_files' images (its --data-dir and --output-dir
+# follow).
+READ_BACK_TRAIN = ["--image-size", "32", "--hole-size", "16", "--overlap", "2", "--bottleneck", "8",
+                   "--gen-filters", "4", "--disc-filters", "4", "--batch-size", "2", "--no-jit-compile",
+                   "--train-limit", "4", "--val-limit", "2"]
+
+
+@pytest.fixture(scope="session")
+def read_back_files(tmp_path_factory):
+    """Files the commands read back, as written (tests/test_schemas.py and test_fuzz.py
+    edit copies): a 2-epoch ``run`` of :data:`READ_BACK_TRAIN` on ``images``, a
+    ``prepared`` folder of them, and a float32 TFLite ``export`` of a centre model."""
+    from ctxenc_tf.cli.train import main as train_main
+    from ctxenc_tf.data.prepare import prepare
+    from ctxenc_tf.export.tflite import export_tflite
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+
+    root = tmp_path_factory.mktemp("read_back")
+    w = {"root": root, "images": str(root / "images"), "run": str(root / "run"),
+         "prepared": str(root / "prepared"), "export": str(root / "export")}
+    write_images(w["images"], 6)
+    assert exit_code(train_main, READ_BACK_TRAIN + ["--epochs", "2", "--data-dir", w["images"],
+                                                    "--output-dir", w["run"]]) == 0
+    prepare(RunConfig.create(image_size=32, hole_size=16, data_dir=w["images"]), w["prepared"], log=lambda line: None)
+    export_tflite(ContextEncoder(tiny_model(fill_value=(0.0, 0.0, 0.0))), w["export"], variants=("float32",))
+    return w

@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import exit_code, tiny_config
 from ctxenc_tf.cli.train import main as train_main
 from ctxenc_tf.data import aligned_faces, sources
-from ctxenc_tf.data.aligned_faces import FORMAT, METADATA, align_faces
+from ctxenc_tf.data.aligned_faces import METADATA, align_faces
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.faces import alignment
 from face_photos import background, face_files, load, paste, similarity, template_residual, unaligned_photo
@@ -252,15 +252,15 @@ def test_existing_directory_is_refused_untouched(photos, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("field,value", [("settings", "x"), ("faces", "three"), ("source", None)])
-def test_an_edited_aligned_json_gets_one_line(photos, tmp_path, capsys, field, value):
+def test_an_edited_aligned_json_gets_one_line(aligned, photos, tmp_path, capsys, field, value):
     """An aligned.json that parses but holds a field of the wrong type is not taken as an
-    earlier alignment: one line, the folder untouched."""
+    earlier alignment: one line naming the file and the field, the folder untouched."""
     out = tmp_path / "edited"
     out.mkdir()
-    meta = {"format": FORMAT, "source": photos[0], "settings": {}, "faces": 1, "photos_read": 1, field: value}
+    meta = {**json.loads(open(os.path.join(aligned[0], METADATA)).read()), field: value}
     (out / METADATA).write_text(json.dumps(meta))
     line = _one_error_line(capsys, ["--data-dir", photos[0], "--prepare", str(out), "--align-faces"])
-    assert f"{out}: exists and is not an empty directory" in line
+    assert f"{out / METADATA}: field '{field}': expected " in line
     assert json.loads((out / METADATA).read_text()) == meta
 
 

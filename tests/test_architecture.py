@@ -1,5 +1,5 @@
 """The folder tree is the architecture: no import cycles, dependencies pointing one way
-(cli -> benchmark -> export -> inference/training -> data -> model / faces -> config/utils/errors;
+(cli -> benchmark -> export -> inference/training -> data -> model / faces -> schemas -> config/utils/errors;
 run_files, the names of a training run's files, for training and the commands that read them),
 no side effects on import, no TensorFlow in the model outside its TensorFlow steps.
 (``tests/test_compat.py`` checks the private framework hooks ``ctxenc_tf/compat/`` relies on.)"""
@@ -17,16 +17,18 @@ ALLOWED = {
     "errors": set(),
     "config": {"errors", "utils"},
     "run_files": set(),
+    "schemas": {"config", "errors", "utils"},
     "utils": {"errors"},
     "compat": set(),
     "model": {"config", "errors", "utils", "compat"},
     "faces": {"config", "errors", "utils"},
-    "data": {"config", "errors", "utils", "model", "faces"},
-    "training": {"config", "run_files", "errors", "utils", "model", "data", "faces"},
-    "inference": {"config", "errors", "utils", "model", "data", "faces"},
-    "export": {"config", "errors", "utils", "model", "data", "faces", "inference"},
-    "benchmark": {"config", "errors", "utils", "model", "data", "faces", "inference", "export", "training"},
-    "cli": {"config", "run_files", "errors", "utils", "model", "data", "faces", "inference", "export", "training", "benchmark"},
+    "data": {"config", "schemas", "errors", "utils", "model", "faces"},
+    "training": {"config", "run_files", "schemas", "errors", "utils", "model", "data", "faces"},
+    "inference": {"config", "schemas", "errors", "utils", "model", "data", "faces"},
+    "export": {"config", "schemas", "errors", "utils", "model", "data", "faces", "inference"},
+    "benchmark": {"config", "schemas", "errors", "utils", "model", "data", "faces", "inference", "export", "training"},
+    "cli": {"config", "run_files", "schemas", "errors", "utils", "model", "data", "faces", "inference", "export",
+            "training", "benchmark"},
 }
 
 

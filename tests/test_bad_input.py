@@ -216,7 +216,7 @@ def paths(tmp_path_factory):
     backup = os.path.join(p["old_run"], "backup")
     os.makedirs(backup)
     old = tiny_config(data_dir=p["few"], output_dir=p["old_run"], bottleneck=16, batch_size=2)
-    state = resume.TrainingState(1, 0, "state-e0001-s000000.weights.h5", 1.0, {}, old.to_dict(), "data")
+    state = resume.TrainingState(1, 0, "state-e0001-s000000.weights.h5", 1.0, {}, old.to_dict(), "0" * 24)
     open(os.path.join(backup, state.weights), "w").close()
     state = dataclasses.replace(state, sha256=resume.file_sha256(os.path.join(backup, state.weights)))
     with open(os.path.join(backup, resume.STATE_FILE), "w") as f:

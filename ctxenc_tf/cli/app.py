@@ -83,7 +83,7 @@ def open_model(model: str | None, serving_url: str | None):
             raise CheckpointError("--serving-url needs --model EXPORT_DIR: the export the server "
                                   "loads, whose config.json holds the hole settings it does not report")
         directory = model if os.path.isdir(model) else os.path.dirname(model)
-        return ServingRunner(serving_url, find_config(directory, levels=3, what=model))
+        return ServingRunner(serving_url, find_config(directory, levels=3, what=model)[0])
     if not model:
         model = newest_checkpoint()
         if model is None:

@@ -26,6 +26,7 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from ctxenc_tf import schemas
 from ctxenc_tf.data import records, sources
 from ctxenc_tf.data.screening import IMAGE_EXTENSIONS, screen_file
 from ctxenc_tf.errors import DataError
@@ -34,7 +35,7 @@ from ctxenc_tf.faces.detector import MIN_CONFIDENCE, MIN_FACE, FaceDetector, sel
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import unique_stems
 
-FORMAT = "ctxenc-aligned-faces-v1"
+FORMAT = schemas.ALIGNED_FORMAT
 
 METADATA = "aligned.json"
 
@@ -70,19 +71,11 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 def _earlier_alignment(directory: str):
-    """The ``aligned.json`` dict of an alignment into ``directory``; ``None`` when it holds
-    none, or a file of that name that is not one or has a field of the wrong type (the
-    directory is then refused as not empty)."""
-    try:
-        with open(os.path.join(directory, METADATA)) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    # Only a file of the declared shape counts: an edited one makes the directory "not empty".
-    shape = {"source": str, "settings": dict, "faces": int, "photos_read": int}
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        return None
-    return meta if all(isinstance(meta.get(key), kind) for key, kind in shape.items()) else None
+    """The ``aligned.json`` dict of an alignment into ``directory``, checked against its
+    schema (:func:`ctxenc_tf.schemas.read_aligned`, which raises :class:`DataError` naming
+    the field); ``None`` when ``directory`` holds none."""
+    path = os.path.join(directory, METADATA)
+    return schemas.read_aligned(path) if os.path.isfile(path) else None
 
 
 def summary(meta: dict, out_dir: str) -> str:

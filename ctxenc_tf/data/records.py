@@ -3,18 +3,18 @@
 :class:`~ctxenc_tf.data.image_source.ImageSource`, and the source images a prepared
 directory stands for."""
 
-import json
 import os
 from dataclasses import dataclass, replace
 
 import numpy as np
 import tensorflow as tf
 
+from ctxenc_tf import schemas
 from ctxenc_tf.data import seeded_order
 from ctxenc_tf.data.image_source import ImageSource
 from ctxenc_tf.errors import DataError
 
-FORMAT = "ctxenc-tfrecord-v1"
+FORMAT = schemas.PREPARED_FORMAT
 
 METADATA = "prepared.json"
 
@@ -108,17 +108,13 @@ class PreparedRecords(ImageSource):
 
 
 def read_metadata(directory: str):
+    """The ``prepared.json`` dict of a prepared ``directory``, checked against its schema
+    (:func:`ctxenc_tf.schemas.read_prepared`, which raises :class:`DataError` naming the
+    field); ``None`` when ``directory`` holds none."""
     path = os.path.join(directory, METADATA)
     if not os.path.isfile(path):
         return None
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
-        return meta
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable preparation ({e})") from None
+    return schemas.read_prepared(path)
 
 
 def source_folder(directory: str) -> str:

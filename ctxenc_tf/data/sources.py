@@ -6,6 +6,7 @@ import os
 import random
 from dataclasses import dataclass
 
+from ctxenc_tf import schemas
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import records
 from ctxenc_tf.data.image_source import ImageFiles
@@ -51,24 +52,8 @@ def list_celeba(data_dir: str, split: str) -> list:
     if layout is None:
         raise DataError(f"{data_dir}: no {CELEBA_IMAGES}/ with {CELEBA_PARTITION} beside it")
     images, partition = layout
-    wanted = CELEBA_SPLITS[split]
-    paths = []
-    try:
-        with open(partition, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except UnicodeDecodeError as e:
-        raise DataError(f"{partition}: not a text file (byte {e.start} is not UTF-8)") from None
-    for n, line in enumerate(lines, 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-            raise DataError(f"{partition}:{n}: expected '<file> <0|1|2>', got {line.strip()[:80]!r}")
-        if os.path.isabs(parts[0]) or os.path.normpath(parts[0]).startswith(".."):
-            raise DataError(f"{partition}:{n}: {parts[0]!r} is not a file inside {CELEBA_IMAGES}/")
-        if int(parts[1]) == wanted:
-            paths.append(os.path.join(images, parts[0]))
-    return paths
+    return [os.path.join(images, name) for name, part in schemas.read_partition(partition)
+            if part == CELEBA_SPLITS[split]]
 
 
 def matches(path: str, patterns: str) -> bool:

@@ -1,12 +1,11 @@
 """The files an export consists of, and how to tell a model's format from its content:
 the names both the exporters (:mod:`ctxenc_tf.export`) and the runner rely on."""
 
-import json
 import os
 import zipfile
 
-from ctxenc_tf.config import ModelConfig
-from ctxenc_tf.errors import CheckpointError, ConfigError, one_line
+from ctxenc_tf import schemas
+from ctxenc_tf.errors import CheckpointError
 
 SAVED_MODEL_DIR = "saved_model"
 
@@ -26,21 +25,19 @@ def tflite_path(out_dir: str, variant: str) -> str:
     return os.path.join(out_dir, TFLITE_DIR, f"ctxenc_{variant}.tflite")
 
 
-def find_config(directory: str, levels: int, what: str) -> ModelConfig:
-    """The :class:`ModelConfig` in the nearest ``config.json``: ``directory/assets.extra/`` (inside
-    a SavedModel version), ``directory`` or up to ``levels`` parents above it (an export
-    writes it at its root)."""
+def find_config(directory: str, levels: int, what: str) -> tuple:
+    """``(config, path)``: the :class:`ModelConfig` in the nearest ``config.json`` and that
+    file's path: ``directory/assets.extra/`` (inside a SavedModel version), ``directory`` or
+    up to ``levels`` parents above it (an export writes it at its root). Raises
+    :class:`CheckpointError` when there is none, or the first one found fails its schema
+    (:func:`~ctxenc_tf.schemas.read_model_config`)."""
     candidates = [os.path.join(directory, "assets.extra", CONFIG_FILE)]
     for _ in range(levels + 1):
         candidates.append(os.path.join(directory, CONFIG_FILE))
         directory = os.path.dirname(directory)
     for candidate in candidates:
         if os.path.isfile(candidate):
-            try:
-                with open(candidate) as f:
-                    return ModelConfig.from_dict(json.load(f))
-            except (ValueError, TypeError, ConfigError) as e:
-                raise CheckpointError(f"{candidate}: not a ctxenc_tf config ({one_line(e)})") from e
+            return schemas.read_model_config(candidate), candidate
     raise CheckpointError(f"{what}: no {CONFIG_FILE} found beside the export "
                           "(ctxenc_tf.export writes it at the export's root)")
 

@@ -73,6 +73,21 @@ class Runner:
     def _run(self, images, masks):
         raise NotImplementedError
 
+    def _check_config(self, config_path: str, images_shape, prediction_shape) -> None:
+        """Raise :class:`CheckpointError` naming ``config_path`` and the model file unless
+        the model takes ``[N, S, S, 3]`` images (``images_shape``) and predicts
+        ``[N, O, O, 3]`` (``prediction_shape``) as its config says: a ``config.json`` from
+        another export would make every hole the wrong size."""
+        c = self.config
+        takes, predicts = list(images_shape)[1:], list(prediction_shape)[1:]
+        if takes != [c.image_size, c.image_size, 3] or predicts != [c.output_size, c.output_size, 3]:
+            raise CheckpointError(
+                f"{config_path} does not fit {self.path}: the config says {c.image_size}x{c.image_size} "
+                f"images and a {c.output_size}x{c.output_size} prediction (image_size {c.image_size}, "
+                f"hole_size {c.hole_size}, mask_type {c.mask_type}), the model takes "
+                f"{'x'.join(map(str, takes[:2]))} images and predicts {'x'.join(map(str, predicts[:2]))}; "
+                "put back the config.json exported with it")
+
     def describe(self) -> str:
         """One line naming the format and the model's geometry."""
         c = self.config
@@ -115,7 +130,7 @@ class SavedModelRunner(Runner):
     def __init__(self, path: str, version_dir: str):
         import tensorflow as tf
 
-        config = find_config(version_dir, levels=3, what=path)
+        config, config_path = find_config(version_dir, levels=3, what=path)
         try:
             self.loaded = tf.saved_model.load(version_dir)
         except Exception as e:  # TF raises many types for damaged or foreign SavedModels
@@ -126,6 +141,8 @@ class SavedModelRunner(Runner):
                                   "export it with python -m ctxenc_tf export")
         self.signature = self.loaded.signatures[SIGNATURE]
         super().__init__(path, config)
+        self._check_config(config_path, self.signature.structured_input_signature[1]["images"].shape,
+                           self.signature.structured_outputs["prediction"].shape)
 
     def _run(self, images, masks):
         import tensorflow as tf
@@ -148,7 +165,7 @@ class TFLiteRunner(Runner):
     def __init__(self, path: str):
         from ai_edge_litert.interpreter import Interpreter
 
-        config = find_config(os.path.dirname(os.path.abspath(path)), levels=2, what=path)
+        config, config_path = find_config(os.path.dirname(os.path.abspath(path)), levels=2, what=path)
         try:
             self.interpreter = Interpreter(model_path=path, num_threads=usable_cores())
             signatures = self.interpreter.get_signature_list()
@@ -160,6 +177,8 @@ class TFLiteRunner(Runner):
                                   "export it with python -m ctxenc_tf export")
         self.signature = self.interpreter.get_signature_runner(SIGNATURE)
         super().__init__(path, config)
+        self._check_config(config_path, self.signature.get_input_details()["images"]["shape"],
+                           self.signature.get_output_details()["prediction"]["shape"])
 
     def _run(self, images, masks):
         completed, prediction = [], []

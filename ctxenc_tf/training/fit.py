@@ -106,9 +106,10 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, hel
     paths = RunPaths(config.output_dir)
     fingerprint = data_fingerprint(split.train, split.val)
     config = hold_cache(config, fingerprint, held)
-    state = resume.load_state(paths.backup, config, fingerprint, accept_changed_data, log)
+    steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
+    state = resume.load_state(paths.backup, config, fingerprint, steps, accept_changed_data, log)
     config = choose_fill(config, state, split.train)
-    data = run_data(config, split)
+    data = run_data(config, split, steps)
     model = build_or_restore(config, strategy, state, paths, log)
     best = state.best if state is not None else existing_best(paths.best, config, data.val, data.monitor)
     config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
@@ -184,15 +185,15 @@ def choose_fill(config: RunConfig, state, train: ImageSource) -> RunConfig:
     return config
 
 
-def run_data(config: RunConfig, split) -> RunData:
-    """The :class:`RunData` of ``split`` as ``config`` batches it. Raises :class:`DataError`
+def run_data(config: RunConfig, split, steps: int) -> RunData:
+    """The :class:`RunData` of ``split`` as ``config`` batches it, ``steps`` batches an epoch. Raises :class:`DataError`
     if none of the sample images decodes."""
     val = pipeline.image_dataset(split.val, config, training=False) if split.val else None
     sample_files = (split.val or split.train).prefix(SAMPLE_COUNT)
     sample = next(iter(pipeline.image_dataset(sample_files, config, training=False)), None)
     if sample is None:
         raise DataError(f"{sample_files.names[0]}: none of the {len(sample_files)} sample images decodes")
-    return RunData(split.train, pipeline.steps_per_epoch(len(split.train), config.batch_size), val,
+    return RunData(split.train, steps, val,
                    tuple(np.asarray(part) for part in sample), "val_rec_loss" if val is not None else "rec_loss")
 
 

@@ -28,6 +28,7 @@ import warnings
 import keras
 import numpy as np
 
+from ctxenc_tf import schemas
 from ctxenc_tf.config import ModelConfig, RunConfig
 from ctxenc_tf.errors import ConfigError, TrainingError, one_line
 from ctxenc_tf.training.callbacks import scalar
@@ -95,19 +96,17 @@ def model_differences(old: dict, model: ModelConfig) -> list:
     return _changes(ModelConfig.from_dict(old).identity(), new, new)
 
 
-def _read_state(directory: str, name: str):
-    """``(state, None)`` for the state file ``name`` in ``directory`` when it and its
-    weights file are whole (the weights' content hash matches), else ``(None, what is
-    wrong)``."""
+def _read_state(directory: str, name: str, steps_per_epoch: int):
+    """``(state, None)`` for the state file ``name`` in ``directory`` when it passes its
+    schema (:func:`~ctxenc_tf.schemas.read_training_state`) and its weights file is whole
+    (the weights' content hash matches), else ``(None, what is wrong)``."""
     path = os.path.join(directory, name)
     try:
-        with open(path) as f:
-            state = TrainingState(**json.load(f))
-        RunConfig.from_dict(state.config)
+        state = TrainingState(**schemas.read_training_state(path, steps_per_epoch))
     except FileNotFoundError:
         return None, f"{name} is missing"
-    except (OSError, ValueError, TypeError, ConfigError) as e:
-        return None, f"{name} is unreadable: {one_line(e)}"
+    except ConfigError as e:  # its line names the file by its path: by its name here
+        return None, str(e).replace(path, name, 1)
     weights = os.path.join(directory, state.weights)
     if not os.path.isfile(weights):
         return None, f"{name} names {state.weights}, which is missing"
@@ -127,10 +126,13 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def load_state(directory: str, config: RunConfig, data: str, accept_changed_data: bool = False, log=print):
+def load_state(directory: str, config: RunConfig, data: str, steps_per_epoch: int,
+               accept_changed_data: bool = False, log=print):
     """The saved :class:`TrainingState` in ``directory``, or ``None`` if there is none.
+    ``steps_per_epoch``: the steps of an epoch of this rerun (a saved step lies below it).
 
-    A state whose file or weights are damaged (their content hash differs) is replaced by
+    A state whose file fails its schema or whose weights are damaged (their content hash
+    differs) is replaced by
     the state before it when that one is whole (said with ``log``). Raises
     :class:`ConfigError` (one line) if no whole state is left, or the rerun cannot continue
     it: other model settings, a change of a
@@ -140,9 +142,9 @@ def load_state(directory: str, config: RunConfig, data: str, accept_changed_data
     path = os.path.join(directory, STATE_FILE)
     if not os.path.exists(path):
         return None
-    state, damage = _read_state(directory, STATE_FILE)
+    state, damage = _read_state(directory, STATE_FILE, steps_per_epoch)
     if damage:
-        state, earlier = _read_state(directory, PREVIOUS_STATE_FILE)
+        state, earlier = _read_state(directory, PREVIOUS_STATE_FILE, steps_per_epoch)
         if earlier:
             raise ConfigError(f"{path}: the resume state is damaged ({damage}) and no earlier good "
                               "state is kept; use a new --output-dir")
@@ -175,6 +177,11 @@ def restore(model, directory: str, state: TrainingState, config: RunConfig) -> N
     the learning rates from ``config`` (they may have changed). Raises
     :class:`ConfigError` if any of it does not fit (nothing is skipped silently)."""
     path = os.path.join(directory, state.weights)
+    layout = {name: len(tracker.variables) for name, tracker in model.trackers.items()}
+    if state.step and {name: len(values) for name, values in state.trackers.items()} != layout:
+        raise ConfigError(f"{os.path.join(directory, STATE_FILE)}: field 'trackers': expected "
+                          f"{', '.join(sorted(layout))} (this model's metrics), got "
+                          f"{', '.join(sorted(state.trackers)) or 'none'}; use a new --output-dir")
     try:
         with warnings.catch_warnings():  # Keras only warns when it skips an optimiser's state
             warnings.filterwarnings("error", "Skipping variable loading", UserWarning)
@@ -276,6 +283,6 @@ class TrainingBackup(keras.callbacks.Callback):
             return
         best = self.best_checkpoint.best if self.best_checkpoint is not None else float("inf")
         trackers = self.train_trackers or self._tracker_values()
-        state = TrainingState(epoch, step, f"state-e{epoch:04d}-s{step:06d}.weights.h5",
+        state = TrainingState(epoch, step, schemas.WEIGHTS_NAME.format(epoch=epoch, step=step),
                               float(best), trackers, self.config.to_dict(), self.data)
         self.last_saved = save_state(self.model, self.directory, state, self.last_saved)
