@@ -98,7 +98,8 @@ class ModelConfig:
     # geometry
     image_size: int = _opt(128, "side of the square input image in pixels (power of two)")
     hole_size: int = _opt(64, "side of the region the generator predicts (the centre for --mask-type center)")
-    overlap: int = _opt(4, "pixels of the predicted region kept visible as context (the seen hole is hole_size - 2*overlap)")
+    overlap: int = _opt(4, "pixels of the predicted region kept visible as context (the seen hole is hole_size - "
+                        "2*overlap)")
     mask_type: str = _opt("center", f"hole shape: {', '.join(MASK_TYPES)}")
     # architecture
     bottleneck: int = _opt(4000, "channels of the encoder's 1x1 bottleneck code")
@@ -216,30 +217,39 @@ class RunConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"cli": False})
     # data
-    data_dir: str = _opt("", "CelebA root (img_align_celeba/ + list_eval_partition.txt) or any image folder; empty = bundled demo faces")
+    data_dir: str = _opt("", "CelebA root (img_align_celeba/ + list_eval_partition.txt) or any image folder; empty = "
+                         "bundled demo faces")
     train_limit: int = _opt(0, "use at most this many training images (0 = all)")
     val_limit: int = _opt(0, "use at most this many validation images (0 = all)")
     val_fraction: float = _opt(0.1, "fraction held out for validation when --data-dir is a plain folder")
-    exclude: str = _opt("", "comma-separated file-name patterns left out of the data, e.g. 'video-carphone*' to hold out a person")
+    exclude: str = _opt("", "comma-separated file-name patterns left out of the data, e.g. 'video-carphone*' to hold "
+                        "out a person")
     cache: str = _opt("", "cache decoded images: '' (off), 'memory', or a file path prefix")
-    resize: str = _opt("crop", "how images become squares: 'crop' (central square, aspect kept) or 'stretch' (whole image squashed, as the seed project)")
+    resize: str = _opt("crop", "how images become squares: 'crop' (central square, aspect kept) or 'stretch' (whole "
+                       "image squashed, as the seed project)")
     val_mask: str = _opt("same", "validation holes: 'same' type as training, or 'center' (the seed project's)")
     # schedule
     epochs: int = _opt(25, "number of epochs")
     batch_size: int = _opt(64, "global batch size (split across replicas)")
     seed: int = _opt(0, "seed for weights, shuffling, flips and masks")
-    learning_rate: float = _opt(2e-4, "Adam learning rate of the discriminator (and of the generator before the multiplier)")
-    g_lr_multiplier: float = _opt(10.0, "generator learning rate multiplier when adversarial and reconstruction losses are mixed")
+    learning_rate: float = _opt(2e-4, "Adam learning rate of the discriminator (and of the generator before the "
+                                "multiplier)")
+    g_lr_multiplier: float = _opt(10.0, "generator learning rate multiplier when adversarial and reconstruction losses "
+                                  "are mixed")
     beta_1: float = _opt(0.5, "Adam beta_1 of both optimisers")
     # output
     output_dir: str = _opt("runs/default", "where checkpoints, logs and sample grids are written")
-    backup_steps: int = _opt(0, "also save the resume state every N training steps inside an epoch (0 = after every epoch only)")
+    backup_steps: int = _opt(0, "also save the resume state every N training steps inside an epoch (0 = after every "
+                             "epoch only)")
     sample_every: int = _opt(10, "keep the sample grid of every N-th epoch (and of the first and last) in samples/")
-    checkpoint_optimizer: bool = _opt(False, "also store both optimisers' state in best.keras and final.keras (the resume state always has it)")
+    checkpoint_optimizer: bool = _opt(False, "also store both optimisers' state in best.keras and final.keras (the "
+                                      "resume state always has it)")
     # performance
     strategy: str = _opt("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)}")
     precision: str = _opt("float32", f"dtype policy: {', '.join(PRECISIONS)}")
-    jit_compile: bool | None = _opt(None, "compile train/test steps with XLA; default: on with a GPU or TPU, off on CPUs, where TensorFlow's oneDNN kernels measured faster (python -m ctxenc_tf bench compares both)")
+    jit_compile: bool | None = _opt(None, "compile train/test steps with XLA; default: on with a GPU or TPU, off on "
+                                    "CPUs, where TensorFlow's oneDNN kernels measured faster (python -m ctxenc_tf "
+                                    "bench compares both)")
     steps_per_execution: int = _opt(1, "training steps run per tf.function call")
 
     def __post_init__(self):
@@ -309,7 +319,8 @@ def training_data(model: ModelConfig, **changes) -> RunConfig:
     ``resize``, ``exclude``)
     of the run that trained ``model``, as ``model.trained_on`` records them (defaults when
     it does not), then ``changes``: to find that run's split again."""
-    recorded = {k: v for k, v in model.trained_on.items() if k in ("data_dir", "seed", "val_fraction", "resize", "exclude")}
+    recorded = {k: v for k, v in model.trained_on.items()
+                if k in ("data_dir", "seed", "val_fraction", "resize", "exclude")}
     return RunConfig(model=model, **{**recorded, **changes})
 
 

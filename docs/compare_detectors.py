@@ -18,11 +18,12 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NU
     os.environ[var] = "2"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import json
-import time
+# The thread counts above must be set before these import their libraries.
+import json  # noqa: E402
+import time  # noqa: E402
 
-import cv2
-import numpy as np
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import exit_code, tiny_config
 from ctxenc_tf.cli.train import main as train_main
 from ctxenc_tf.data import aligned_faces, sources
 from ctxenc_tf.data.aligned_faces import METADATA, align_faces
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.faces import alignment
 from face_photos import background, face_files, load, paste, similarity, template_residual, unaligned_photo
+from helpers import exit_code, tiny_config
 
 # How far (178x218 pixels) the recovered alignment may put each template landmark from
 # where it belongs. It bounds MTCNN's landmark error plus the bundled crops' own

@@ -10,7 +10,6 @@ matters, not what)."""
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,8 +20,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, exit_code, not_installed
-from face_photos import background, face_files, load, paste, similarity, unaligned_photo
 from ctxenc_tf.cli import app
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.faces.detector import FaceDetector
@@ -30,18 +27,14 @@ from ctxenc_tf.inference.face_jobs import plan_faces
 from ctxenc_tf.inference.inpaint import fill_jobs
 from ctxenc_tf.inference.photos import prepare, read_photo
 from ctxenc_tf.inference.runner import load_runner
+from face_photos import background, face_files, load, paste, similarity, unaligned_photo
+from helpers import REPO, exit_code, free_port, not_installed
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
 # Without the networking flags Chromium waits on services a closed network never answers.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_SECONDS = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rotated_photo(path):

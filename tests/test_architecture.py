@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from helpers import REPO
 
 PACKAGE = os.path.join(REPO, "ctxenc_tf")
 # What each part may import besides itself; the rest of the package is off limits.

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, exit_code, not_installed, tiny_model
 from ctxenc_tf.cli import train as train_cli
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from helpers import REPO, exit_code, not_installed, tiny_model
 
 pytestmark = pytest.mark.slow
 WORKER = os.path.join(REPO, "tests", "backend_worker.py")

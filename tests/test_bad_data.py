@@ -10,9 +10,9 @@ import zlib
 
 import pytest
 
-from conftest import FACES, REPO, tiny_config, write_images
-from ctxenc_tf.errors import DataError
 from ctxenc_tf.data import screening
+from ctxenc_tf.errors import DataError
+from helpers import FACES, REPO, tiny_config, write_images
 
 
 def _png_header(width, height):
@@ -93,13 +93,13 @@ def test_training_uses_the_good_images_and_reports_the_skipped(damaged_folder, t
     assert len(history.epoch) == 1 and os.path.isfile(paths.final)
     text = "\n".join(lines)
     assert f"skipped {len(reasons)} unreadable image file(s):" in text
-    shown = [l.strip().split(": ", 1) for l in lines if l.startswith("  ") and not l.startswith("  ...")]
+    shown = [line.strip().split(": ", 1) for line in lines if line.startswith("  ") and not line.startswith("  ...")]
     assert len(shown) == 5
     for path, why in shown:  # full path and reason of the first few
         assert os.path.dirname(path) == folder and reasons[os.path.basename(path)] in why
     assert f"... and {len(reasons) - 5} more" in text
     # train + val counts add up to the 30 good images
-    counts = [l for l in lines if l.startswith("data:")][0]
+    counts = [line for line in lines if line.startswith("data:")][0]
     n_train, n_val = (int(w) for w in counts.split(": ")[-1].replace(" val images", "").split(" train / "))
     assert n_train + n_val == 30
 
@@ -113,7 +113,8 @@ def test_no_usable_image_is_one_clear_error(tmp_path):
                         "--output-dir", str(tmp_path / "run")], cwd=REPO, capture_output=True,
                        text=True, timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    lines = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith(("WARNING: All log", "I0000", "E0000", "W0000"))]
+    noise = ("WARNING: All log", "I0000", "E0000", "W0000")
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith(noise)]
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith(f"error: {folder}: no usable training image (")
     assert "skipped as unreadable, e.g. " in lines[0] and any(name in lines[0] for name in reasons)

@@ -91,7 +91,7 @@ import sys
 
 import pytest
 
-from conftest import FACES, REPO, not_installed, tiny_config, tiny_model, write_images
+from helpers import FACES, REPO, not_installed, tiny_config, tiny_model, write_images
 
 # id: (command, argv, substrings the error line must contain); {names} are filled from `paths`.
 CASES = {
@@ -193,9 +193,9 @@ def paths(tmp_path_factory):
     """The files the cases point at."""
     import keras
 
-    from ctxenc_tf.utils import atomic
-    from ctxenc_tf.training import resume
     from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.training import resume
+    from ctxenc_tf.utils import atomic
     root = tmp_path_factory.mktemp("bad_input")
     p = {k: str(root / k) for k in ("missing", "empty", "few", "junk", "out", "old_run")}
     os.makedirs(p["empty"])
@@ -260,10 +260,10 @@ def check_one_error_line(code, stderr, needles):
     that contains every needle. Returns the line."""
     assert code not in (0, None), f"exit status {code}; stderr:\n{stderr}"
     assert "Traceback" not in stderr, stderr
-    lines = [l for l in stderr.splitlines() if l.strip() and not l.startswith(TF_NOISE)]
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(TF_NOISE)]
     assert lines, "nothing on stderr"
     if lines[0].startswith("usage:"):  # argparse: usage block, then 'prog: error: ...'
-        errors = [l for l in lines if re.match(r"^\S.*: error: ", l)]
+        errors = [line for line in lines if re.match(r"^\S.*: error: ", line)]
         assert errors == [lines[-1]], stderr
     else:
         assert len(lines) == 1 and lines[0].startswith("error: "), stderr

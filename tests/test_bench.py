@@ -9,16 +9,17 @@ import sys
 
 import pytest
 
-from conftest import REPO, not_installed
 from ctxenc_tf.benchmark import timing as bench
 from ctxenc_tf.cli import bench as bench_cli
+from helpers import REPO, not_installed
 
 
 @pytest.mark.slow
 def test_quick_bench_prints_every_row(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "-m", "ctxenc_tf", "bench", "--quick", "--variants", "float32,full_int8",
-                        "--latency-batches", "1,3", "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+                        "--latency-batches", "1,3", "--json", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())
     table = r.stdout[r.stdout.index("| measurement |"):]

@@ -11,7 +11,7 @@ import sys
 import keras
 import numpy as np
 
-from conftest import REPO, not_installed
+from helpers import REPO, not_installed
 
 
 def test_tensorflow_trainer_hooks_still_exist():
@@ -52,7 +52,7 @@ import sys
 sys.modules["tensorflow"] = None  # the model must not need TensorFlow under JAX
 sys.path.insert(0, "tests")
 import keras, numpy as np
-from conftest import tiny_config
+from helpers import tiny_config
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.training.optimizers import compile_for_run
 

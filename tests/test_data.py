@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctxenc_tf.errors import DataError
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.image_source import ImageFiles
-from conftest import tiny_config, write_images
+from ctxenc_tf.errors import DataError
+from helpers import tiny_config, write_images
 
 
 def make_fake_celeba(root, n=12):

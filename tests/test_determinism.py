@@ -8,16 +8,16 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config, write_images
 from ctxenc_tf.data import pipeline
 from ctxenc_tf.data.image_source import ImageFiles
+from helpers import REPO, tiny_config, write_images
 
 # Run in a fresh process: initial weights, then the weights after one epoch of train().
 RUN = """
 import sys
 import keras, numpy as np
 sys.path.insert(0, {tests!r})
-from conftest import tiny_config
+from helpers import tiny_config
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.training.fit import train
 config = tiny_config(data_dir={data!r}, output_dir={out!r}, seed={seed}, batch_size=4,

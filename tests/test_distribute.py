@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config, write_images
-from ctxenc_tf.training import data_parallel, strategy
 from ctxenc_tf.errors import ConfigError
+from ctxenc_tf.training import data_parallel, strategy
+from helpers import REPO, free_port, tiny_config, write_images
 
 # Why float64: the one-device and the two-replica runs add the same numbers in another
 # order (each replica sums half the batch, then the all-reduce adds the halves), and which
@@ -35,7 +35,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, numpy as np
 sys.path.insert(0, "tests")
-from conftest import tiny_config
+from helpers import tiny_config
 from ctxenc_tf.data import pipeline, screening, sources
 from ctxenc_tf.training.strategy import make_strategy, set_precision
 from ctxenc_tf.model.context_encoder import ContextEncoder
@@ -112,7 +112,7 @@ def test_mirrored_two_cpus_matches_default(tmp_path):
 WORKER = r"""
 import json, sys
 sys.path.insert(0, "tests")
-from conftest import tiny_config
+from helpers import tiny_config
 from ctxenc_tf.training.fit import train
 folder, out = sys.argv[1], sys.argv[2]
 model, history, _ = train(tiny_config(data_dir=folder, output_dir=out, epochs=2, train_limit=32,
@@ -120,14 +120,6 @@ model, history, _ = train(tiny_config(data_dir=folder, output_dir=out, epochs=2,
 print("RESULT" + json.dumps({"g_loss": history.history["g_loss"], "val": history.history["val_rec_loss"],
                              "replicas": model.distribute_strategy.num_replicas_in_sync}))
 """
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -138,7 +130,7 @@ def test_two_worker_cluster_matches_one_process(tmp_path, image_folder):
 
     from ctxenc_tf.training.fit import train
 
-    workers = [f"localhost:{_free_port()}" for _ in range(2)]
+    workers = [f"localhost:{free_port()}" for _ in range(2)]
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps(

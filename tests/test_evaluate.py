@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import exit_code, tiny_config, tiny_model, write_images
 from ctxenc_tf.cli import evaluate as evaluate_cli
-from ctxenc_tf.utils import atomic
 from ctxenc_tf.data import sources
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.utils import atomic
+from helpers import exit_code, tiny_config, tiny_model, write_images
 
 COLUMNS = ("l1_pct", "l2_pct", "psnr_db", "ssim")
 

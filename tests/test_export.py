@@ -14,15 +14,14 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import prediction_log_pb2
 
-from conftest import FACES, REPO, run_model, tiny_config
-from ctxenc_tf.utils import atomic
-from ctxenc_tf.data import hole_masks, pipeline
-from ctxenc_tf.export import parity, tflite, warmup
-from ctxenc_tf.data import samples
-from ctxenc_tf.inference import formats
 from ctxenc_tf.config import ModelConfig
+from ctxenc_tf.data import hole_masks, pipeline, samples
+from ctxenc_tf.export import parity, tflite, warmup
 from ctxenc_tf.export.saved_model import SIGNATURES, export_saved_model, next_version
+from ctxenc_tf.inference import formats
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.utils import atomic
+from helpers import FACES, REPO, run_model, tiny_config
 
 # Every test here exports or trains (in subprocesses): slow (see pytest.ini).
 pytestmark = pytest.mark.slow

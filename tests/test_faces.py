@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, exit_code
-from face_photos import background, face_files, load, paste, similarity, template_residual, unaligned_photo
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.faces import alignment
 from ctxenc_tf.faces.detector import FaceDetector, select_faces
@@ -23,6 +21,8 @@ from ctxenc_tf.inference.face_jobs import centre_hole_misses, plan_faces
 from ctxenc_tf.inference.inpaint import fill_jobs, joint_hole
 from ctxenc_tf.inference.photos import Photo, PhotoError, read_photo
 from ctxenc_tf.inference.runner import load_runner
+from face_photos import background, face_files, load, paste, similarity, template_residual, unaligned_photo
+from helpers import REPO, exit_code
 
 # How far (in 178x218 pixels) the recovered alignment may put CelebA's template points of a
 # generated face from where they belong. It bounds the detector's landmark error plus the

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FACES, tiny_model, write_images
+from helpers import FACES, tiny_model, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +176,8 @@ def test_generated_file_bytes(role, world):
         else:  # a resume state file that is generated
             os.makedirs(os.path.join(out, "backup"))
             with open(os.path.join(out, "backup", "state.json"), "wb") as f:
-                f.write(data if not data.startswith(b"{") else json.dumps({"epoch": data.decode(errors="replace")}).encode())
+                f.write(data if not data.startswith(b"{")
+                        else json.dumps({"epoch": data.decode(errors="replace")}).encode())
             command, argv = "train", QUICK_TRAIN + ["--data-dir", world["images"], "--output-dir", out,
                                                     "--time-limit", "0.02"]
         check(*run(command, argv, world["root"]), f"{role}: {data[:60]!r}")
@@ -333,7 +334,7 @@ def test_generated_edits_through_the_commands(name, read_back_files, tmp_path):
     """A few generated edits through the command that reads the file: train resuming a run
     (without state.prev.json), train on a prepared folder, inpaint with a TFLite export.
     Exit 0 or one error line; the edited folder keeps its files and bytes."""
-    from conftest import READ_BACK_TRAIN
+    from helpers import READ_BACK_TRAIN
     document, _, _ = _documents(read_back_files)[name]
     counter = iter(range(10**6))
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FILL, exit_code, tiny_model, write_images
-from ctxenc_tf.utils import atomic
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.inference import photos
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.utils import atomic
+from helpers import FILL, exit_code, tiny_model, write_images
+
 
 def run(argv):
     """``python -m ctxenc_tf inpaint argv``; returns the exit status."""

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from conftest import REPO, not_installed
+from helpers import REPO, not_installed
 
 PORTRAIT = os.path.join(REPO, "ctxenc_tf", "assets", "photos", "astronaut.png")
 HOW = "pip install -r requirements.txt -e . (README's install line)"

@@ -5,7 +5,7 @@ so CI's result is this machine's."""
 import subprocess
 import sys
 
-from conftest import REPO, not_installed
+from helpers import REPO, not_installed
 
 
 def test_ruff_finds_nothing():

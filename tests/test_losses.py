@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ctxenc_tf.model import losses
-from ctxenc_tf.model import masks
+from ctxenc_tf.model import losses, masks
 
 
 def test_overlap_weighted_l2_matches_hand_computation():

@@ -5,7 +5,7 @@ import pytest
 
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.model.networks import build_discriminator, build_generator, decoder_widths, encoder_widths
-from conftest import tiny_model
+from helpers import tiny_model
 
 
 def _conv(k, cin, cout, bias):

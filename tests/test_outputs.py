@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from conftest import FACES, REPO, tiny_model, write_images
 from ctxenc_tf.data import screening, sources
 from ctxenc_tf.utils import output_dir
+from helpers import FACES, REPO, tiny_model, write_images
 
 
 def test_unique_stems_never_repeat_even_for_numbered_inputs():
@@ -58,10 +58,10 @@ def test_named_pipes_are_skipped_not_read(tmp_path, capsys):
     assert sorted(os.path.basename(p) for p in sources.list_image_folder(str(folder))) == \
         ["img_0000.jpg", "img_0001.jpg", "img_0002.jpg"]
     assert screening.screen_file(str(folder / "pipe.jpg")) == "not a regular file"
-    from conftest import exit_code
     from ctxenc_tf.cli import inpaint as inpaint_cli
     from ctxenc_tf.model.context_encoder import ContextEncoder
     from ctxenc_tf.utils import atomic
+    from helpers import exit_code
     model = str(tmp_path / "m.keras")
     atomic.save_model(ContextEncoder(tiny_model(fill_value=(0.0, 0.0, 0.0))), model)
     face = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
@@ -76,10 +76,10 @@ def test_file_cache_is_per_data_and_survives_a_killed_writer(tmp_path):
     """A --cache prefix names the data it holds (other images never read a cache of these),
     and what a killed run left half written (tf.data's lock file, partial shards) is
     cleared instead of failing with AlreadyExistsError."""
-    from conftest import tiny_config
     from ctxenc_tf.data.cache import cache_prefix, part_path
     from ctxenc_tf.data.fingerprint import data_fingerprint
     from ctxenc_tf.training.fit import train
+    from helpers import tiny_config
 
     (tmp_path / "cache").mkdir()
     prefix = str(tmp_path / "cache" / "decoded")
@@ -106,9 +106,9 @@ def test_file_names_that_are_not_utf8_train_and_evaluate(tmp_path, capsys):
     """A file name in another encoding (Latin-1 bytes) and the run's output folder inside
     the data folder: training and evaluation go on, the run's own sample grids are not
     training data."""
-    from conftest import exit_code, tiny_config
     from ctxenc_tf.cli import evaluate as evaluate_cli
     from ctxenc_tf.training.fit import train
+    from helpers import exit_code, tiny_config
 
     folder = tmp_path / "images"
     write_images(str(folder), 12)
@@ -125,10 +125,10 @@ def test_file_names_that_are_not_utf8_train_and_evaluate(tmp_path, capsys):
 
 
 def test_inpaint_removes_what_a_killed_run_left_of_its_own_outputs(tmp_path):
-    from conftest import exit_code
     from ctxenc_tf.cli import inpaint as inpaint_cli
     from ctxenc_tf.model.context_encoder import ContextEncoder
     from ctxenc_tf.utils import atomic
+    from helpers import exit_code
     model = str(tmp_path / "m.keras")
     atomic.save_model(ContextEncoder(tiny_model(fill_value=(0.0, 0.0, 0.0))), model)
     face = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
@@ -145,9 +145,9 @@ def test_inpaint_removes_what_a_killed_run_left_of_its_own_outputs(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 def test_a_named_pipe_given_as_model_or_mask_gets_one_line(tmp_path, capsys):
-    from conftest import exit_code
     from ctxenc_tf.cli import evaluate as evaluate_cli
     from ctxenc_tf.cli import export as export_cli
+    from helpers import exit_code
     os.mkfifo(tmp_path / "pipe.keras")
     pipe = str(tmp_path / "pipe.keras")
     assert exit_code(export_cli.main, ["--checkpoint", pipe, "--out", str(tmp_path / "e")]) == 2

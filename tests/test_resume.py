@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config, write_images
+from helpers import REPO, tiny_config, write_images
 
 # Every test here exports or trains (in subprocesses): slow (see pytest.ini).
 pytestmark = pytest.mark.slow
@@ -258,6 +258,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_state(runs, tmp_path):
 
 def test_full_disk_is_reported_before_training(tmp_path, image_folder, monkeypatch):
     import shutil
+
     from ctxenc_tf.training.fit import train
     usage = shutil.disk_usage(str(tmp_path))
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
@@ -270,10 +271,10 @@ def test_full_disk_is_reported_before_training(tmp_path, image_folder, monkeypat
 def test_failed_writes_keep_the_previous_checkpoint_and_state(tmp_path, monkeypatch):
     """A write that dies half-way (full disk) leaves the previous best checkpoint and
     resume state byte-for-byte intact, no temp files, and one clear error."""
-    from ctxenc_tf.training import resume
     from ctxenc_tf.errors import TrainingError
-    from ctxenc_tf.training.callbacks import BestCheckpoint
     from ctxenc_tf.model.context_encoder import ContextEncoder
+    from ctxenc_tf.training import resume
+    from ctxenc_tf.training.callbacks import BestCheckpoint
     from ctxenc_tf.training.optimizers import compile_for_run
     run = tiny_config(fill_value=(0.0, 0.0, 0.0))
     model = ContextEncoder(run.model)

@@ -4,26 +4,26 @@ one line naming the file and the field and changes nothing, or, for the resume s
 run falls back to ``state.prev.json``. Each case below runs the command that reads the
 file, on copies of one tiny 2-epoch run, one prepared folder and one TFLite export.
 
-| id  | file (command)                                   | edit                                    | the line names            |
-|-----|--------------------------------------------------|-----------------------------------------|---------------------------|
-| R1  | backup/state.json (train --epochs 3)             | "epoch": "three"                        | field 'epoch'             |
-| R2  | backup/state.json                                | "step": 1000000 (an epoch has 2 steps)  | field 'step'              |
-| R3  | backup/state.json                                | "trackers": "x"                         | field 'trackers'          |
-| R4  | backup/state.json                                | "epoch": null                           | field 'epoch'             |
-| R5  | backup/state.json                                | "epoch": -1                             | field 'epoch'             |
-| R6  | backup/state.json                                | "epoch": 10**30                         | field 'epoch'             |
-| R7  | backup/state.json                                | "step": 1e6 (a float)                   | field 'step'              |
-| R8  | backup/state.json                                | "step": -3                              | field 'step'              |
-| R9  | backup/state.json                                | "best": null                            | field 'best'              |
-| R10 | backup/state.json                                | "best": -Infinity                       | field 'best'              |
-| P1  | prepared.json (train --data-dir PREPARED)        | "mean": null                            | field 'mean'              |
-| P2  | prepared.json                                    | "image_size": "32"                      | field 'image_size'        |
-| P3  | prepared.json                                    | "mean" removed                          | field 'mean' is missing   |
-| P4  | prepared.json                                    | "mean": [null, 0, 0]                    | field 'mean[0]'           |
-| P5  | prepared.json                                    | splits.train.names null                 | 'splits.train.names'      |
-| X1  | export config.json (inpaint --model .tflite)     | image_size 64, hole_size 32 (32-px model) | config.json, the .tflite |
-| X2  | export config.json                               | mask_type random_region (centre model)  | config.json, the .tflite  |
-| X3  | export config.json                               | hole_size removed                       | field 'hole_size' is missing |
+| id | file (command) | edit | the line names |
+|---|---|---|---|
+| R1 | backup/state.json (train --epochs 3) | "epoch": "three" | field 'epoch' |
+| R2 | backup/state.json | "step": 1000000 (an epoch has 2 steps) | field 'step' |
+| R3 | backup/state.json | "trackers": "x" | field 'trackers' |
+| R4 | backup/state.json | "epoch": null | field 'epoch' |
+| R5 | backup/state.json | "epoch": -1 | field 'epoch' |
+| R6 | backup/state.json | "epoch": 10**30 | field 'epoch' |
+| R7 | backup/state.json | "step": 1e6 (a float) | field 'step' |
+| R8 | backup/state.json | "step": -3 | field 'step' |
+| R9 | backup/state.json | "best": null | field 'best' |
+| R10 | backup/state.json | "best": -Infinity | field 'best' |
+| P1 | prepared.json (train --data-dir PREPARED) | "mean": null | field 'mean' |
+| P2 | prepared.json | "image_size": "32" | field 'image_size' |
+| P3 | prepared.json | "mean" removed | field 'mean' is missing |
+| P4 | prepared.json | "mean": [null, 0, 0] | field 'mean[0]' |
+| P5 | prepared.json | splits.train.names null | 'splits.train.names' |
+| X1 | export config.json (inpaint --model .tflite) | image_size 64, hole_size 32 (a 32-px model) | both files |
+| X2 | export config.json | mask_type random_region (centre model) | config.json, the .tflite |
+| X3 | export config.json | hole_size removed | field 'hole_size' is missing |
 
 Without ``state.prev.json`` the R cases stop with one line; with it, the run resumes from
 it and says why (``test_damaged_state_falls_back_with_the_field``).
@@ -36,7 +36,7 @@ import shutil
 
 import pytest
 
-from conftest import FACES, READ_BACK_TRAIN, exit_code, tiny_model
+from helpers import FACES, READ_BACK_TRAIN, exit_code, tiny_model
 
 pytestmark = pytest.mark.slow  # the fixture trains and exports
 
@@ -72,7 +72,8 @@ PREPARED_CASES = {
     "P2": (_set("32", "image_size"), "field 'image_size': expected a power of two from 16 to 512, got \"32\""),
     "P3": (_drop("mean"), "field 'mean' is missing"),
     "P4": (_set([None, 0, 0], "mean"), "field 'mean[0]': expected a number from -1 to 1, got null"),
-    "P5": (_set(None, "splits", "train", "names"), "field 'splits.train.names': expected a list of file names, got null"),
+    "P5": (_set(None, "splits", "train", "names"),
+           "field 'splits.train.names': expected a list of file names, got null"),
 }
 
 EXPORT_CASES = {

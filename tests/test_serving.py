@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,25 +26,23 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import (descriptor_pb2, descriptor_pool, json_format, message_factory, text_format,
-                             wrappers_pb2)
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory, text_format, wrappers_pb2
 from PIL import Image
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from conftest import FACES, REPO, run_model, tiny_model
-from ctxenc_tf.data import pipeline
 from ctxenc_tf.cli import app
 from ctxenc_tf.cli import serve_client as serve_client_cli
-from ctxenc_tf.inference import serving_client
 from ctxenc_tf.cli.common import run_main
+from ctxenc_tf.data import pipeline
 from ctxenc_tf.export import warmup
 from ctxenc_tf.export.saved_model import export_saved_model
+from ctxenc_tf.inference import serving_client
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from helpers import FACES, REPO, free_port, run_model, tiny_model
 
 MODEL = "ctxenc"
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
@@ -301,12 +298,6 @@ def servers(served):
     yield {"rest": rest.server_address[1], "grpc": grpc_port}
     rest.shutdown()
     rpc.stop(0)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def client(*args):

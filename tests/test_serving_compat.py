@@ -13,12 +13,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from conftest import REPO, not_installed, tiny_model
-from ctxenc_tf.data import samples
+from ctxenc_tf.data import hole_masks, samples
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.inference.formats import SIGNATURES
-from ctxenc_tf.data import hole_masks
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from helpers import REPO, not_installed, tiny_model
 
 SERVING_PYTHON = os.environ.get("CTXENC_SERVING_TF_PYTHON",
                                 os.path.join(REPO, ".venv-tfserving", "bin", "python"))

@@ -15,10 +15,10 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import predict_pb2
 
-from conftest import exit_code, tiny_model
 from ctxenc_tf.cli import serve_client as serve_client_cli
 from ctxenc_tf.errors import ServingError
 from ctxenc_tf.inference import serving_client
+from helpers import exit_code, tiny_model
 
 
 def _tensor(dtype: str, *dims: int) -> dict:
@@ -26,19 +26,19 @@ def _tensor(dtype: str, *dims: int) -> dict:
 
 
 # The signatures of a 32x32 export with a 16x16 hole (export/saved_model.py), as the metadata declares them.
-S, O = 32, 16
+S, P = 32, 16  # image side, predicted side
 SIGNATURES = {
     "serving_bytes": {"inputs": {"image_bytes": _tensor("DT_STRING", -1)},
                       "outputs": {"completed_png_bytes": _tensor("DT_STRING", -1)}},
     "serving_default": {"inputs": {"images": _tensor("DT_FLOAT", -1, S, S, 3)},
                         "outputs": {"completed": _tensor("DT_FLOAT", -1, S, S, 3),
-                                    "prediction": _tensor("DT_FLOAT", -1, O, O, 3)}},
+                                    "prediction": _tensor("DT_FLOAT", -1, P, P, 3)}},
     "serving_uint8": {"inputs": {"images": _tensor("DT_UINT8", -1, S, S, 3)},
                       "outputs": {"completed": _tensor("DT_UINT8", -1, S, S, 3),
-                                  "prediction": _tensor("DT_UINT8", -1, O, O, 3)}},
+                                  "prediction": _tensor("DT_UINT8", -1, P, P, 3)}},
     "inpaint": {"inputs": {"images": _tensor("DT_FLOAT", -1, S, S, 3), "masks": _tensor("DT_FLOAT", -1, S, S, 1)},
                 "outputs": {"completed": _tensor("DT_FLOAT", -1, S, S, 3),
-                            "prediction": _tensor("DT_FLOAT", -1, O, O, 3)}},
+                            "prediction": _tensor("DT_FLOAT", -1, P, P, 3)}},
 }
 METADATA = {"metadata": {"signature_def": {"signature_def": SIGNATURES}}}
 
@@ -63,7 +63,7 @@ def _pixels(size, value=0.5, at_0=None) -> list:
 
 
 def _pixel_reply(completed, prediction=None) -> dict:
-    return {"outputs": {"completed": completed, "prediction": prediction or _pixels(O)}}
+    return {"outputs": {"completed": completed, "prediction": prediction or _pixels(P)}}
 
 
 # reply mode -> (signature asked for, metadata JSON, the predict reply: its body, a function of
@@ -93,9 +93,9 @@ MODES = {
                       "serving_default: the server's 'completed' holds values from 0.5 to 1.5, outside [0, 1]"),
     "small prediction": ("serving_default", METADATA, _pixel_reply(_pixels(S), _pixels(1)),
                          "serving_default: the server's 'prediction' is [2, 1, 1, 3], not [2, 16, 16, 3]"),
-    "uint8 of 300": ("serving_uint8", METADATA, _pixel_reply(_pixels(S, 7, at_0=300), _pixels(O, 7)),
+    "uint8 of 300": ("serving_uint8", METADATA, _pixel_reply(_pixels(S, 7, at_0=300), _pixels(P, 7)),
                      "serving_uint8: the server's 'completed' holds values that are not whole numbers in [0, 255]"),
-    "uint8 of 2.5": ("serving_uint8", METADATA, _pixel_reply(_pixels(S, 7, at_0=2.5), _pixels(O, 7)),
+    "uint8 of 2.5": ("serving_uint8", METADATA, _pixel_reply(_pixels(S, 7, at_0=2.5), _pixels(P, 7)),
                      "serving_uint8: the server's 'completed' holds values that are not whole numbers in [0, 255]"),
     "not JSON": ("serving_bytes", METADATA, b"<html>busy</html>", "invalid JSON"),
     "trickle": ("serving_bytes", METADATA, "trickle", "within --timeout"),
@@ -208,7 +208,8 @@ def test_load_test_counts_replies_that_do_not_fit_as_errors(server, tmp_path, ca
 
 
 def test_the_app_refuses_an_inpaint_reply_that_does_not_fit(server):
-    """``app --serving-url`` (:class:`ServingRunner`): its replies go through the same check."""
+    """``app --serving-url`` (:class:`~ctxenc_tf.inference.serving_client.ServingRunner`): its
+    replies go through the same check."""
     Hostile.mode = "NaN pixel"
     runner = serving_client.ServingRunner(f"http://127.0.0.1:{server.server_address[1]}/v1/models/ctxenc",
                                           tiny_model(), timeout=5)
@@ -225,7 +226,7 @@ def test_grpc_tensors_of_another_dtype_are_refused(dtype, words):
     signature = serving_client.signature_map_from_json(METADATA)["serving_default"]
     response = predict_pb2.PredictResponse()
     response.outputs["completed"].CopyFrom(tf.make_tensor_proto(np.zeros((1, S, S, 3), dtype)))
-    response.outputs["prediction"].CopyFrom(tf.make_tensor_proto(np.zeros((1, O, O, 3), np.float32)))
+    response.outputs["prediction"].CopyFrom(tf.make_tensor_proto(np.zeros((1, P, P, 3), np.float32)))
     outputs = serving_client.grpc_outputs(predict_pb2.PredictResponse.FromString(response.SerializeToString()))
     with pytest.raises(ServingError, match=f"serving_default: the server's 'completed' {words}"):
         serving_client.completed_pngs("serving_default", signature, outputs, 1, S)

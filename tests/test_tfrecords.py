@@ -9,11 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config, write_images
-from ctxenc_tf.errors import DataError
-from ctxenc_tf.data import pipeline, sources
-from ctxenc_tf.data import prepare, records
+from ctxenc_tf.data import pipeline, prepare, records, sources
 from ctxenc_tf.data.image_source import ImageFiles
+from ctxenc_tf.errors import DataError
+from helpers import REPO, tiny_config, write_images
 
 
 @pytest.fixture

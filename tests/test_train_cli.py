@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 TINY_FLAGS = ["--image-size", "32", "--bottleneck", "16", "--gen-filters", "8", "--disc-filters", "8",
               "--batch-size", "8", "--epochs", "2", "--train-limit", "16", "--val-limit", "8",
@@ -96,7 +96,7 @@ def test_help_documents_every_flag():
 def test_bad_arguments_give_one_error_line(args, needle):
     r = run_train(*args, timeout=120)
     assert r.returncode != 0
-    lines = [l for l in r.stderr.splitlines() if l.strip() and not _tf_noise(l)]
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not _tf_noise(line)]
     assert lines == [lines[0]] and lines[0].startswith("error:") and needle in lines[0], r.stderr
 
 

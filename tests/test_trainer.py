@@ -4,12 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from ctxenc_tf.utils import atomic
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import METRIC_NAMES, ContextEncoder
 from ctxenc_tf.training.optimizers import compile_for_run
-from conftest import tiny_config
+from ctxenc_tf.utils import atomic
+from helpers import tiny_config
 
 
 def _dataset(folder, cfg, training=True):
@@ -92,7 +92,7 @@ def test_default_optimisers_are_fused_under_tensorflow():
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
 def test_compile_for_run_follows_the_xla_rule(monkeypatch, device):
     """An unset ``jit_compile`` is XLA with an accelerator, none on CPUs under TensorFlow
-    (:func:`default_jit_compile`); a run's own setting wins over the rule."""
+    (:func:`~ctxenc_tf.training.optimizers.default_jit_compile`); a run's own setting wins over the rule."""
     from ctxenc_tf.training import optimizers
 
     monkeypatch.setattr(optimizers, "device_kind", lambda: device)

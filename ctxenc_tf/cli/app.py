@@ -17,7 +17,6 @@ deleted when the app stops.
 """
 
 import argparse
-import functools
 import glob
 import logging
 import os

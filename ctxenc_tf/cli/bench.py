@@ -14,7 +14,7 @@ Prints one Markdown table with
   setting: a shared machine's speed drifts), with the ratios between them; compile time
   and the wait between the last step and ``fit`` returning on their own rows,
 * input-pipeline throughput alone (images/s): JPEG decode + crop + resize + flip + mask
-  (:func:`ctxenc_tf.pipeline.training_batches`) and the same from prepared TFRecord shards,
+  (:func:`ctxenc_tf.data.pipeline.training_batches`) and the same from prepared TFRecord shards,
 * inference latency for batch 1 and batch 64 (``--latency-batches``): Keras, the SavedModel
   ``serving_default`` signature and every TFLite variant (TFLite files have a batch of 1, so
   batch 64 is 64 invocations),

@@ -94,7 +94,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only=None) -> None:
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
     """Build the :class:`RunConfig` from parsed flags: ``base`` (or defaults), then the
-    preset, then every flag given explicitly. Raises :class:`ConfigError` on a bad value."""
+    preset, then every flag given explicitly. Raises :class:`~ctxenc_tf.errors.ConfigError` on a bad value."""
     base = base or RunConfig()
     values = {**base.to_dict(), **base.model.to_dict()}
     del values["model"]

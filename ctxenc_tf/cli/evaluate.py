@@ -37,8 +37,8 @@ from ctxenc_tf.inference.evaluation import (
     METHOD_NAMES,
     OUTPUT_FILES,
     SPLITS,
-    evaluation_config,
     eval_dataset,
+    evaluation_config,
     face_batches,
     list_files,
     run_evaluation,
@@ -133,7 +133,8 @@ def main(argv=None):
         print(line)
     if args.faces:
         print(f"{counts['faces']} face(s) in {counts['photos']} photo(s); {len(counts['no_face'])} photo(s) "
-              "without a usable face" + (f": {', '.join(counts['no_face'][:5])}" + (" ..." if len(counts['no_face']) > 5 else "")
+              "without a usable face"
+              + (f": {', '.join(counts['no_face'][:5])}" + (" ..." if len(counts['no_face']) > 5 else "")
                                           if counts["no_face"] else ""))
     if not rows:
         raise DataError(f"{data_dir}: " + ("no usable face in the photos" if args.faces else

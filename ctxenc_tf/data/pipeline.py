@@ -66,7 +66,8 @@ def _cached_parts(source, cache: str) -> list:
 
 def _augment(config: RunConfig, epoch, training: bool):
     """``(image, position) -> (image, mask)``: flip (training only) and mask, seeded by
-    :func:`example_seed`; validation masks are centre holes when ``config.val_mask`` says so."""
+    :func:`~ctxenc_tf.data.seeded_order.example_seed`; validation masks are centre holes when
+    ``config.val_mask`` says so."""
     m = config.model
     mask_type = "center" if not training and config.val_mask == "center" else m.mask_type
 

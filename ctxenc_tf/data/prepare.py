@@ -9,7 +9,7 @@ Layout of a prepared directory (written to a temporary directory, then renamed):
     DIR/val-00000.tfrecord ...
 
 Every record holds ``image`` (raw bytes of ``[S, S, 3]`` uint8, the centre-square crop and
-antialiased resize of :func:`ctxenc_tf.pipeline.decode_image`) and ``name`` (the source file
+antialiased resize of :func:`ctxenc_tf.data.pipeline.decode_image`) and ``name`` (the source file
 name). ``train.py --data-dir DIR`` trains from the shards: each epoch reads the shards in a
 seeded order, interleaved, shuffled in seeded blocks, so the stream is a pure function of
 ``(seed, epoch)`` like the image-file pipeline (and a resumed run sees the same batches).
@@ -80,7 +80,7 @@ def prepare(config: RunConfig, out_dir: str, images_per_shard: int = IMAGES_PER_
     The shards are written into a temporary directory beside ``out_dir`` and renamed when
     complete, so ``out_dir`` is either absent or whole. An ``out_dir`` already prepared at
     the same image size from the same source is left alone. Returns the metadata dict.
-    Raises :class:`~ctxenc_tf.DataError` if ``out_dir`` holds something else.
+    Raises :class:`~ctxenc_tf.errors.DataError` if ``out_dir`` holds something else.
     """
     source = os.path.abspath(config.data_dir or sources.BUNDLED_FACES)
     settings = {k: getattr(config, k) for k in ("seed", "val_fraction", "train_limit", "val_limit")}

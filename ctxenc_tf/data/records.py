@@ -120,7 +120,7 @@ def read_metadata(directory: str):
 def source_folder(directory: str) -> str:
     """``directory`` itself, or for a prepared directory the image folder it was prepared
     from, for commands that need image files (export's int8 calibration, evaluation).
-    Raises :class:`~ctxenc_tf.DataError` if that folder is not on this machine."""
+    Raises :class:`~ctxenc_tf.errors.DataError` if that folder is not on this machine."""
     meta = read_metadata(directory) if os.path.isdir(directory) else None
     if meta is None:
         return directory

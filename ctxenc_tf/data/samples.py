@@ -13,7 +13,7 @@ from ctxenc_tf.errors import DataError, one_line
 def load_images(files, image_size: int, stretch: bool = False) -> np.ndarray:
     """Decode image files (centre-square crop + resize, :func:`pipeline.load_image`) to
     ``[N, S, S, 3]`` float32 in ``[0, 1]``. A file that cannot be decoded raises
-    :class:`~ctxenc_tf.DataError` naming it."""
+    :class:`~ctxenc_tf.errors.DataError` naming it."""
     images = []
     for f in files:
         try:

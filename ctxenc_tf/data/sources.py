@@ -119,7 +119,7 @@ def find_split(config: RunConfig) -> Split:
 def find_prepared(config: RunConfig):
     """:class:`Split` of :class:`~ctxenc_tf.data.records.PreparedRecords` when
     ``config.data_dir`` is a prepared directory (``train_limit``/``val_limit`` applied), else ``None``.
-    Raises :class:`~ctxenc_tf.DataError` if it was prepared at another image size or
+    Raises :class:`~ctxenc_tf.errors.DataError` if it was prepared at another image size or
     a shard is missing."""
     if not config.data_dir:
         return None

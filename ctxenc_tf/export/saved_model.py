@@ -120,7 +120,8 @@ def next_version(base_dir: str) -> int:
 
 
 def write_config(config: ModelConfig, out_dir: str) -> str:
-    """Write ``out_dir/config.json`` (the model's :class:`~ctxenc_tf.config.ModelConfig`) atomically; returns its path."""
+    """Write ``out_dir/config.json`` (the model's :class:`~ctxenc_tf.config.ModelConfig`)
+    atomically; returns its path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, CONFIG_FILE)
     config.save_json(path)

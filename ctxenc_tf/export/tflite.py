@@ -4,7 +4,7 @@ Every ``.tflite`` file has two named signatures, both with float32 I/O in ``[0, 
 ``serving_default`` (``images`` ``[1, S, S, 3]`` -> ``completed`` ``[1, S, S, 3]``,
 ``prediction`` ``[1, O, O, 3]``; centre hole) and ``inpaint`` (``images``, ``masks``
 ``[1, S, S, 1]`` (1 = hole) -> the same outputs). The graph is the one of
-:class:`ctxenc_tf.export.InpaintingModule` with a static batch of 1.
+:class:`ctxenc_tf.export.saved_model.InpaintingModule` with a static batch of 1.
 
 Variants: ``float32``; ``float16`` (weights stored as float16); ``dynamic_int8`` (int8
 weights, float activations); ``full_int8`` (int8 weights and activations calibrated on

@@ -1,7 +1,7 @@
 """Classical hole filling to compare the context encoder against.
 
 Each baseline sees what the network sees: the image with the hidden region (the hole
-eroded by the overlap, :func:`ctxenc_tf.masks.hidden_region`) removed, and fills that
+eroded by the overlap, :func:`ctxenc_tf.model.masks.hidden_region`) removed, and fills that
 region only. Images are NHWC float32 in ``[0, 1]``; ``hidden`` is ``[N, H, W, 1]`` in
 ``{0, 1}`` (1 = unknown). Pixels outside ``hidden`` are returned unchanged.
 

@@ -26,7 +26,7 @@ def tflite_path(out_dir: str, variant: str) -> str:
 
 
 def find_config(directory: str, levels: int, what: str) -> tuple:
-    """``(config, path)``: the :class:`ModelConfig` in the nearest ``config.json`` and that
+    """``(config, path)``: the :class:`~ctxenc_tf.config.ModelConfig` in the nearest ``config.json`` and that
     file's path: ``directory/assets.extra/`` (inside a SavedModel version), ``directory`` or
     up to ``levels`` parents above it (an export writes it at its root). Raises
     :class:`CheckpointError` when there is none, or the first one found fails its schema

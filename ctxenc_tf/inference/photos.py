@@ -243,7 +243,7 @@ def finish(job: Job, completed: np.ndarray, prediction: np.ndarray, config: Mode
     """Blend the model output into the photo at its own resolution.
 
     ``completed`` ``[S, S, 3]`` and ``prediction`` ``[O, O, 3]`` in ``[0, 1]`` (one
-    :meth:`Runner.inpaint` result). The fill and its weights (:func:`model_output`) are
+    :meth:`~ctxenc_tf.inference.runner.Runner.inpaint` result). The fill and its weights (:func:`model_output`) are
     scaled to the photo and applied inside ``job.hole`` only, over ``out`` (changed in
     place; default a copy of the photo). Returns ``out``, ``[H, W, 3]`` uint8, unchanged
     everywhere outside the hole.

@@ -143,7 +143,7 @@ def checked_outputs(signature_name: str, signature, outputs: dict, count: int, i
             raise ServingError(f"{signature_name}: output '{name}' is {types_pb2.DataType.Name(info.dtype)}; "
                                "this client reads string, uint8 and float outputs")
         values = np.asarray(outputs[name])
-        json_numbers = values.dtype == np.float64 and want != object  # what rest_outputs makes of JSON
+        json_numbers = values.dtype == np.float64 and want.kind != "O"  # what rest_outputs makes of JSON
         if values.dtype != want and not json_numbers:
             raise ServingError(f"{field} is {values.dtype}, not {want} as the signature declares")
         dims = [count] + [d.size for d in info.tensor_shape.dim][1:]
@@ -152,7 +152,7 @@ def checked_outputs(signature_name: str, signature, outputs: dict, count: int, i
             declared = "[" + ", ".join(str(d) if d >= 0 else "?" for d in dims) + "]"
             raise ServingError(f"{field} is {list(values.shape)}, not {declared} as the signature "
                                f"declares for {count} image(s)")
-        if want == object:
+        if want.kind == "O":  # encoded images
             checked[name] = [_checked_png(f"{field} value {i + 1} of {count}", bytes(value), image_size)
                              for i, value in enumerate(values)]
         else:

@@ -22,7 +22,6 @@ from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.run_files import BACKUP, SAMPLES, RunPaths
 from ctxenc_tf.training import resume
-from ctxenc_tf.training.optimizers import compile_for_run
 from ctxenc_tf.training.callbacks import (
     BestCheckpoint,
     EpochLog,
@@ -31,6 +30,7 @@ from ctxenc_tf.training.callbacks import (
     TimeLimit,
 )
 from ctxenc_tf.training.data_parallel import check_global_batch
+from ctxenc_tf.training.optimizers import compile_for_run
 from ctxenc_tf.training.strategy import make_strategy, set_precision
 from ctxenc_tf.utils.output_dir import (
     check_disk_space,
@@ -160,7 +160,8 @@ def find_training_data(config: RunConfig, log=print):
         raise DataError(f"{config.data_dir or sources.BUNDLED_FACES}: {len(split.train)} training "
                         f"images, fewer than --batch-size={config.batch_size}")
     trained_on = {"data_dir": os.path.abspath(config.data_dir) if config.data_dir else "",
-                  "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize, "exclude": config.exclude}
+                  "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize,
+                  "exclude": config.exclude}
     return config.replace(trained_on=trained_on), split
 
 
