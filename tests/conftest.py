@@ -51,7 +51,7 @@ def read_back_files(tmp_path_factory):
     edit copies): a 2-epoch ``run`` of :data:`READ_BACK_TRAIN` on ``images``, a
     ``prepared`` folder of them, and a float32 TFLite ``export`` of a centre model."""
     from ctxenc_tf.cli.train import main as train_main
-    from ctxenc_tf.data.prepare import prepare
+    from ctxenc_tf.data.prepare import prepare_records
     from ctxenc_tf.export.tflite import export_tflite
     from ctxenc_tf.model.context_encoder import ContextEncoder
 
@@ -61,6 +61,7 @@ def read_back_files(tmp_path_factory):
     write_images(w["images"], 6)
     assert exit_code(train_main, READ_BACK_TRAIN + ["--epochs", "2", "--data-dir", w["images"],
                                                     "--output-dir", w["run"]]) == 0
-    prepare(RunConfig.create(image_size=32, hole_size=16, data_dir=w["images"]), w["prepared"], log=lambda line: None)
+    prepare_records(RunConfig.create(image_size=32, hole_size=16, data_dir=w["images"]), w["prepared"],
+                    log=lambda line: None)
     export_tflite(ContextEncoder(tiny_model(fill_value=(0.0, 0.0, 0.0))), w["export"], variants=("float32",))
     return w

@@ -25,7 +25,7 @@ from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.faces.detector import FaceDetector
 from ctxenc_tf.inference.face_jobs import plan_faces
 from ctxenc_tf.inference.inpaint import fill_jobs
-from ctxenc_tf.inference.photos import prepare, read_photo
+from ctxenc_tf.inference.photos import photo_job, read_photo
 from ctxenc_tf.inference.runner import load_runner
 from face_photos import background, face_files, load, paste, similarity, unaligned_photo
 from helpers import REPO, exit_code, free_port, not_installed
@@ -361,7 +361,7 @@ def test_a_photo_without_a_face_is_refused_never_filled_at_the_centre(models, fa
 
 def test_face_mode_off_fills_the_centre_as_before(models, face_mode, tmp_path):
     """Switched off, face mode changes nothing: the centre square of a photo with faces,
-    filled through prepare + fill_jobs as the inpaint command fills it."""
+    filled through photo_job + fill_jobs as the inpaint command fills it."""
     runner = load_runner(models["centre"])
     path = str(tmp_path / "two.png")
     two_faces(path)
@@ -370,7 +370,7 @@ def test_face_mode_off_fills_the_centre_as_before(models, face_mode, tmp_path):
     assert kept is faces and numbers == [] and "outlined square" in status
     status, _, _, files = app.fill_photo(runner, str(tmp_path), path, None, None, faces, [1])
     assert status.startswith("Filled a ")
-    [centre] = fill_jobs(runner, [[prepare(read_photo(path), runner.config)]])
+    [centre] = fill_jobs(runner, [[photo_job(read_photo(path), runner.config)]])
     np.testing.assert_array_equal(np.asarray(Image.open(files[0])), centre)
 
 

@@ -80,7 +80,7 @@ def test_finish_blends_the_ring(tmp_path):
     overlap ring ramps up towards it, everything else stays black."""
     config = tiny_model(fill_value=FILL)  # 32x32, hole 16, overlap 2
     photo = photos.Photo(np.zeros((64, 64, 3), np.uint8), None, "RGB")
-    job = photos.prepare(photo, config)
+    job = photos.photo_job(photo, config)
     out = photos.finish(job, np.zeros((32, 32, 3), np.float32),
                          np.ones((16, 16, 3), np.float32), config)
     row = out[32, :, 0].astype(int)  # through the centre, photo scale 2: hole = [16, 48)

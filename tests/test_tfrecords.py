@@ -26,7 +26,7 @@ def folder(tmp_path):
 
 def _prepare(folder, out, **overrides):
     config = tiny_config(data_dir=folder, val_fraction=0.2, **overrides)
-    return config, prepare.prepare(config, str(out), images_per_shard=4, log=lambda *a: None)
+    return config, prepare.prepare_records(config, str(out), images_per_shard=4, log=lambda *a: None)
 
 
 def test_prepare_writes_shards_that_read_back_as_the_decoded_images(folder, tmp_path):
@@ -62,19 +62,19 @@ def test_prepare_is_done_once_and_refuses_foreign_directories(folder, tmp_path):
     out = tmp_path / "prepared"
     config, meta = _prepare(folder, out)
     stamp = os.path.getmtime(out / meta["splits"]["train"]["shards"][0])
-    assert prepare.prepare(config, str(out), log=lambda *a: None) == meta
+    assert prepare.prepare_records(config, str(out), log=lambda *a: None) == meta
     assert os.path.getmtime(out / meta["splits"]["train"]["shards"][0]) == stamp
     with pytest.raises(DataError, match="already holds 32px images"):
-        prepare.prepare(config.replace(image_size=64, hole_size=32), str(out), log=lambda *a: None)
+        prepare.prepare_records(config.replace(image_size=64, hole_size=32), str(out), log=lambda *a: None)
     with pytest.raises(DataError, match="prepared with split settings"):
-        prepare.prepare(config.replace(seed=1), str(out), log=lambda *a: None)
+        prepare.prepare_records(config.replace(seed=1), str(out), log=lambda *a: None)
     with pytest.raises(DataError, match="prepared at 32x32, but --image-size=64"):
         sources.find_prepared(config.replace(data_dir=str(out), image_size=64, hole_size=32))
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="not an empty directory"):
-        prepare.prepare(config, str(other), log=lambda *a: None)
+        prepare.prepare_records(config, str(other), log=lambda *a: None)
     os.remove(out / meta["splits"]["val"]["shards"][0])
     with pytest.raises(DataError, match="shard listed in prepared.json is missing"):
         sources.find_prepared(config.replace(data_dir=str(out)))
@@ -199,7 +199,7 @@ def test_cache_is_read_part_by_part_in_a_new_order_every_epoch(tmp_path, monkeyp
     config = tiny_config(data_dir=str(images), batch_size=4, epochs=2, val_fraction=0.17,
                          cache="memory" if cache == "memory" else prefix)
     if kind == "prepared":
-        prepare.prepare(config, str(tmp_path / "prepared"), images_per_shard=2, log=lambda *a: None)
+        prepare.prepare_records(config, str(tmp_path / "prepared"), images_per_shard=2, log=lambda *a: None)
         config = config.replace(data_dir=str(tmp_path / "prepared"))
     source = sources.find_sources(config).train
     assert len(source) == 20

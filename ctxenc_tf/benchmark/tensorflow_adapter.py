@@ -18,7 +18,7 @@ from ctxenc_tf.benchmark.suite import KerasAdapter
 from ctxenc_tf.benchmark.timing import BenchSettings, Table, latency_ms, timed
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
-from ctxenc_tf.data.prepare import prepare
+from ctxenc_tf.data.prepare import prepare_records
 from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.errors import DataError
 from ctxenc_tf.export.saved_model import export_saved_model
@@ -143,7 +143,7 @@ def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp
     files = sources.find_sources(source).train
     jpeg = pipeline_throughput(files, config, settings.pipeline_batches)
     prepared = os.path.join(tmp, "prepared")
-    prepare(source, prepared, log=lambda *a: None)
+    prepare_records(source, prepared, log=lambda *a: None)
     records = sources.find_sources(config.replace(data_dir=prepared)).train
     shards = pipeline_throughput(records, config, settings.pipeline_batches)
     table.add("input pipeline", f"{len(files)} JPEGs: decode + crop + resize + flip + mask, "

@@ -47,7 +47,7 @@ from ctxenc_tf.inference.photos import (
     draw_outline,
     encode_png,
     fit_mask,
-    prepare,
+    photo_job,
     read_photo,
     scaled_hole,
 )
@@ -255,7 +255,7 @@ def fill_photo(runner, work_dir: str, path, canvas=None, face_mode: FaceMode | N
                 return error_line("paint over what should go first"), *refused
             hole = fit_mask(hole, photo.rgb.shape[:2], "painted on the page")
         if face_mode is None:
-            jobs, labels, faces_filled, notes = [prepare(photo, config, hole)], [""], "", []
+            jobs, labels, faces_filled, notes = [photo_job(photo, config, hole)], [""], "", []
         else:
             faces = face_mode.detector.detect(photo.rgb) if faces is None else faces
             # A switched-off face must not claim drawn hole pixels that a ticked face's frame

@@ -36,7 +36,7 @@ from ctxenc_tf.inference.photos import (
     PhotoError,
     encode_png,
     fit_mask,
-    prepare,
+    photo_job,
     read_mask,
     read_photo,
     side_by_side,
@@ -106,7 +106,7 @@ def main(argv=None):
                     for note in notes:
                         bar.write(f"{path}: {note}", file=sys.stderr)
                 else:
-                    jobs = [prepare(photo, config, hole)]
+                    jobs = [photo_job(photo, config, hole)]
                     missed = detector and centre_hole_misses(photo.rgb.shape[:2], detector.detect(photo.rgb), config)
                     if missed:
                         bar.write(f"{path}: {missed}; --faces fills each face's own hole", file=sys.stderr)

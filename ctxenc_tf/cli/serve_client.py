@@ -26,7 +26,7 @@ from ctxenc_tf.inference.serving_client import (
     DEFAULT_PORTS,
     connect,
     output_paths,
-    read_photo,
+    read_photo_bytes,
 )
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import claim_targets
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     targets = [args.out] if args.load is not None else output_paths(args.images, args.out)
     claim_targets(targets, args.images, args.overwrite)
-    photos = [read_photo(p) for p in args.images]
+    photos = [read_photo_bytes(p) for p in args.images]
     port = args.port or DEFAULT_PORTS[args.protocol]
     start = time.perf_counter()
     try:

@@ -69,9 +69,9 @@ def main(argv=None):
     if args.align_faces:
         return _align_faces(args)
     if args.prepare:
-        from ctxenc_tf.data.prepare import prepare
+        from ctxenc_tf.data.prepare import prepare_records
 
-        prepare(config_from_args(args), args.prepare)
+        prepare_records(config_from_args(args), args.prepare)
         print(f"train from it with: python train.py --data-dir {args.prepare}")
         return 0
     demo = not args.data_dir

@@ -72,7 +72,7 @@ def _write_split(files, name: str, config: RunConfig, directory: str, images_per
     return shards, counts, names, skipped, pixel_sum
 
 
-def prepare(config: RunConfig, out_dir: str, images_per_shard: int = IMAGES_PER_SHARD, log=print) -> dict:
+def prepare_records(config: RunConfig, out_dir: str, images_per_shard: int = IMAGES_PER_SHARD, log=print) -> dict:
     """Convert ``config.data_dir`` (CelebA's train/val partition, or an image folder split
     by ``val_fraction``/``seed``; the bundled faces when empty; ``train_limit``/``val_limit``
     applied) into TFRecord shards of ``config.model.image_size`` images in ``out_dir``, once.

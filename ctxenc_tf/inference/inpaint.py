@@ -40,7 +40,7 @@ def collect_inputs(paths, out_dir: str):
 
 def fill_jobs(runner, photos_jobs) -> list:
     """Fill photos in one model call. ``photos_jobs``: for each photo the list of its jobs
-    (one :func:`~ctxenc_tf.inference.photos.prepare` job, or one
+    (one :func:`~ctxenc_tf.inference.photos.photo_job` job, or one
     :class:`~ctxenc_tf.inference.face_jobs.FaceJob` per face, largest first). Returns each
     photo's ``[H, W, 3]`` uint8 result, equal to it outside its jobs' holes; the jobs of one
     photo are blended in order, each over the result of the ones before."""

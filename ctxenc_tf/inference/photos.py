@@ -182,7 +182,7 @@ def _resize_channels(values: np.ndarray, size, box=None) -> np.ndarray:
                      for c in range(values.shape[-1])], axis=-1)
 
 
-def prepare(photo: Photo, config: ModelConfig, hole: np.ndarray | None = None) -> Job:
+def photo_job(photo: Photo, config: ModelConfig, hole: np.ndarray | None = None) -> Job:
     """Cut the model's input out of ``photo``: the central square and centre hole by
     default, or a square around the user's ``hole`` (``[H, W]`` bool)."""
     s = config.image_size

@@ -17,6 +17,7 @@ threads (:func:`usable_cores`).
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from ctxenc_tf.config import ModelConfig
 from ctxenc_tf.data import hole_masks
@@ -108,8 +109,6 @@ class KerasRunner(Runner):
         super().__init__(path or "(in memory)", model.config)
         self._complete = self._complete_eager
         if jit_compile is not None:
-            import tensorflow as tf
-
             self._complete = tf.function(self._complete_eager, jit_compile=jit_compile)
 
     def _complete_eager(self, images, masks):
@@ -128,8 +127,6 @@ class SavedModelRunner(Runner):
     kind = "saved_model"
 
     def __init__(self, path: str, version_dir: str):
-        import tensorflow as tf
-
         config, config_path = find_config(version_dir, levels=3, what=path)
         try:
             self.loaded = tf.saved_model.load(version_dir)
@@ -145,8 +142,6 @@ class SavedModelRunner(Runner):
                            self.signature.structured_outputs["prediction"].shape)
 
     def _run(self, images, masks):
-        import tensorflow as tf
-
         completed, prediction = [], []
         for i in range(0, len(images), SAVED_MODEL_BATCH):
             out = self.signature(images=tf.constant(images[i:i + SAVED_MODEL_BATCH]),

@@ -497,7 +497,7 @@ def connect(protocol: str, host: str, port: int, model: str, signature_name: str
     return GrpcModel(f"{host}:{port}", model, signature_name, version, timeout)
 
 
-def read_photo(path: str) -> bytes:
+def read_photo_bytes(path: str) -> bytes:
     """The bytes of an image file; :class:`DataError` naming it if unusable."""
     reason = screening.screen_file(path)
     if reason:
