@@ -66,7 +66,7 @@ def test_named_pipes_are_skipped_not_read(tmp_path, capsys):
     atomic.save_model(ContextEncoder(tiny_model(fill_value=(0.0, 0.0, 0.0))), model)
     face = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
     code = exit_code(inpaint_cli.main, [face, str(folder / "pipe.jpg"), "--model", model,
-                                        "--out", str(tmp_path / "out"), "--quiet"])
+                                        "--out", str(tmp_path / "out"), "--progress", "off"])
     assert code == 1  # one photo done, the pipe skipped with a line naming it
     assert "pipe.jpg: not a regular file" in capsys.readouterr().err
 
@@ -120,7 +120,7 @@ def test_file_names_that_are_not_utf8_train_and_evaluate(tmp_path, capsys):
     assert len(split.train) + len(split.val) == 12
     assert any(os.fsencode(p).endswith(b"caf\xe9.jpg") for p in split.train + split.val)
     code = exit_code(evaluate_cli.main, ["--model", str(folder / "run" / "best.keras"), "--data-dir", str(folder),
-                                         "--out", str(tmp_path / "eval"), "--baselines", "mean", "--quiet"])
+                                         "--out", str(tmp_path / "eval"), "--baselines", "mean", "--progress", "off"])
     assert code == 0, capsys.readouterr().err
 
 
@@ -139,7 +139,7 @@ def test_inpaint_removes_what_a_killed_run_left_of_its_own_outputs(tmp_path):
     other = out / ".someone_elses.png.a1b2c3d4.tmp"
     leftover.write_bytes(b"half")
     other.write_bytes(b"not ours to remove")
-    assert exit_code(inpaint_cli.main, [face, "--model", model, "--out", str(out), "--quiet"]) == 0
+    assert exit_code(inpaint_cli.main, [face, "--model", model, "--out", str(out), "--progress", "off"]) == 0
     assert not leftover.exists() and other.exists() and (out / f"{stem}_filled.png").is_file()
 
 

@@ -132,7 +132,7 @@ def test_seed_preset_trains_exports_and_inpaints_end_to_end(tmp_path):
     Image.fromarray(mask).save(tmp_path / "mask.png")
     r = subprocess.run([sys.executable, "-m", "ctxenc_tf", "inpaint", "--model",
                         str(exported / "tflite" / "ctxenc_float32.tflite"), face, "--mask",
-                        str(tmp_path / "mask.png"), "--out", str(tmp_path / "filled"), "--quiet"],
+                        str(tmp_path / "mask.png"), "--out", str(tmp_path / "filled"), "--progress", "off"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr == ""  # not even TFLite's "Created TensorFlow Lite XNNPACK delegate"
