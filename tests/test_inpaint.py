@@ -2,12 +2,14 @@
 any size and mode works, and the three model formats agree."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FILL, exit_code, tiny_model, write_images
+from conftest import FILL, REPO, exit_code, tiny_model, write_images
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.cli import inpaint as inpaint_cli
 from ctxenc_tf.inference import photos
@@ -197,6 +199,25 @@ def test_missing_input_is_one_line_error(models, tmp_path, capsys):
     code = run(["--model", models["centre"], str(tmp_path / "nope.jpg"), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "nope.jpg" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_output_sent_to_a_log_file_has_no_progress_bar_unless_asked(models, tmp_path):
+    """``inpaint ... > log 2>&1``: tqdm's bar would be redrawn there with ``\r`` (and
+    ``\x1b`` moves); by default the log gets plain lines only, ``--progress bar`` forces it."""
+    photos = write_images(str(tmp_path / "photos"), 2)
+    logs = {}
+    for progress in ("auto", "bar"):
+        logs[progress] = tmp_path / f"{progress}.log"
+        with open(logs[progress], "w") as log:
+            r = subprocess.run([sys.executable, "-m", "ctxenc_tf", "inpaint", "--model", models["centre"], *photos,
+                                "--out", str(tmp_path / progress), "--progress", progress],
+                               cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+        assert r.returncode == 0, logs[progress].read_text()[-2000:]
+    text = logs["auto"].read_bytes().decode()  # read_text() would turn \r into \n
+    assert not {"\r", "\b", "\x1b"} & set(text), repr(text)
+    assert text.splitlines()[-1] == f"wrote 2 filled image(s) to {tmp_path / 'auto'}"
+    assert "\r" in logs["bar"].read_bytes().decode()
 
 
 @pytest.mark.slow

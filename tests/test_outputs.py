@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import FACES, REPO, tiny_model, write_images
@@ -154,3 +155,65 @@ def test_a_named_pipe_given_as_model_or_mask_gets_one_line(tmp_path, capsys):
     assert exit_code(evaluate_cli.main, ["--model", pipe, "--out", str(tmp_path / "v")]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 2 and all(pipe in line and "not" in line for line in lines), lines
+
+
+def _export_one_line(model, out, capsys) -> str:
+    """Export ``model`` (a ContextEncoder) into ``out`` through export.py's ``main``;
+    returns its one error line (exit status 2)."""
+    from conftest import exit_code
+    from ctxenc_tf.cli import export as export_cli
+    from ctxenc_tf.utils import atomic
+
+    checkpoint = os.path.join(os.path.dirname(out), "m.keras")
+    atomic.save_model(model, checkpoint)
+    assert exit_code(export_cli.main, ["--checkpoint", checkpoint, "--out", out, "--variants", "float32",
+                                       "--parity-images", "2"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def _space_needed(model, copies):
+    """What export says the SavedModel and TFLite files of ``model`` need: its generator's
+    weights in float32, once per format."""
+    item = sum(int(np.prod(w.shape)) * 4 for w in model.generator.weights)
+    return f"need about {copies * item / 2**20:.1f} MiB ({copies} x {item / 2**20:.1f} MiB)"
+
+
+def test_export_onto_a_full_disk_says_so_before_writing(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+
+    model = ContextEncoder(tiny_model(bottleneck=2048))  # a generator of a few MiB
+    free = 2**20
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=free))
+    out = str(tmp_path / "export")
+    line = _export_one_line(model, out, capsys)
+    assert line == (f"error: {out}: only 1.0 MiB free; the SavedModel and TFLite files of this model "
+                    + _space_needed(model, 2))
+    assert not os.path.exists(os.path.join(out, "saved_model"))
+
+
+@pytest.mark.slow
+def test_export_that_fills_the_disk_while_saving_says_so(tmp_path, monkeypatch, capsys):
+    """The disk fills up after the check (another writer): TensorFlow's SaveV2 then raises
+    ResourceExhaustedError (its code for ENOSPC), which reads as a full disk."""
+    import tensorflow as tf
+
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+
+    def full_disk(module, path, **kwargs):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "{{function_node __wrapped__SaveV2_dtypes_12_device_/job:localhost/replica:0/task:0/"
+            f"device:CPU:0}}}} {path}/variables/variables_temp/part-00000-of-00001.data-00000-of-00001."
+            "tempstate1; No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    model = ContextEncoder(tiny_model())
+    out = str(tmp_path / "export")
+    line = _export_one_line(model, out, capsys)
+    assert line == (f"error: {out}: disk full while writing the SavedModel; the SavedModel and TFLite "
+                    "files of this model " + _space_needed(model, 2))
+    assert os.listdir(os.path.join(out, "saved_model")) == []  # the half-written version is gone
