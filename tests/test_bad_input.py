@@ -31,7 +31,7 @@ makes it unimportable (jax is installed where the tests run).
 | T19 | train.py       | --learning-rate inf                                | --learning-rate=inf, finite      |
 | T20 | train.py       | --output-dir <held by another writer>              | the dir, is writing here         |
 | T21 | train.py       | --data-dir <3 images> --val-fraction 0.9999        | --val-fraction, all 3 images     |
-| T22 | train.py       | --prepare <below a regular file>                   | --prepare=the dir, not writable  |
+| T22 | train.py       | --prepare <below a regular file>                   | --prepare=the dir, the file      |
 | E1  | export.py      | --checkpoint <missing .keras>                      | the file, not found              |
 | E2  | export.py      | --checkpoint <text file>                           | the file, not a .keras           |
 | E3  | export.py      | --checkpoint <a plain keras model>                 | not a ContextEncoder             |
@@ -128,7 +128,7 @@ CASES = {
     "T20": ("train", ["--data-dir", "{few}", "--output-dir", "{locked}"], ["{locked}", "is writing here"]),
     "T21": ("train", ["--data-dir", "{few}", "--val-fraction", "0.9999"],
             ["--val-fraction=0.9999", "all 3 images of {few}", "no training image"]),
-    "T22": ("train", ["--prepare", "{text}/prepared"], ["--prepare={text}/prepared", "not writable"]),
+    "T22": ("train", ["--prepare", "{text}/prepared"], ["--prepare={text}/prepared", "{text} is a file, not a directory"]),
     "E1": ("export", ["--checkpoint", "{missing}.keras"], ["{missing}.keras", "not found"]),
     "E2": ("export", ["--checkpoint", "{text}"], ["{text}", "not a .keras"]),
     "E3": ("export", ["--checkpoint", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),

@@ -124,7 +124,7 @@ def adapter_for(synthetic: bool) -> suite.KerasAdapter:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.json:
-        check_output_path(args.json, "--json", is_file=True)
+        check_output_path(args.json, "--json", "file")
     measure = adapter_for(args.synthetic)
     base = RunConfig.create(**QUICK, batch_size=8) if args.quick else RunConfig(batch_size=64)
     config = config_from_args(args, base=base)

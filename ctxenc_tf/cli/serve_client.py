@@ -79,7 +79,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     targets = [args.out] if args.load is not None else output_paths(args.images, args.out)
-    check_output_path(args.out, "--out", is_file=targets == [args.out])
+    check_output_path(args.out, "--out", "file" if targets == [args.out] else "folder")
     claim_targets(targets, args.images, args.overwrite)
     photos = [read_photo(p) for p in args.images]
     port = args.port or DEFAULT_PORTS[args.protocol]

@@ -70,7 +70,7 @@ def main(argv=None):
         raise ConfigError("--max-faces: needs --align-faces")
     if args.prepare:
         config = config_from_args(args)
-        check_output_path(args.prepare, "--prepare")
+        check_output_path(args.prepare, "--prepare", "new folder")
         if args.align_faces:
             _align_faces(args, config)
         else:

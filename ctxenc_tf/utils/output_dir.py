@@ -76,22 +76,29 @@ def remove_temporary_files(directory: str, targets=None) -> list:
 CHECKPOINT_COPIES = 4  # best.keras, final.keras, the resume state, one temp file while replacing
 
 
-def check_output_path(path: str, argument: str, is_file: bool = False) -> None:
+def check_output_path(path: str, argument: str, kind: str = "folder") -> None:
     """Prove, before any work is done, that the output ``path`` given as ``argument`` (the
-    flag, e.g. ``"--out"``) can be written: the folder ``path`` (or, with ``is_file``, the
-    folder of the file ``path``, which must not be a folder itself) is created if missing
-    and must take a new file. Raises :class:`ConfigError` ``"<argument>=<path>: <why>"``."""
-    if is_file and os.path.isdir(path):
+    flag, e.g. ``"--out"``) can be written as ``kind`` says: a ``"folder"`` that files are
+    written into (created now), a ``"file"`` (not a folder; the folder it goes into is
+    created now), or a ``"new folder"`` built beside ``path`` and renamed onto it (what an
+    existing folder holds is left to the command; else the folder it goes into is created
+    now). The folder written into must take a new file. Raises :class:`ConfigError`
+    ``"<argument>=<path>: <why>"``."""
+    if kind == "file" and os.path.isdir(path):
         raise ConfigError(f"{argument}={path}: is a directory; give a file name")
-    folder = os.path.dirname(os.path.abspath(path)) if is_file else path
+    if kind == "new folder" and os.path.exists(path):
+        if os.path.isdir(path):
+            return  # what it holds is for the command to judge
+        raise ConfigError(f"{argument}={path}: is a file, not a directory")
+    folder = path if kind == "folder" else os.path.dirname(os.path.abspath(path))
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ConfigError(f"{argument}={path}: {folder + ' ' if is_file else ''}is a file, not a directory")
+        raise ConfigError(f"{argument}={path}: {'' if folder == path else folder + ' '}is a file, not a directory")
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as e:
-        where = f" (its folder {folder})" if is_file else ""
+        where = "" if folder == path else f" (its folder {folder})"
         raise ConfigError(f"{argument}={path}: not writable{where}: {e.strerror or e}") from None
 
 
