@@ -17,7 +17,7 @@ makes it unimportable (jax is installed where the tests run).
 | T5  | train.py       | --precision float16                                | --precision='float16'            |
 | T6  | train.py       | --learning-rate -1                                 | --learning-rate=-1.0             |
 | T7  | train.py       | --preset bogus                                     | invalid choice: 'bogus'          |
-| T8  | train.py       | --output-dir <below a regular file>                | the dir, not writable            |
+| T8  | train.py       | --output-dir <below a regular file>                | --output-dir=the dir, the file   |
 | T9  | train.py       | --backup-steps -1                                  | --backup-steps=-1                |
 | T10 | train.py       | --no-such-flag                                     | unrecognized arguments           |
 | T11 | train.py       | --data-dir <empty dir>                             | no image files                   |
@@ -111,7 +111,7 @@ CASES = {
     "T5": ("train", ["--precision", "float16"], ["--precision='float16'"]),
     "T6": ("train", ["--learning-rate", "-1"], ["--learning-rate=-1.0"]),
     "T7": ("train", ["--preset", "bogus"], ["invalid choice: 'bogus'"]),
-    "T8": ("train", ["--data-dir", "{few}", "--output-dir", "{text}/run"], ["{text}/run", "not writable"]),
+    "T8": ("train", ["--data-dir", "{few}", "--output-dir", "{text}/run"], ["--output-dir={text}/run", "{text} is a file, not a directory"]),
     "T9": ("train", ["--backup-steps", "-1"], ["--backup-steps=-1"]),
     "T10": ("train", ["--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
     "T11": ("train", ["--data-dir", "{empty}"], ["{empty}", "no image files"]),

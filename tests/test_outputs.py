@@ -3,6 +3,7 @@ written over, one writer per output folder, temp files of a killed writer are re
 special files (named pipes) are never read."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,24 @@ def test_targets_over_inputs_or_existing_files_are_refused(tmp_path):
         output_dir.claim_targets([str(mine)], [str(photo)])
     output_dir.claim_targets([str(mine)], [str(photo)], overwrite=True)
     assert mine.read_bytes() == b"my own file"  # checking writes nothing
+
+
+def test_output_paths_are_checked_without_leaving_anything(tmp_path):
+    from ctxenc_tf.errors import ConfigError
+
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "notes.txt").write_text("mine\n")
+    for path, kind in ((tmp_path / "a" / "b", "folder"), (tmp_path / "c" / "rows.json", "file"),
+                       (tmp_path / "d" / "new", "new folder"), (tmp_path / "prepared", "new folder"),
+                       (tmp_path / "notes.txt", "file")):
+        output_dir.check_output_path(str(path), "--out", kind)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "prepared"] and not os.listdir(tmp_path / "prepared")
+    for path, kind, why in ((tmp_path / "prepared", "file", "is a directory"),
+                            (tmp_path / "notes.txt", "folder", "is a file"),
+                            (tmp_path / "notes.txt", "new folder", "is a file"),
+                            (tmp_path / "notes.txt" / "x" / "y.json", "file", f"{tmp_path / 'notes.txt'} is a file")):
+        with pytest.raises(ConfigError, match="^" + re.escape(f"--out={path}: {why}")):
+            output_dir.check_output_path(str(path), "--out", kind)
 
 
 def test_one_writer_per_folder_and_a_killed_writers_lock_and_temp_files(tmp_path):

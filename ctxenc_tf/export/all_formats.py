@@ -50,7 +50,8 @@ def _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibrati
     try:
         saved = export_saved_model(model, out_dir, version, warmup_images=parity_set)
     except tf.errors.ResourceExhaustedError as e:
-        if os.strerror(errno.ENOSPC) not in str(e):  # TensorFlow's code for ENOSPC, but also for memory
+        # TensorFlow's code for a full disk (SaveV2's ENOSPC), and for running out of memory
+        if os.strerror(errno.ENOSPC) not in str(e):
             raise
         raise OSError(errno.ENOSPC, f"disk full while writing the SavedModel; "
                                     f"{space_needed(weight_bytes, *formats)}", out_dir) from None

@@ -240,9 +240,8 @@ def _as_batch(labels, images, holes) -> tuple:
 def run_evaluation(runner, config: ModelConfig, batches, data_dir: str, baseline_names=(),
                    grid_count: int = 4, progress_bar: bool = False, total: int | None = None) -> tuple:
     """Fill and measure every example of ``batches`` (:func:`eval_dataset` or
-    :func:`face_batches`; ``total`` examples expected, for the tqdm ``progress_bar`` on
-    stderr). Returns
-    ``(rows, extremes, seconds)``: one dict of numbers per example (``file`` relative to
+    :func:`face_batches`; ``total`` examples expected, counted by a tqdm bar on stderr
+    with ``progress_bar``). Returns ``(rows, extremes, seconds)``: one dict of numbers per example (``file`` relative to
     ``data_dir``, then ``method/region/metric``, regions :data:`REGIONS`), the
     :class:`Extremes` by the model's core PSNR, the time taken."""
     from tqdm import tqdm

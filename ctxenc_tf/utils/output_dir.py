@@ -79,27 +79,28 @@ CHECKPOINT_COPIES = 4  # best.keras, final.keras, the resume state, one temp fil
 def check_output_path(path: str, argument: str, kind: str = "folder") -> None:
     """Prove, before any work is done, that the output ``path`` given as ``argument`` (the
     flag, e.g. ``"--out"``) can be written as ``kind`` says: a ``"folder"`` that files are
-    written into (created now), a ``"file"`` (not a folder; the folder it goes into is
-    created now), or a ``"new folder"`` built beside ``path`` and renamed onto it (what an
-    existing folder holds is left to the command; else the folder it goes into is created
-    now). The folder written into must take a new file. Raises :class:`ConfigError`
+    written into, a ``"file"`` (not a folder), or a ``"new folder"`` built beside ``path``
+    and renamed onto it (what an existing folder holds is left to the command). The folder
+    to write into, or the nearest one above it that exists (the others are made when
+    written), must take a new file; nothing is left behind. Raises :class:`ConfigError`
     ``"<argument>=<path>: <why>"``."""
     if kind == "file" and os.path.isdir(path):
         raise ConfigError(f"{argument}={path}: is a directory; give a file name")
     if kind == "new folder" and os.path.exists(path):
         if os.path.isdir(path):
-            return  # what it holds is for the command to judge
+            return
         raise ConfigError(f"{argument}={path}: is a file, not a directory")
     folder = path if kind == "folder" else os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ConfigError(f"{argument}={path}: {'' if folder == path else folder + ' '}is a file, not a directory")
+    while not os.path.exists(folder):
+        folder = os.path.dirname(os.path.abspath(folder))
+    named = "" if folder == path else f"{folder} "
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{argument}={path}: {named}is a file, not a directory")
     try:
-        os.makedirs(folder, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as e:
-        where = "" if folder == path else f" (its folder {folder})"
-        raise ConfigError(f"{argument}={path}: not writable{where}: {e.strerror or e}") from None
+        raise ConfigError(f"{argument}={path}: {named}is not writable ({e.strerror or e})") from None
 
 
 def space_needed(item_bytes: int, copies: int, items: str) -> str:
