@@ -90,10 +90,11 @@ def check_output_path(path: str, argument: str, kind: str = "folder") -> None:
         if os.path.isdir(path):
             return
         raise ConfigError(f"{argument}={path}: is a file, not a directory")
-    folder = path if kind == "folder" else os.path.dirname(os.path.abspath(path))
+    given = os.path.abspath(path)
+    folder = given if kind == "folder" else os.path.dirname(given)
     while not os.path.exists(folder):
-        folder = os.path.dirname(os.path.abspath(folder))
-    named = "" if folder == path else f"{folder} "
+        folder = os.path.dirname(folder)
+    named = "" if folder == given else f"{folder} "
     if not os.path.isdir(folder):
         raise ConfigError(f"{argument}={path}: {named}is a file, not a directory")
     try:
