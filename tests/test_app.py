@@ -189,7 +189,7 @@ def test_paint_fill_download_matches_inpaint(models, served, browser, tmp_path):
     np.testing.assert_array_equal(filled[~hole], upright[~hole])
     assert exit_code(inpaint_cli.main, ["--model", models["random"],
                                         str(tmp_path / "photo.png"), "--mask", str(saved["photo_hole.png"]),
-                                        "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+                                        "--out", str(tmp_path / "cli"), "--progress", "off"]) == 0
     np.testing.assert_array_equal(filled, np.asarray(Image.open(tmp_path / "cli" / "photo_filled.png")))
 
 
@@ -263,7 +263,7 @@ def test_centre_model_page_has_no_brush(models, tmp_path, monkeypatch):
     assert canvas.shape == upright.shape and "outlined square" in status
     status, _, _, files = app.fill_photo(runner, str(tmp_path), str(tmp_path / "photo.png"), None)
     assert exit_code(inpaint_cli.main, ["--model", models["centre"], str(tmp_path / "photo.png"),
-                                        "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+                                        "--out", str(tmp_path / "cli"), "--progress", "off"]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(files[0])),
                                   np.asarray(Image.open(tmp_path / "cli" / "photo_filled.png")))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 120000 pixels: over twice the limit

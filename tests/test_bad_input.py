@@ -17,7 +17,7 @@ makes it unimportable (jax is installed where the tests run).
 | T5  | train.py       | --precision float16                                | --precision='float16'            |
 | T6  | train.py       | --learning-rate -1                                 | --learning-rate=-1.0             |
 | T7  | train.py       | --preset bogus                                     | invalid choice: 'bogus'          |
-| T8  | train.py       | --output-dir <below a regular file>                | the dir, not writable            |
+| T8  | train.py       | --output-dir <below a regular file>                | --output-dir=the dir, the file   |
 | T9  | train.py       | --backup-steps -1                                  | --backup-steps=-1                |
 | T10 | train.py       | --no-such-flag                                     | unrecognized arguments           |
 | T11 | train.py       | --data-dir <empty dir>                             | no image files                   |
@@ -30,6 +30,8 @@ makes it unimportable (jax is installed where the tests run).
 | T18 | train.py       | --bottleneck 100000000 (would exhaust memory)      | --bottleneck=100000000           |
 | T19 | train.py       | --learning-rate inf                                | --learning-rate=inf, finite      |
 | T20 | train.py       | --output-dir <held by another writer>              | the dir, is writing here         |
+| T21 | train.py       | --data-dir <3 images> --val-fraction 0.9999        | --val-fraction, all 3 images     |
+| T22 | train.py       | --prepare <below a regular file>                   | --prepare=the dir, the file      |
 | E1  | export.py      | --checkpoint <missing .keras>                      | the file, not found              |
 | E2  | export.py      | --checkpoint <text file>                           | the file, not a .keras           |
 | E3  | export.py      | --checkpoint <a plain keras model>                 | not a ContextEncoder             |
@@ -37,6 +39,7 @@ makes it unimportable (jax is installed where the tests run).
 | E5  | export.py      | --version 0                                        | expected 1 to                    |
 | E7  | export.py      | --version 99999999999999999999                     | expected 1 to                    |
 | E6  | export.py      | (no --checkpoint)                                  | required: --checkpoint           |
+| E8  | export.py      | --out <a regular file>                             | --out=the file, not a directory  |
 | I1  | inpaint        | --model <missing .keras>                           | the file                         |
 | I2  | inpaint        | <missing photo>                                    | the photo                        |
 | I3  | inpaint        | --batch-size 0                                     | --batch-size=0                   |
@@ -44,12 +47,16 @@ makes it unimportable (jax is installed where the tests run).
 | I5  | inpaint        | --mask <missing file>                              | the mask file                    |
 | I6  | inpaint        | --model <text file>                                | the file                         |
 | I7  | inpaint        | --out <folder holding a file of the output's name> | the file, exists, --overwrite    |
+| I8  | inpaint        | --out <a regular file>                             | --out=the file, not a directory  |
 | V1  | evaluate       | --model <missing .keras>                           | the file                         |
 | V2  | evaluate       | --split bogus                                      | invalid choice: 'bogus'          |
 | V3  | evaluate       | --limit -1                                         | --limit=-1                       |
 | V4  | evaluate       | --data-dir <missing dir>                           | the dir                          |
 | V5  | evaluate       | --baselines magic                                  | unknown magic                    |
 | V6  | evaluate       | --model <a plain keras model>                      | not a ContextEncoder             |
+| V7  | evaluate       | --out <a regular file>                             | --out=the file, not a directory  |
+| B1  | bench          | --json <an existing folder>                        | --json=the folder, a directory   |
+| B2  | bench          | --json <a file below a regular file>               | --json=the path, not a directory |
 | S1  | serving_client | <missing photo>                                    | the photo                        |
 | S2  | serving_client | --protocol ftp                                     | invalid choice: 'ftp'            |
 | S3  | serving_client | <text file as photo>                               | not a JPEG/PNG/GIF/BMP image     |
@@ -63,6 +70,8 @@ makes it unimportable (jax is installed where the tests run).
 | S11 | serving_client | --clients 8 (without --load)                       | need --load                      |
 | S12 | serving_client | --load 5 --out report.png                          | expected a .json path            |
 | S13 | serving_client | --load 5 --max-requests 0                          | expected 1 to                    |
+| S14 | serving_client | --load 5 --out <a folder named r.json> --overwrite | --out=the folder, a directory    |
+| S15 | serving_client | <photo> --out <a folder named x.png> --overwrite   | --out=the folder, a directory    |
 | A1  | app            | --model <missing .keras>                           | the file                         |
 | A2  | app            | --model <a plain keras model>                      | not a ContextEncoder             |
 | A3  | app            | --port 70000                                       | expected 1 to 65535              |
@@ -102,7 +111,8 @@ CASES = {
     "T5": ("train", ["--precision", "float16"], ["--precision='float16'"]),
     "T6": ("train", ["--learning-rate", "-1"], ["--learning-rate=-1.0"]),
     "T7": ("train", ["--preset", "bogus"], ["invalid choice: 'bogus'"]),
-    "T8": ("train", ["--data-dir", "{few}", "--output-dir", "{text}/run"], ["{text}/run", "not writable"]),
+    "T8": ("train", ["--data-dir", "{few}", "--output-dir", "{text}/run"],
+            ["--output-dir={text}/run", "{text} is a file, not a directory"]),
     "T9": ("train", ["--backup-steps", "-1"], ["--backup-steps=-1"]),
     "T10": ("train", ["--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
     "T11": ("train", ["--data-dir", "{empty}"], ["{empty}", "no image files"]),
@@ -117,6 +127,10 @@ CASES = {
     "T18": ("train", ["--bottleneck", "100000000"], ["--bottleneck=100000000"]),
     "T19": ("train", ["--learning-rate", "inf"], ["--learning-rate=inf", "finite"]),
     "T20": ("train", ["--data-dir", "{few}", "--output-dir", "{locked}"], ["{locked}", "is writing here"]),
+    "T21": ("train", ["--data-dir", "{few}", "--val-fraction", "0.9999"],
+            ["--val-fraction=0.9999", "all 3 images of {few}", "no training image"]),
+    "T22": ("train", ["--prepare", "{text}/prepared"],
+            ["--prepare={text}/prepared", "{text} is a file, not a directory"]),
     "E1": ("export", ["--checkpoint", "{missing}.keras"], ["{missing}.keras", "not found"]),
     "E2": ("export", ["--checkpoint", "{text}"], ["{text}", "not a .keras"]),
     "E3": ("export", ["--checkpoint", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),
@@ -124,6 +138,7 @@ CASES = {
     "E5": ("export", ["--checkpoint", "{good}", "--version", "0"], ["expected 1 to"]),
     "E7": ("export", ["--checkpoint", "{good}", "--version", "99999999999999999999"], ["expected 1 to"]),
     "E6": ("export", [], ["required: --checkpoint"]),
+    "E8": ("export", ["--checkpoint", "{good}", "--out", "{text}"], ["--out={text}", "a file, not a directory"]),
     "I1": ("inpaint", ["{photo}", "--model", "{missing}.keras", "--out", "{out}"], ["{missing}.keras"]),
     "I2": ("inpaint", ["{missing}.jpg", "--model", "{good}", "--out", "{out}"], ["{missing}.jpg"]),
     "I3": ("inpaint", ["{photo}", "--model", "{good}", "--out", "{out}", "--batch-size", "0"],
@@ -133,12 +148,16 @@ CASES = {
            ["{missing}.png"]),
     "I6": ("inpaint", ["{photo}", "--model", "{text}", "--out", "{out}"], ["{text}"]),
     "I7": ("inpaint", ["{photo}", "--model", "{good}", "--out", "{taken}"], ["{taken}/", "exists", "--overwrite"]),
+    "I8": ("inpaint", ["{photo}", "--model", "{good}", "--out", "{text}"], ["--out={text}", "a file, not a directory"]),
     "V1": ("evaluate", ["--model", "{missing}.keras", "--out", "{out}"], ["{missing}.keras"]),
     "V2": ("evaluate", ["--model", "{good}", "--out", "{out}", "--split", "bogus"], ["invalid choice: 'bogus'"]),
     "V3": ("evaluate", ["--model", "{good}", "--out", "{out}", "--limit", "-1"], ["--limit=-1"]),
     "V4": ("evaluate", ["--model", "{good}", "--out", "{out}", "--data-dir", "{missing}"], ["{missing}"]),
     "V5": ("evaluate", ["--model", "{good}", "--out", "{out}", "--baselines", "magic"], ["unknown magic"]),
     "V6": ("evaluate", ["--model", "{foreign}", "--out", "{out}"], ["{foreign}", "not a ContextEncoder"]),
+    "V7": ("evaluate", ["--model", "{good}", "--out", "{text}"], ["--out={text}", "a file, not a directory"]),
+    "B1": ("bench", ["--json", "{empty}"], ["--json={empty}", "is a directory"]),
+    "B2": ("bench", ["--json", "{text}/rows.json"], ["--json={text}/rows.json", "{text} is a file, not a directory"]),
     "S1": ("serving", ["{missing}.jpg"], ["{missing}.jpg"]),
     "S2": ("serving", ["{photo}", "--protocol", "ftp"], ["invalid choice: 'ftp'"]),
     "S3": ("serving", ["{text}"], ["{text}", "not a JPEG/PNG/GIF/BMP image"]),
@@ -152,6 +171,9 @@ CASES = {
     "S11": ("serving", ["{photo}", "--clients", "8"], ["need --load"]),
     "S12": ("serving", ["{photo}", "--load", "5", "--out", "report.png"], ["expected a .json path"]),
     "S13": ("serving", ["{photo}", "--load", "5", "--max-requests", "0"], ["expected 1 to"]),
+    "S14": ("serving", ["{photo}", "--load", "5", "--out", "{json_dir}", "--overwrite"],
+            ["--out={json_dir}", "is a directory"]),
+    "S15": ("serving", ["{photo}", "--out", "{png_dir}", "--overwrite"], ["--out={png_dir}", "is a directory"]),
     "A1": ("app", ["--model", "{missing}.keras"], ["{missing}.keras"]),
     "A2": ("app", ["--model", "{foreign}"], ["{foreign}", "not a ContextEncoder"]),
     "A3": ("app", ["--port", "70000"], ["expected 1 to 65535"]),
@@ -174,7 +196,7 @@ SUBPROCESS_CASES = ("E3", "I2", "V5", "S3")
 # train and export run through their documented scripts, the others as python -m ctxenc_tf <command>.
 SCRIPTS = {"train": "train.py", "export": "export.py"}
 COMMANDS = {"train": "train", "export": "export", "inpaint": "inpaint", "evaluate": "evaluate",
-            "serving": "serve_client", "app": "app"}
+            "bench": "bench", "serving": "serve_client", "app": "app"}
 TF_NOISE = ("WARNING: All log messages", "I0000", "E0000", "W0000")
 
 
@@ -232,6 +254,10 @@ def paths(tmp_path_factory):
     p["png"] = str(root / "photo.png")
     from PIL import Image
     Image.open(p["photo"]).save(p["png"])
+    # Folders named like the files serve-client writes.
+    for key, name in (("json_dir", "report.json"), ("png_dir", "filled.png")):
+        p[key] = str(root / name)
+        os.makedirs(p[key])
     # A folder already holding a file named like the photo's output.
     p["taken"] = str(root / "taken")
     os.makedirs(p["taken"])

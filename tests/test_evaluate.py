@@ -34,7 +34,7 @@ def test_table_json_csv_and_grid(model_path, tmp_path):
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     out = tmp_path / "eval"
     assert run(["--model", model_path, "--data-dir", str(folder), "--out", str(out),
-                "--batch-size", "4", "--grid-count", "2", "--quiet"]) == 0
+                "--batch-size", "4", "--grid-count", "2", "--progress", "off"]) == 0
 
     table = (out / "metrics.md").read_text()
     for name in ("context encoder", "mean-colour fill", "Telea (OpenCV)"):
@@ -74,7 +74,7 @@ def test_folder_val_split_matches_training_split(model_path, tmp_path):
     write_images(str(folder), 20, size=(32, 32))
     out = tmp_path / "eval"
     assert run(["--model", model_path, "--data-dir", str(folder), "--split", "val", "--out",
-                str(out), "--baselines", "none", "--quiet"]) == 0
+                str(out), "--baselines", "none", "--progress", "off"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert set(report["metrics"]) == {"model"}
     with open(out / "per_image.csv") as f:
@@ -91,7 +91,7 @@ def test_folder_val_split_matches_training_split(model_path, tmp_path):
 def test_bad_arguments_are_one_line_errors(model_path, tmp_path, capsys, argv, needle):
     write_images(str(tmp_path / "images"), 2, size=(32, 32))
     code = run(["--model", model_path, "--data-dir", str(tmp_path / "images"),
-                "--out", str(tmp_path / "eval"), "--quiet"] + argv)
+                "--out", str(tmp_path / "eval"), "--progress", "off"] + argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and needle in err[-1]
     assert not any(line.startswith("Traceback") for line in err)
@@ -105,7 +105,7 @@ def test_celeba_layout_defaults_to_its_test_split(model_path, tmp_path):
         "".join(f"{n} {i % 3}\n" for i, n in enumerate(names)))  # 0 train, 1 val, 2 test
     out = tmp_path / "eval"
     assert run(["--model", model_path, "--data-dir", str(root), "--out", str(out),
-                "--baselines", "mean", "--quiet"]) == 0
+                "--baselines", "mean", "--progress", "off"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["split"] == "test" and report["images"] == 2
     with open(out / "per_image.csv") as f:
@@ -121,7 +121,7 @@ def test_random_mask_model_gets_fixed_holes(tmp_path):
     tables = []
     for name, extra in (("a", []), ("b", []), ("centre", ["--mask-type", "center"])):
         assert run(["--model", model, "--data-dir", str(tmp_path / "images"), "--out",
-                    str(tmp_path / name), "--baselines", "mean", "--quiet"] + extra) == 0
+                    str(tmp_path / name), "--baselines", "mean", "--progress", "off"] + extra) == 0
         tables.append((tmp_path / name / "per_image.csv").read_text())
     assert tables[0] == tables[1]  # the same holes every run
     assert tables[0] != tables[2]  # the centre hole is another hole

@@ -135,7 +135,7 @@ def test_every_face_filled_every_other_pixel_kept(models, detector, tmp_path, co
     photo = group_photo(count)
     path = save(photo, tmp_path / "group.png")
     assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces",
-                "--side-by-side", "--quiet"]) == 0
+                "--side-by-side", "--progress", "off"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "group_filled.png"))
     jobs, _ = plan_faces(read_photo(path), detector.detect(photo), load_runner(models["centre"]).config)
     assert len(jobs) == count
@@ -167,12 +167,12 @@ def test_max_faces_and_min_face(models, tmp_path, capsys):
     photo = group_photo(3)
     path = save(photo, tmp_path / "group.png")
     assert run(["--model", models["centre"], path, "--out", str(tmp_path / "two"), "--faces",
-                "--max-faces", "2", "--quiet"]) == 0
+                "--max-faces", "2", "--progress", "off"]) == 0
     assert "beyond --max-faces 2" in capsys.readouterr().err
     out = np.asarray(Image.open(tmp_path / "two" / "group_filled.png"))
     np.testing.assert_array_equal(out[60:280, 940:1140], photo[60:280, 940:1140])  # the third, smallest face
     assert run(["--model", models["centre"], path, "--out", str(tmp_path / "none"), "--faces",
-                "--min-face", "5000", "--quiet"]) == 1
+                "--min-face", "5000", "--progress", "off"]) == 1
     err = capsys.readouterr().err
     assert "skipped" in err and "no usable face" in err and "--min-face 5000" in err
     assert not (tmp_path / "none" / "group_filled.png").exists()
@@ -186,7 +186,7 @@ def test_a_tiny_face_is_skipped_with_its_reason(models, detector, tmp_path, caps
     sizes = [round(f.size) for f in detector.detect(photo)]
     assert len(sizes) == 2 and sizes[1] < 32 <= sizes[0]
     path = save(photo, tmp_path / "pair.png")
-    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--quiet"]) == 0
+    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--progress", "off"]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "--min-face" in line]
     assert len(notes) == 1 and notes[0].startswith(f"{path}: face at (") and "below --min-face 32" in notes[0]
     out = np.asarray(Image.open(tmp_path / "out" / "pair_filled.png"))
@@ -209,7 +209,7 @@ def test_exif_rotated_photo(models, detector, tmp_path):
     stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_270)
     stored.save(tmp_path / "turned.png", exif=exif)
     assert run(["--model", models["centre"], str(tmp_path / "turned.png"), "--out", str(tmp_path / "out"),
-                "--faces", "--quiet"]) == 0
+                "--faces", "--progress", "off"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "turned_filled.png"))
     assert out.shape == upright.shape
     jobs, _ = plan_faces(as_photo(upright), detector.detect(upright), load_runner(models["centre"]).config)
@@ -225,7 +225,7 @@ def test_grayscale_and_alpha(models, tmp_path, mode):
         pixels = pixels.copy()
         pixels[..., 3] = np.arange(pixels.shape[1], dtype=np.uint8)[None, :] | 1  # not constant
     path = save(pixels, tmp_path / "photo.png")
-    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--quiet"]) == 0
+    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--progress", "off"]) == 0
     result = Image.open(tmp_path / "out" / "photo_filled.png")
     assert result.mode == mode
     out = np.asarray(result)
@@ -245,7 +245,7 @@ def test_face_cut_by_the_border(models, detector, tmp_path):
     corners = alignment.Frame.for_face(faces[0].landmarks, 32).corners()
     assert corners[:, 0].min() < 0
     path = save(photo, tmp_path / "cut.png")
-    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--quiet"]) == 0
+    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--progress", "off"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "cut_filled.png"))
     jobs, _ = plan_faces(as_photo(photo), faces, load_runner(models["centre"]).config)
     np.testing.assert_array_equal(out[~joint_hole(jobs)], photo[~joint_hole(jobs)])
@@ -258,7 +258,7 @@ def test_twelve_megapixel_photo(models, detector, tmp_path):
     faces = detector.detect(photo)
     assert len(faces) == 1
     path = save(photo, tmp_path / "big.png", compress_level=1)
-    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--quiet"]) == 0
+    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--faces", "--progress", "off"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "big_filled.png"))
     jobs, _ = plan_faces(as_photo(photo), faces, load_runner(models["centre"]).config)
     np.testing.assert_array_equal(out[~jobs[0].hole], photo[~jobs[0].hole])
@@ -280,7 +280,7 @@ def test_drawn_hole_filled_in_each_faces_frame(models, detector, tmp_path):
     mask = save((hole * 255).astype(np.uint8), tmp_path / "mask.png")
     path = save(photo, tmp_path / "group.png")
     assert run(["--model", models["random"], path, "--mask", mask, "--out", str(tmp_path / "out"),
-                "--faces", "--quiet"]) == 0
+                "--faces", "--progress", "off"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "group_filled.png"))
     changed = (out != photo).any(axis=-1)
     assert not changed[~hole].any()
@@ -292,7 +292,7 @@ def test_drawn_hole_filled_in_each_faces_frame(models, detector, tmp_path):
 
 def test_hint_when_the_centre_hole_misses_the_face(models, detector, tmp_path, capsys):
     path = save(group_photo(2), tmp_path / "group.png")
-    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert run(["--model", models["centre"], path, "--out", str(tmp_path / "out"), "--progress", "off"]) == 0
     hints = [line for line in capsys.readouterr().err.splitlines() if "--faces" in line]
     assert len(hints) == 1 and hints[0].startswith(f"{path}: the centre hole misses the face at")
     config = load_runner(models["centre"]).config
@@ -321,7 +321,7 @@ def test_evaluate_faces_measures_each_face_in_its_aligned_frame(models, detector
     (folder / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "eval"
     assert exit_code(evaluate_cli.main, ["--model", models["centre"], "--data-dir", str(folder), "--faces",
-                                         "--out", str(out), "--quiet"]) == 0
+                                         "--out", str(out), "--progress", "off"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["images"] == 3 and report["faces"]["faces"] == 3
     assert report["faces"]["no_face"] == [str(folder / "wall.png")]

@@ -111,10 +111,10 @@ def base_argv(command, w) -> tuple:
     if command == "export":
         return ["--variants", "float32", "--parity-images", "2"], ["--checkpoint", w["model"], "--out", out]
     if command == "inpaint":
-        return [], [w["photo"], "--model", w["model"], "--out", out, "--quiet"]
+        return [], [w["photo"], "--model", w["model"], "--out", out, "--progress", "off"]
     if command == "evaluate":
         return ["--limit", "2", "--baselines", "mean"], ["--model", w["model"], "--data-dir", w["images"],
-                                                        "--out", out, "--quiet"]
+                                                        "--out", out, "--progress", "off"]
     return ["--timeout", "0.5", "--port", "1"], [w["photo"], "--out", out]
 
 
@@ -159,15 +159,15 @@ def test_generated_file_bytes(role, world):
         out = str(folder / "out")
         if role == "photo":
             path.write_bytes(data)
-            command, argv = "inpaint", [str(path), "--model", world["model"], "--out", out, "--quiet"]
+            command, argv = "inpaint", [str(path), "--model", world["model"], "--out", out, "--progress", "off"]
         elif role == "mask":
             path.write_bytes(data)
             command, argv = "inpaint", [world["photo"], "--model", world["model"], "--mask", str(path),
-                                        "--out", out, "--quiet"]
+                                        "--out", out, "--progress", "off"]
         elif role == "model":
             path.write_bytes(data)
             command, argv = "evaluate", ["--model", str(path), "--data-dir", world["images"], "--out", out,
-                                         "--quiet", "--baselines", "none"]
+                                         "--progress", "off", "--baselines", "none"]
         elif role == "partition":  # a CelebA layout whose partition file is generated
             shutil.copytree(world["images"], folder / "img_align_celeba")
             path.write_bytes(data)

@@ -2,6 +2,8 @@
 any size and mode works, and the three model formats agree."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from ctxenc_tf.inference import photos
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.utils import atomic
-from helpers import FILL, exit_code, tiny_model, write_images
+from helpers import FILL, REPO, exit_code, tiny_model, write_images
 
 
 def run(argv):
@@ -45,7 +47,7 @@ def expected_hole(width, height, image_size=32, hole_size=16):
 def test_only_the_hole_changes(models, tmp_path, size, mode):
     original = noise_photo(tmp_path / "photo.png", size, mode)
     assert run(["--model", models["centre"], str(tmp_path / "photo.png"), "--out",
-                str(tmp_path / "out"), "--quiet"]) == 0
+                str(tmp_path / "out"), "--progress", "off"]) == 0
     result = Image.open(tmp_path / "out" / "photo_filled.png")
     assert result.mode == mode and result.size == size
     out = np.asarray(result)
@@ -65,7 +67,7 @@ def test_exif_rotation_and_side_by_side(models, tmp_path):
     stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
     stored.save(tmp_path / "rotated.png", exif=exif)
     assert run(["--model", models["centre"], str(tmp_path / "rotated.png"), "--out",
-                str(tmp_path / "out"), "--side-by-side", "--quiet"]) == 0
+                str(tmp_path / "out"), "--side-by-side", "--progress", "off"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "rotated_filled.png"))
     assert out.shape == upright.shape  # 50 high, 30 wide: upright, as viewers show it
     hole = expected_hole(30, 50)
@@ -96,7 +98,7 @@ def test_user_mask(models, tmp_path):
     mask[5:20, 60:80] = 255  # a hole near the top-right corner, far from the centre
     Image.fromarray(mask).save(tmp_path / "mask.png")
     assert run(["--model", models["random"], str(tmp_path / "photo.png"), "--mask",
-                str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+                str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"), "--progress", "off"]) == 0
     out = np.asarray(Image.open(tmp_path / "out" / "photo_filled.png"))
     changed = (out != original).any(axis=-1)
     hole = mask > 0
@@ -107,7 +109,7 @@ def test_user_mask_needs_random_mask_model(models, tmp_path, capsys):
     noise_photo(tmp_path / "photo.png", (40, 40), "RGB")
     Image.fromarray(np.full((40, 40), 255, np.uint8)).save(tmp_path / "mask.png")
     code = run(["--model", models["centre"], str(tmp_path / "photo.png"), "--mask",
-                str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"), "--quiet"])
+                str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"), "--progress", "off"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--mask" in err and len(err.splitlines()) == 1
 
@@ -118,7 +120,7 @@ def test_folders_bad_files_and_name_clashes(models, tmp_path, capsys):
     (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     noise_photo(tmp_path / "img_0000.png", (36, 36), "RGB")  # same stem as in/img_0000.jpg
     code = run(["--model", models["centre"], str(tmp_path / "in"), str(tmp_path / "img_0000.png"),
-                "--out", str(tmp_path / "out"), "--quiet", "--batch-size", "2"])
+                "--out", str(tmp_path / "out"), "--progress", "off", "--batch-size", "2"])
     captured = capsys.readouterr()
     assert code == 1 and "broken.jpg" in captured.err
     written = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out")
@@ -160,7 +162,7 @@ def test_outputs_in_the_input_folder(models, tmp_path):
     outputs are not inpainted again, and an existing output is replaced only with
     --overwrite (it could be a file of the user's named like one)."""
     noise_photo(tmp_path / "a.png", (40, 40), "RGB")
-    argv = ["--model", models["centre"], str(tmp_path), "--out", str(tmp_path), "--quiet"]
+    argv = ["--model", models["centre"], str(tmp_path), "--out", str(tmp_path), "--progress", "off"]
     assert run(argv) == 0
     first = (tmp_path / "a_filled.png").read_bytes()
     assert run(argv) == 2  # refused: a_filled.png exists
@@ -179,7 +181,7 @@ def test_16_bit_photos_are_skipped_not_truncated(models, tmp_path, capsys):
     Image.fromarray(deep[..., 0]).save(tmp_path / "deep_gray.png")  # mode I;16
     noise_photo(tmp_path / "ok.png", (30, 30), "RGB")
     code = run(["--model", models["centre"], str(tmp_path), "--out", str(tmp_path / "out"),
-                "--quiet"])
+                "--progress", "off"])
     err = capsys.readouterr().err
     assert code == 1 and "deep_rgb.png" in err and "deep_gray.png" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok_filled.png"]
@@ -189,7 +191,7 @@ def test_empty_mask_is_one_line_error(models, tmp_path, capsys):
     noise_photo(tmp_path / "photo.png", (40, 40), "RGB")
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "mask.png")
     code = run(["--model", models["random"], str(tmp_path / "photo.png"), "--mask",
-                str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"), "--quiet"])
+                str(tmp_path / "mask.png"), "--out", str(tmp_path / "out"), "--progress", "off"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "mask.png" in err and "no hole" in err and len(err.splitlines()) == 1
 
@@ -198,6 +200,25 @@ def test_missing_input_is_one_line_error(models, tmp_path, capsys):
     code = run(["--model", models["centre"], str(tmp_path / "nope.jpg"), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "nope.jpg" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_output_sent_to_a_log_file_has_no_progress_bar_unless_asked(models, tmp_path):
+    """``inpaint ... > log 2>&1``: tqdm's bar would be redrawn there with ``\r`` (and
+    ``\x1b`` moves); by default the log gets plain lines only, ``--progress bar`` forces it."""
+    photos = write_images(str(tmp_path / "photos"), 2)
+    logs = {}
+    for progress in ("auto", "bar"):
+        logs[progress] = tmp_path / f"{progress}.log"
+        with open(logs[progress], "w") as log:
+            r = subprocess.run([sys.executable, "-m", "ctxenc_tf", "inpaint", "--model", models["centre"], *photos,
+                                "--out", str(tmp_path / progress), "--progress", progress],
+                               cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+        assert r.returncode == 0, logs[progress].read_text()[-2000:]
+    text = logs["auto"].read_bytes().decode()  # read_text() would turn \r into \n
+    assert not {"\r", "\b", "\x1b"} & set(text), repr(text)
+    assert text.splitlines()[-1] == f"wrote 2 filled image(s) to {tmp_path / 'auto'}"
+    assert "\r" in logs["bar"].read_bytes().decode()
 
 
 @pytest.mark.slow
@@ -219,7 +240,7 @@ def test_savedmodel_and_tflite_match_keras(tmp_path):
         predictor = load_runner(path)
         assert predictor.config.to_dict() == model.config.to_dict()
         assert run(["--model", path, str(tmp_path / "photo.png"), "--out",
-                    str(tmp_path / name), "--quiet"]) == 0
+                    str(tmp_path / name), "--progress", "off"]) == 0
         outputs[name] = np.asarray(Image.open(tmp_path / name / "photo_filled.png")).astype(int)
     for name in ("saved_model", "saved_model_version", "tflite"):
         assert np.abs(outputs[name] - outputs["keras"]).max() <= 2, name

@@ -39,8 +39,8 @@ def test_commands_run_from_the_photos_folder(models, tmp_path):
     shutil.copy(PORTRAIT, photos / "me.png")
     for command in ([script], [sys.executable, "-m", "ctxenc_tf"]):
         r = subprocess.run(command + ["inpaint", "--faces", "--model", models["centre"], "me.png", "--out", "filled",
-                                      "--overwrite", "--quiet"], cwd=photos, env=_environment(), capture_output=True,
-                           text=True, timeout=300)
+                                      "--overwrite", "--progress", "off"], cwd=photos, env=_environment(),
+                           capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         assert r.stdout.strip() == "wrote 1 filled image(s) to filled"
     out = np.asarray(Image.open(photos / "filled" / "me_filled.png"))

@@ -63,16 +63,18 @@ def test_training_into_a_file_writes_one_plain_line_per_epoch(tmp_path):
                             os.path.join(REPO, "ctxenc_tf", "assets", "faces"), "--output-dir", str(tmp_path / "run")],
                            cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    text = log.read_text()
+    text = log.read_bytes().decode()  # read_text() would turn \r into \n
     assert not {"\r", "\b", "\x1b"} & set(text), repr(text[:500])
     assert len([line for line in text.splitlines() if "val_rec_loss:" in line]) == 2, text
 
 
 def test_progress_bar_only_on_a_terminal_unless_asked():
-    from ctxenc_tf.cli.train import fit_verbose
+    from ctxenc_tf.cli.common import fit_verbose, shows_bar
 
     assert [fit_verbose("auto", terminal) for terminal in (True, False)] == [1, 2]  # Keras' verbose
     assert [fit_verbose(progress, False) for progress in ("bar", "lines", "off")] == [1, 2, 0]
+    assert [shows_bar("auto", terminal) for terminal in (True, False)] == [True, False]  # tqdm's
+    assert [shows_bar(progress, True) for progress in ("bar", "lines", "off")] == [True, False, False]
 
 
 @pytest.mark.slow
@@ -132,7 +134,7 @@ def test_seed_preset_trains_exports_and_inpaints_end_to_end(tmp_path):
     Image.fromarray(mask).save(tmp_path / "mask.png")
     r = subprocess.run([sys.executable, "-m", "ctxenc_tf", "inpaint", "--model",
                         str(exported / "tflite" / "ctxenc_float32.tflite"), face, "--mask",
-                        str(tmp_path / "mask.png"), "--out", str(tmp_path / "filled"), "--quiet"],
+                        str(tmp_path / "mask.png"), "--out", str(tmp_path / "filled"), "--progress", "off"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr == ""  # not even TFLite's "Created TensorFlow Lite XNNPACK delegate"

@@ -49,6 +49,7 @@ from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.inference.formats import VARIANTS
 from ctxenc_tf.utils import atomic
+from ctxenc_tf.utils.output_dir import check_output_path
 
 QUICK = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8, disc_filters=8)
 QUICK_SETTINGS = dict(steps=2, train_repeats=1, repeats=2, pipeline_batches=3, matmul_size=256)
@@ -122,6 +123,8 @@ def adapter_for(synthetic: bool) -> suite.KerasAdapter:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.json:
+        check_output_path(args.json, "--json", "file")
     measure = adapter_for(args.synthetic)
     base = RunConfig.create(**QUICK, batch_size=8) if args.quick else RunConfig(batch_size=64)
     config = config_from_args(args, base=base)

@@ -20,6 +20,39 @@ def command_parser(command: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+# --progress, the same on every command that shows progress: Keras and tqdm redraw their
+# bars with \r and \b even into a file or pipe, which garbles logs.
+PROGRESS = ("auto", "bar", "lines", "off")
+FIT_VERBOSE = {"bar": 1, "lines": 2, "off": 0}  # model.fit's verbose for each style
+
+
+def add_progress_argument(parser: argparse.ArgumentParser, lines: str) -> None:
+    """``--progress {auto,bar,lines,off}``; ``lines`` says what the command prints in
+    ``lines`` style (see :func:`progress_style`)."""
+    parser.add_argument("--progress", choices=PROGRESS, default="auto",
+                        help=f"bar (redrawn in place), lines ({lines}, for log files) or off; auto "
+                             "(default): bar on a terminal, lines when the output goes to a file or pipe")
+
+
+def progress_style(progress: str, terminal: bool) -> str:
+    """``--progress`` resolved to ``"bar"``, ``"lines"`` or ``"off"``: ``auto`` is the bar
+    when the bar's stream is a ``terminal``, lines elsewhere."""
+    if progress == "auto":
+        return "bar" if terminal else "lines"
+    return progress
+
+
+def fit_verbose(progress: str, terminal: bool) -> int:
+    """``model.fit``'s ``verbose`` for ``--progress`` (:data:`FIT_VERBOSE`)."""
+    return FIT_VERBOSE[progress_style(progress, terminal)]
+
+
+def shows_bar(progress: str, terminal: bool) -> bool:
+    """Whether a tqdm bar is shown for ``--progress`` (tqdm has no lines style: there a
+    command prints its per-file notes and its summary only)."""
+    return progress_style(progress, terminal) == "bar"
+
+
 def bounded(kind, low, high):
     """An argparse ``type``: ``kind`` (``int`` or ``float``) from ``low`` to ``high``
     inclusive, finite; anything else is refused with argparse's one-line usage error."""

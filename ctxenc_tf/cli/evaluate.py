@@ -26,8 +26,9 @@ that aligned frame for the model and both baselines alike (docs/faces.md).
 """
 
 import os
+import sys
 
-from ctxenc_tf.cli.common import add_face_arguments, command_parser, fail
+from ctxenc_tf.cli.common import add_face_arguments, add_progress_argument, command_parser, fail, shows_bar
 from ctxenc_tf.config import MASK_TYPES
 from ctxenc_tf.data import records, screening, sources
 from ctxenc_tf.errors import DataError
@@ -45,7 +46,7 @@ from ctxenc_tf.inference.evaluation import (
     write_outputs,
 )
 from ctxenc_tf.inference.runner import load_runner
-from ctxenc_tf.utils.output_dir import check_output_dir, claim_targets
+from ctxenc_tf.utils.output_dir import check_output_path, claim_targets
 
 
 def parse_args(argv):
@@ -73,7 +74,7 @@ def parse_args(argv):
                    help="the data are ordinary photos: align each face as CelebA's crops first, "
                         "one example per face (docs/faces.md)")
     add_face_arguments(p, "with --faces: measure")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_argument(p, "no bar, only the summary")
     args = p.parse_args(argv)
     for name in ("limit", "batch_size", "grid_count"):
         if getattr(args, name) < (0 if name == "limit" else 1):
@@ -97,7 +98,7 @@ def main(argv=None):
             baselines.require_opencv()
         except ImportError as e:
             fail(str(e))
-    check_output_dir(args.out)
+    check_output_path(args.out, "--out")
     # evaluate replaces its own reports in --out; a killed run's half-written ones go first
     claim_targets([os.path.join(args.out, name) for name in OUTPUT_FILES], [], overwrite=True)
     runner = load_runner(args.model)
@@ -128,7 +129,8 @@ def main(argv=None):
     else:
         batches = eval_dataset(files, config, args.batch_size, seed, config.trained_on.get("resize") == "stretch")
     rows, extremes, seconds = run_evaluation(runner, config, batches, data_dir, args.baselines,
-                                             args.grid_count, args.quiet, None if args.faces else len(files))
+                                             args.grid_count, shows_bar(args.progress, sys.stderr.isatty()),
+                                             None if args.faces else len(files))
     for line in counts.get("left_out", []) + [f"skipped {p}: {r}" for p, r in counts.get("unreadable", [])]:
         print(line)
     if args.faces:

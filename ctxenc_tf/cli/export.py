@@ -15,6 +15,7 @@ from ctxenc_tf.cli.common import bounded, command_parser
 from ctxenc_tf.config import is_utf8
 from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.inference.formats import VARIANTS
+from ctxenc_tf.utils.output_dir import check_output_path
 
 
 def parse_args(argv):
@@ -44,6 +45,7 @@ def main(argv=None):
     args = parse_args(argv)
     if not is_utf8(args.out):
         raise ConfigError(f"--out={ascii(args.out)}: TensorFlow needs a UTF-8 path; rename it")
+    check_output_path(args.out, "--out")
     from ctxenc_tf.export.all_formats import export_all
 
     result = export_all(args.checkpoint, args.out, args.version, args.variants, args.data_dir,

@@ -21,7 +21,7 @@ usable face is skipped with one line (exit status 1). docs/faces.md explains the
 import os
 import sys
 
-from ctxenc_tf.cli.common import add_face_arguments, command_parser
+from ctxenc_tf.cli.common import add_face_arguments, add_progress_argument, command_parser, shows_bar
 from ctxenc_tf.errors import ConfigError, DataError
 from ctxenc_tf.faces.detector import FaceDetector
 from ctxenc_tf.inference.face_jobs import centre_hole_misses, plan_faces
@@ -43,10 +43,7 @@ from ctxenc_tf.inference.photos import (
 )
 from ctxenc_tf.inference.runner import load_runner
 from ctxenc_tf.utils import atomic
-from ctxenc_tf.utils.output_dir import (
-    check_output_dir,
-    claim_targets,
-)
+from ctxenc_tf.utils.output_dir import check_output_path, claim_targets
 
 
 def parse_args(argv):
@@ -64,7 +61,7 @@ def parse_args(argv):
                         "(for models trained on faces; docs/faces.md)")
     add_face_arguments(p, "with --faces: fill")
     p.add_argument("--batch-size", type=int, default=8, help="photos per model call (default 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_argument(p, "no bar, only the notes on photos and the summary")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (never the input photos or the mask)")
     args = p.parse_args(argv)
@@ -84,7 +81,7 @@ def main(argv=None):
                for suffix in OUTPUT_SUFFIXES[:1 + args.side_by_side]]
     claim_targets(targets, [path for path, _ in inputs] + ([args.mask] if args.mask else []), args.overwrite)
     user_hole = read_mask(args.mask) if args.mask else None
-    check_output_dir(args.out)
+    check_output_path(args.out, "--out")
     runner = load_runner(args.model)
     config = runner.config
     if user_hole is not None and not config.takes_any_hole:
@@ -93,7 +90,8 @@ def main(argv=None):
                              "random_square to fill drawn holes")
     detector = _detector(args, user_hole is None)
     skipped = written = 0
-    bar = tqdm(total=len(inputs), unit="photo", disable=args.quiet or None, file=sys.stderr)
+    bar = tqdm(total=len(inputs), unit="photo", disable=not shows_bar(args.progress, sys.stderr.isatty()),
+               file=sys.stderr)
     for start in range(0, len(inputs), args.batch_size):
         planned = []
         for path, stem in inputs[start:start + args.batch_size]:

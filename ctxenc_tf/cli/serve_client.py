@@ -29,7 +29,7 @@ from ctxenc_tf.inference.serving_client import (
     read_photo_bytes,
 )
 from ctxenc_tf.utils import atomic
-from ctxenc_tf.utils.output_dir import claim_targets
+from ctxenc_tf.utils.output_dir import check_output_path, claim_targets
 
 
 def _host(text):
@@ -79,6 +79,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     targets = [args.out] if args.load is not None else output_paths(args.images, args.out)
+    check_output_path(args.out, "--out", "file" if targets == [args.out] else "folder")
     claim_targets(targets, args.images, args.overwrite)
     photos = [read_photo_bytes(p) for p in args.images]
     port = args.port or DEFAULT_PORTS[args.protocol]

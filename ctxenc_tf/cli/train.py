@@ -9,18 +9,23 @@ turns a folder of ordinary photos into aligned faces like CelebA's to train on.
 
 import sys
 
-from ctxenc_tf.cli.common import add_config_arguments, add_face_arguments, command_parser, config_from_args
+from ctxenc_tf.cli.common import (
+    add_config_arguments,
+    add_face_arguments,
+    add_progress_argument,
+    command_parser,
+    config_from_args,
+    fit_verbose,
+    shows_bar,
+)
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.errors import ConfigError
+from ctxenc_tf.utils.output_dir import check_output_path
 
 # The no-argument demo: a quick run on the bundled faces that finishes in about a minute
 # on a laptop CPU. Flags given explicitly still win.
 DEMO = dict(epochs=2, batch_size=16, bottleneck=512, output_dir="runs/demo")
 DEMO_MINUTES = 1.0
-
-# --progress -> model.fit's verbose. Keras redraws its bar with \b and \r even into a file
-# or pipe, which garbles logs: "auto" gives one line per epoch there.
-PROGRESS = {"bar": 1, "lines": 2, "off": 0}
 
 
 def parse_args(argv):
@@ -29,10 +34,7 @@ def parse_args(argv):
     parser.add_argument("--time-limit", type=float, metavar="MINUTES",
                         help="stop after this many minutes of training (the epoch is finished "
                              "with validation, checkpoint and samples)")
-    parser.add_argument("--progress", choices=("auto", *PROGRESS), default="auto",
-                        help="how model.fit reports: bar (redrawn in place), lines (one line per "
-                             "epoch, for log files), off; auto (default): bar on a terminal, lines "
-                             "when the output goes to a file or pipe")
+    add_progress_argument(parser, "one per epoch; --align-faces: the skipped files and the summary")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="shorthand for --precision mixed_float16 on a GPU, mixed_bfloat16 "
                              "elsewhere (TPU, CPU)")
@@ -66,12 +68,15 @@ def main(argv=None):
         raise ConfigError("--align-faces: needs --prepare DIR, the new folder to write the faces to")
     if args.max_faces is not None and not args.align_faces:
         raise ConfigError("--max-faces: needs --align-faces")
-    if args.align_faces:
-        return _align_faces(args)
     if args.prepare:
-        from ctxenc_tf.data.prepare import prepare_records
+        config = config_from_args(args)
+        check_output_path(args.prepare, "--prepare", "new folder")
+        if args.align_faces:
+            _align_faces(args, config)
+        else:
+            from ctxenc_tf.data.prepare import prepare_records
 
-        prepare_records(config_from_args(args), args.prepare)
+            prepare_records(config, args.prepare)
         print(f"train from it with: python train.py --data-dir {args.prepare}")
         return 0
     demo = not args.data_dir
@@ -92,23 +97,13 @@ def main(argv=None):
     return 0
 
 
-def fit_verbose(progress: str, terminal: bool) -> int:
-    """``model.fit``'s ``verbose`` for ``--progress`` (see :data:`PROGRESS`); ``auto`` is the
-    bar on a ``terminal``, one line per epoch elsewhere."""
-    if progress == "auto":
-        return PROGRESS["bar"] if terminal else PROGRESS["lines"]
-    return PROGRESS[progress]
-
-
-def _align_faces(args) -> int:
+def _align_faces(args, config: RunConfig) -> None:
     """``--prepare DIR --align-faces``: the faces of ``--data-dir``'s photos, aligned, into DIR."""
     from tqdm import tqdm
 
     from ctxenc_tf.data.aligned_faces import align_faces
 
-    config = config_from_args(args)
     align_faces(config.data_dir, args.prepare, args.max_faces, args.min_face, args.face_confidence,
                 config.exclude, log=tqdm.write,
-                progress=lambda photos: tqdm(photos, unit="photo", disable=None, file=sys.stderr))
-    print(f"train from it with: python train.py --data-dir {args.prepare}")
-    return 0
+                progress=lambda photos: tqdm(photos, unit="photo", file=sys.stderr,
+                                             disable=not shows_bar(args.progress, sys.stderr.isatty())))

@@ -102,6 +102,9 @@ def find_split(config: RunConfig) -> Split:
             raise DataError(f"{data_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
         random.Random(config.seed).shuffle(files)
         n_val = max(1, int(round(len(files) * config.val_fraction))) if len(files) > 1 else 0
+        if n_val == len(files):
+            raise DataError(f"--val-fraction={config.val_fraction:g}: holds out all {len(files)} images of "
+                            f"{data_dir} for validation, leaving no training image; lower it")
         val, train, source = sorted(files[:n_val]), sorted(files[n_val:]), "folder"
     if config.train_limit:
         train = train[:config.train_limit]

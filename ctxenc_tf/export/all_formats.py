@@ -1,11 +1,17 @@
 """Everything ``export.py`` does, as one function: SavedModel, TFLite variants, parity table."""
 
+import errno
+import os
+
+import numpy as np
+import tensorflow as tf
+
 from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.export import parity, tflite
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.inference.formats import SIGNATURES, VARIANTS
 from ctxenc_tf.model.checkpoint import load_context_encoder
-from ctxenc_tf.utils.output_dir import exclusive_output
+from ctxenc_tf.utils.output_dir import check_disk_space, exclusive_output, space_needed
 
 
 def export_all(checkpoint_path: str, out_dir: str, version: int | None = None, variants=None,
@@ -33,10 +39,22 @@ def _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibrati
     log(f"loaded {checkpoint_path}: {config.image_size}x{config.image_size} images, "
         f"{config.mask_type} hole {config.hole_size}, bottleneck {config.bottleneck}, "
         f"{model.generator.count_params():,} generator parameters")
+    # Each format holds the generator's weights once, in float32 (the quantised TFLite
+    # files less); graphs and warm-up requests are small beside them.
+    weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.generator.weights)
+    formats = (1 + len(variants), "SavedModel" + (" and TFLite files" if variants else ""))
+    check_disk_space(out_dir, weight_bytes, *formats)
     # The parity images follow the calibration images only when full_int8 is calibrated.
     skip = calibration_images if "full_int8" in variants else 0
     parity_set = real_images(config, parity_images, skip=skip, data_dir=data_dir)
-    saved = export_saved_model(model, out_dir, version, warmup_images=parity_set)
+    try:
+        saved = export_saved_model(model, out_dir, version, warmup_images=parity_set)
+    except tf.errors.ResourceExhaustedError as e:
+        # TensorFlow's code for a full disk (SaveV2's ENOSPC), and for running out of memory
+        if os.strerror(errno.ENOSPC) not in str(e):
+            raise
+        raise OSError(errno.ENOSPC, f"disk full while writing the SavedModel; "
+                                    f"{space_needed(weight_bytes, *formats)}", out_dir) from None
     log(f"SavedModel (signatures {', '.join(SIGNATURES)}): {saved}")
     paths = {}
     if variants:

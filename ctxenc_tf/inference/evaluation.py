@@ -238,10 +238,10 @@ def _as_batch(labels, images, holes) -> tuple:
 
 
 def run_evaluation(runner, config: ModelConfig, batches, data_dir: str, baseline_names=(),
-                   grid_count: int = 4, quiet: bool = False, total: int | None = None) -> tuple:
+                   grid_count: int = 4, progress_bar: bool = False, total: int | None = None) -> tuple:
     """Fill and measure every example of ``batches`` (:func:`eval_dataset` or
-    :func:`face_batches`; ``total`` examples expected, for the progress bar). Returns
-    ``(rows, extremes, seconds)``: one dict of numbers per example (``file`` relative to
+    :func:`face_batches`; ``total`` examples expected, counted by a tqdm bar on stderr
+    with ``progress_bar``). Returns ``(rows, extremes, seconds)``: one dict of numbers per example (``file`` relative to
     ``data_dir``, then ``method/region/metric``, regions :data:`REGIONS`), the
     :class:`Extremes` by the model's core PSNR, the time taken."""
     from tqdm import tqdm
@@ -249,7 +249,7 @@ def run_evaluation(runner, config: ModelConfig, batches, data_dir: str, baseline
     methods = ["model"] + list(baseline_names)
     fill = np.asarray(config.fill_value or (0.0, 0.0, 0.0), np.float32) / 2.0 + 0.5
     rows, extremes, started = [], Extremes(grid_count), time.monotonic()
-    bar = tqdm(total=total, unit="image", disable=quiet or None, file=sys.stderr)
+    bar = tqdm(total=total, unit="image", disable=not progress_bar, file=sys.stderr)
     for paths, images, hole in batches:
         images, hole = np.asarray(images), np.asarray(hole)
         hidden = masks.hidden_region(hole, config.overlap).numpy()

@@ -34,7 +34,7 @@ from ctxenc_tf.training.optimizers import compile_for_run
 from ctxenc_tf.training.strategy import make_strategy, set_precision
 from ctxenc_tf.utils.output_dir import (
     check_disk_space,
-    check_output_dir,
+    check_output_path,
     exclusive_output,
 )
 
@@ -93,7 +93,7 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     bar redrawn in place, 2 one line per epoch, 0 none. Raises
     :class:`~ctxenc_tf.errors.TrainingError` if a loss becomes NaN/inf.
     """
-    check_output_dir(config.output_dir)  # first: its error names the folder
+    check_output_path(config.output_dir, "--output-dir")  # first: its error names the folder
     with exclusive_output(config.output_dir, "train.py", subdirs=(BACKUP, SAMPLES)), \
             contextlib.ExitStack() as held:
         return _train(config, time_limit, accept_changed_data, log, verbose, held)

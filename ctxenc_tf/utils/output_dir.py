@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 
-from ctxenc_tf.errors import CtxencError
+from ctxenc_tf.errors import ConfigError, CtxencError
 
 LOCK_FILE = ".ctxenc.lock"
 
@@ -76,24 +76,49 @@ def remove_temporary_files(directory: str, targets=None) -> list:
 CHECKPOINT_COPIES = 4  # best.keras, final.keras, the resume state, one temp file while replacing
 
 
-def check_output_dir(path: str) -> None:
-    """Create ``path`` and prove it is writable before any training time is spent.
-    Raises ``PermissionError``/``OSError`` naming the directory."""
+def check_output_path(path: str, argument: str, kind: str = "folder") -> None:
+    """Prove, before any work is done, that the output ``path`` given as ``argument`` (the
+    flag, e.g. ``"--out"``) can be written as ``kind`` says: a ``"folder"`` that files are
+    written into, a ``"file"`` (not a folder), or a ``"new folder"`` built beside ``path``
+    and renamed onto it (what an existing folder holds is left to the command). The folder
+    to write into, or the nearest one above it that exists (the others are made when
+    written), must take a new file; nothing is left behind. Raises :class:`ConfigError`
+    ``"<argument>=<path>: <why>"``."""
+    if kind == "file" and os.path.isdir(path):
+        raise ConfigError(f"{argument}={path}: is a directory; give a file name")
+    if kind == "new folder" and os.path.exists(path):
+        if os.path.isdir(path):
+            return
+        raise ConfigError(f"{argument}={path}: is a file, not a directory")
+    given = os.path.abspath(path)
+    folder = given if kind == "folder" else os.path.dirname(given)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    named = "" if folder == given else f"{folder} "
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{argument}={path}: {named}is a file, not a directory")
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise PermissionError(e.errno, f"output directory is not writable ({e.strerror})", path) from e
+        raise ConfigError(f"{argument}={path}: {named}is not writable ({e.strerror or e})") from None
 
 
-def check_disk_space(path: str, checkpoint_bytes: int, copies: int = CHECKPOINT_COPIES) -> None:
+def space_needed(item_bytes: int, copies: int, items: str) -> str:
+    """``"the <items> of this model need about N MiB (<copies> x M MiB)"``, for messages."""
+    return (f"the {items} of this model need about {copies * item_bytes / 2**20:.1f} MiB "
+            f"({copies} x {item_bytes / 2**20:.1f} MiB)")
+
+
+def check_disk_space(path: str, item_bytes: int, copies: int = CHECKPOINT_COPIES,
+                     items: str = "checkpoints") -> None:
     """Raise ``OSError(ENOSPC)`` naming ``path`` if its file system has room for fewer than
-    ``copies`` checkpoints of ``checkpoint_bytes`` each, before any training time is spent."""
-    free, need = shutil.disk_usage(path).free, copies * checkpoint_bytes
-    if free < need:
-        raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free; the checkpoints of this model "
-                      f"need about {need / 2**20:.1f} MiB ({copies} x {checkpoint_bytes / 2**20:.1f} MiB)", path)
+    ``copies`` files (``items``, e.g. checkpoints) of ``item_bytes`` each, before any
+    time is spent making them."""
+    free = shutil.disk_usage(path).free
+    if free < copies * item_bytes:
+        raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free; {space_needed(item_bytes, copies, items)}",
+                      path)
 
 
 def unique_stems(stems) -> list:
