@@ -129,11 +129,30 @@ class ContextEncoder(BackendSteps, keras.Model):
 
     def _step_values(self, images, mask, training):
         """One forward pass of both networks on ``(images, mask)``: ``{name: [N] values}``
-        for every name in :data:`METRIC_NAMES` the model tracks, the losses included."""
-        c = self.config
+        for every name in :data:`METRIC_NAMES` the model tracks, the losses included. The
+        discriminator sees the real target, then the prediction, once each; both losses use
+        the same logits on the prediction."""
+        prediction, target, region = self._generator_pass(images, mask, training)
+        if self.discriminator is None:
+            return self._generator_values(prediction, target, region, fake_logits=None)
+        d_loss, fake_logits = self._discriminator_values(target, prediction, training)
+        return {**self._generator_values(prediction, target, region, fake_logits), "d_loss": d_loss}
+
+    def _generator_pass(self, images, mask, training):
+        """The generator on ``images`` (``[N, S, S, 3]`` in ``[-1, 1]``) and ``mask``
+        (``[N, S, S, 1]`` in ``{0, 1}``), and what its output is compared with:
+        ``(prediction, target, region)``, the prediction and the target ``[N, O, O, 3]`` in
+        ``[-1, 1]``, the region ``[N, O, O, 1]`` in ``{0, 1}`` (1 = hole), cut out by
+        :func:`crop_to_output`."""
         prediction = self.generator([images, mask], training=training)
-        target = crop_to_output(images, mask, c)
-        region = crop_to_output(mask, mask, c)
+        return prediction, crop_to_output(images, mask, self.config), crop_to_output(mask, mask, self.config)
+
+    def _generator_values(self, prediction, target, region, fake_logits):
+        """The generator's losses and the image metrics of a :meth:`_generator_pass`
+        ``(prediction, target, region)``: ``{name: [N] values}`` for ``rec_loss``, ``psnr``,
+        ``l1``, ``g_loss`` and, given the discriminator's logits on the prediction
+        (``fake_logits``; ``None`` without a discriminator), ``adv_loss``."""
+        c = self.config
         weights = masks.loss_weights(region, c.overlap, c.overlap_weight)
         rec = losses.reconstruction_loss(prediction, target, weights, region,
                                          c.reconstruction_loss, c.mix_l1_fraction)
@@ -141,16 +160,21 @@ class ContextEncoder(BackendSteps, keras.Model):
                "psnr": metrics.masked_psnr(prediction, target, region),
                "l1": metrics.masked_l1(prediction, target, region)}
         g_loss = c.rec_weight * rec
-        if self.discriminator is not None:
-            real_logits = self.discriminator(target, training=training)
-            fake_logits = self.discriminator(prediction, training=training)
+        if fake_logits is not None:
             adv = losses.generator_adversarial_loss(fake_logits, c.adversarial_loss)
             out["adv_loss"] = adv
-            out["d_loss"] = losses.discriminator_loss(real_logits, fake_logits,
-                                                      c.adversarial_loss)
             g_loss = g_loss + c.adv_weight * adv
         out["g_loss"] = g_loss
         return out
+
+    def _discriminator_values(self, target, prediction, training):
+        """The discriminator on the real ``target``, then on the ``prediction`` (both
+        ``[N, O, O, 3]`` in ``[-1, 1]``): ``(d_loss [N], fake_logits)``, the logits on the
+        prediction for the generator's adversarial loss. In that order because in training
+        batch normalisation's moving statistics move with each call, in call order."""
+        real_logits = self.discriminator(target, training=training)
+        fake_logits = self.discriminator(prediction, training=training)
+        return losses.discriminator_loss(real_logits, fake_logits, self.config.adversarial_loss), fake_logits
 
     def _update_trackers(self, values):
         """Feed ``_step_values``' output to the trackers; their results as logs."""
