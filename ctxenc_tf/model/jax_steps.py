@@ -77,7 +77,8 @@ class JaxSteps:
             return scaled, (values, prediction, target,
                             _current(scope, self.generator.non_trainable_variables, g_statistics))
 
-        (_, (values, prediction, target, g_statistics)), g_grads = jax.value_and_grad(generator_loss, has_aux=True)(g_weights)
+        (_, (values, prediction, target, g_statistics)), g_grads = jax.value_and_grad(
+            generator_loss, has_aux=True)(g_weights)
 
         # 2. The discriminator's loss and its gradient with respect to the discriminator's
         # weights, on the real target, then on step 1's prediction (an array here: no
