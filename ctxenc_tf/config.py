@@ -32,6 +32,10 @@ from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.utils import atomic
 
 MASK_TYPES = ("center", "random_square", "random_region")
+
+# The TFLite variants an export can write (export/tflite.py), named here so that the
+# commands and the bench can offer them without importing the export code.
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
 RECONSTRUCTION_LOSSES = ("l2", "l1", "mix")
 ADVERSARIAL_LOSSES = ("bce", "lsgan", "none")
 GENERATORS = ("paper", "seed")

@@ -125,8 +125,10 @@ def test_settings_default_to_bench_settings():
                                             "data_dir": "d"})
 
 
-# ``python -m ctxenc_tf`` with every ``import tensorflow`` failing, as on a machine without it.
-WITHOUT_TENSORFLOW = ("import sys, runpy; sys.modules['tensorflow'] = None; "
+# ``python -m ctxenc_tf`` with every ``import tensorflow`` (and pydantic, which the read-back
+# schemas use) failing, as on a GPU machine with JAX, Keras and the packages docs/performance.md
+# lists for it, and nothing else of requirements.txt.
+WITHOUT_TENSORFLOW = ("import sys, runpy; sys.modules['tensorflow'] = None; sys.modules['pydantic'] = None; "
                       "runpy.run_module('ctxenc_tf', run_name='__main__')")
 
 

@@ -14,11 +14,10 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import prediction_log_pb2
 
-from ctxenc_tf.config import ModelConfig
+from ctxenc_tf.config import TFLITE_VARIANTS, ModelConfig
 from ctxenc_tf.data import hole_masks, pipeline, samples
 from ctxenc_tf.export import parity, tflite, warmup
 from ctxenc_tf.export.saved_model import SIGNATURES, export_saved_model, next_version
-from ctxenc_tf.inference import formats
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.utils import atomic
 from helpers import FACES, REPO, run_model, tiny_config
@@ -209,7 +208,7 @@ def test_tflite_variants_match_keras(trained, faces, tmp_path):
     model, _ = trained
     calibration = samples.real_images(model.config, 32)
     paths = tflite.export_tflite(model, str(tmp_path), representative_images=calibration)
-    assert set(paths) == set(formats.VARIANTS)
+    assert set(paths) == set(TFLITE_VARIANTS)
 
     from ai_edge_litert.interpreter import Interpreter
 

@@ -188,7 +188,7 @@ def test_export_config_must_fit_the_model_beside_it(case, world, tmp_path, capsy
     before = _files(export)
     photo = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
     assert exit_code(inpaint_main, [photo, "--model", str(export / "tflite" / "ctxenc_float32.tflite"),
-                                    "--out", str(tmp_path / "out"), "--quiet"]) == 2
+                                    "--out", str(tmp_path / "out"), "--progress", "off"]) == 2
     line = _one_line(capsys)
     assert line.startswith(f"error: {export / 'config.json'}") and re.search(pattern, line), line
     assert _files(export) == before and not _files(tmp_path / "out")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from ctxenc_tf.config import TFLITE_VARIANTS
 from ctxenc_tf.model.replicas import device_kind
 
 PARTS = ("train", "pipeline", "inference", "faces")
@@ -125,7 +126,7 @@ class BenchSettings:
     matmul_size: int | None = None  # side of the peak matmul (None: 4096 with a GPU, else 2048)
     matmul_repeats: int = 5  # chained matmuls per trial
     calibration_images: int = 16  # real images calibrating full_int8
-    variants: tuple = ("float32", "float16", "dynamic_int8", "full_int8")  # TFLite variants timed
+    variants: tuple = TFLITE_VARIANTS  # TFLite variants timed
     latency_batches: tuple = (1, 64)  # batch sizes of the inference latency rows
     skip: tuple = ()  # parts left out, of PARTS
     data_dir: str = ""  # real images for the pipeline and latency rows ('' = bundled faces)

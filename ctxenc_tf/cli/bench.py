@@ -45,9 +45,8 @@ from ctxenc_tf.cli.common import (
     config_from_args,
     one_of,
 )
-from ctxenc_tf.config import RunConfig
+from ctxenc_tf.config import TFLITE_VARIANTS, RunConfig
 from ctxenc_tf.errors import ConfigError
-from ctxenc_tf.inference.formats import VARIANTS
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import check_output_path
 
@@ -68,7 +67,7 @@ SETTING_FLAGS = {
     "matmul_size": (bounded(int, 1, 65_536), "side of the peak matmul (unset: 4096 with a GPU, else 2048)"),
     "matmul_repeats": (bounded(int, 1, 1000), "chained matmuls per trial"),
     "calibration_images": (bounded(int, 1, 100_000), "real images calibrating the full_int8 TFLite variant"),
-    "variants": (comma_separated(one_of(VARIANTS), empty=True), "TFLite variants to time, comma separated"),
+    "variants": (comma_separated(one_of(TFLITE_VARIANTS), empty=True), "TFLite variants to time, comma separated"),
     "latency_batches": (comma_separated(bounded(int, 1, 4096)),
                         "batch sizes of the inference latency rows, comma separated, each 1 to 4096"),
     "skip": (comma_separated(one_of(PARTS), empty=True), f"parts to leave out, comma separated: {', '.join(PARTS)}"),

@@ -12,9 +12,8 @@ and its pixel difference from Keras.
 import os
 
 from ctxenc_tf.cli.common import bounded, command_parser
-from ctxenc_tf.config import is_utf8
+from ctxenc_tf.config import TFLITE_VARIANTS, is_utf8
 from ctxenc_tf.errors import ConfigError
-from ctxenc_tf.inference.formats import VARIANTS
 from ctxenc_tf.utils.output_dir import check_output_path
 
 
@@ -27,9 +26,9 @@ def parse_args(argv):
                              "base path is DIR/saved_model")
     parser.add_argument("--version", type=bounded(int, 1, 2**63 - 1), metavar="N",  # TF Serving: int64
                         help="SavedModel version number (default: the next free one)")
-    parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS),
+    parser.add_argument("--variants", nargs="*", choices=TFLITE_VARIANTS, default=list(TFLITE_VARIANTS),
                         metavar="VARIANT",
-                        help=f"TFLite variants to write, any of {', '.join(VARIANTS)} "
+                        help=f"TFLite variants to write, any of {', '.join(TFLITE_VARIANTS)} "
                              "(default: all; none given = SavedModel only)")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="real images for full_int8 calibration and the parity check "

@@ -6,10 +6,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from ctxenc_tf.config import TFLITE_VARIANTS
 from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.export import parity, tflite
 from ctxenc_tf.export.saved_model import export_saved_model
-from ctxenc_tf.inference.formats import SIGNATURES, VARIANTS
+from ctxenc_tf.inference.formats import SIGNATURES
 from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.utils.output_dir import check_disk_space, exclusive_output, space_needed
 
@@ -27,7 +28,7 @@ def export_all(checkpoint_path: str, out_dir: str, version: int | None = None, v
     One export writes into ``out_dir`` at a time (:func:`~ctxenc_tf.utils.output_dir.exclusive_output`).
     Raises :class:`~ctxenc_tf.errors.CheckpointError` for an unusable checkpoint.
     """
-    variants = VARIANTS if variants is None else tuple(variants)
+    variants = TFLITE_VARIANTS if variants is None else tuple(variants)
     with exclusive_output(out_dir, "export.py", subdirs=("saved_model", "tflite")):
         return _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibration_images,
                            parity_images, log)

@@ -18,11 +18,11 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from ctxenc_tf.config import ModelConfig
+from ctxenc_tf.config import TFLITE_VARIANTS, ModelConfig
 from ctxenc_tf.data import hole_masks
 from ctxenc_tf.data.samples import real_images
 from ctxenc_tf.export.saved_model import InpaintingModule, write_config
-from ctxenc_tf.inference.formats import TFLITE_SIGNATURES, VARIANTS, tflite_path
+from ctxenc_tf.inference.formats import TFLITE_SIGNATURES, tflite_path
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.model.precision import float32_generator
 from ctxenc_tf.utils import atomic
@@ -78,18 +78,18 @@ def _convert(saved_model_dir: str, variant: str, config: ModelConfig, images) ->
     return debugger.get_nondebug_quantized_model()
 
 
-def export_tflite(model: ContextEncoder, out_dir: str, variants=VARIANTS, representative_images=None) -> dict:
+def export_tflite(model: ContextEncoder, out_dir: str, variants=TFLITE_VARIANTS, representative_images=None) -> dict:
     """Convert the model to ``out_dir/tflite/ctxenc_<variant>.tflite`` for each of
-    ``variants`` (see :data:`VARIANTS`), each written atomically; also writes
+    ``variants`` (see :data:`TFLITE_VARIANTS`), each written atomically; also writes
     ``out_dir/config.json``. Returns ``{variant: path}``.
 
     ``representative_images``: ``[N, S, S, 3]`` float32 in ``[0, 1]`` calibrating
     ``full_int8``; ``None`` takes :data:`CALIBRATION_IMAGES` real images
     (:func:`real_images`).
     """
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in TFLITE_VARIANTS]
     if unknown:
-        raise ValueError(f"unknown TFLite variant(s) {unknown}; choose from {VARIANTS}")
+        raise ValueError(f"unknown TFLite variant(s) {unknown}; choose from {TFLITE_VARIANTS}")
     config = model.config
     if "full_int8" in variants and representative_images is None:
         representative_images = real_images(config, CALIBRATION_IMAGES)

@@ -15,8 +15,6 @@ SIGNATURES = ("serving_default", "serving_uint8", "serving_bytes", "inpaint")
 
 TFLITE_DIR = "tflite"
 
-VARIANTS = ("float32", "float16", "dynamic_int8", "full_int8")
-
 TFLITE_SIGNATURES = ("serving_default", "inpaint")
 
 
