@@ -318,7 +318,8 @@ class RunConfig:
 
 def training_data(model: ModelConfig, **changes) -> RunConfig:
     """A :class:`RunConfig` with the data settings (``data_dir``, ``seed``, ``val_fraction``,
-    ``resize``, ``exclude``, ``train_limit``, ``val_limit``) of the run that trained ``model``, as ``model.trained_on`` records them (defaults when
+    ``resize``, ``exclude``, ``train_limit``, ``val_limit``) of the run that trained
+    ``model``, as ``model.trained_on`` records them (defaults when
     it does not), then ``changes``: to find that run's split again."""
     recorded = {k: v for k, v in model.trained_on.items()
                 if k in ("data_dir", "seed", "val_fraction", "resize", "exclude", "train_limit", "val_limit")}

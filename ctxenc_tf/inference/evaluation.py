@@ -12,8 +12,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from ctxenc_tf.config import ModelConfig, training_data
 from ctxenc_tf import schemas
+from ctxenc_tf.config import ModelConfig, training_data
 from ctxenc_tf.data import hole_masks, pipeline, screening, sources
 from ctxenc_tf.data.fingerprint import split_names, split_record
 from ctxenc_tf.errors import ConfigError, DataError

@@ -84,7 +84,8 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     """Train a context encoder as ``config`` says; returns ``(model, history, paths)``.
 
     Writes below ``config.output_dir`` (:class:`~ctxenc_tf.run_files.RunPaths`):
-    ``config.json``, ``split.json`` (the file names of the split), ``best.keras`` (best validation reconstruction loss), ``final.keras``,
+    ``config.json``, ``split.json`` (the file names of the split), ``best.keras`` (best
+    validation reconstruction loss), ``final.keras``,
     ``log.csv``, ``logs/`` (TensorBoard), ``samples/*.png`` (masked / filled / original
     grids) and ``backup/`` (resume state).
     Rerunning with the same model settings and data resumes from ``backup/`` (see
@@ -171,7 +172,8 @@ def find_training_data(config: RunConfig, log=print):
 
 def write_split(path: str, split) -> None:
     """Write the file names of the run's ``split`` (``train`` and ``val``, in order, relative
-    to their folder: :func:`~ctxenc_tf.data.fingerprint.split_names`) to ``path`` atomically: what ``evaluate`` names when a folder's files changed
+    to their folder: :func:`~ctxenc_tf.data.fingerprint.split_names`) to ``path``
+    atomically: what ``evaluate`` names when a folder's files changed
     since (:func:`~ctxenc_tf.schemas.read_split`)."""
     names = split_names(split.train.names + split.val.names)
     names = {"train": names[:len(split.train)], "val": names[len(split.train):]}
