@@ -33,12 +33,13 @@ def sample_files(model: ModelConfig, counts: dict, data_dir: str | None = None) 
 
     The split is the training split of ``data_dir`` (default the model's training data when
     it exists here, else the bundled faces) as the run that trained ``model`` split it, with
-    that run's seed. Returns ``{purpose: [path, ...]}`` (paths in increasing split order);
+    that run's seed, all of it (also where the run kept fewer with ``train_limit``: none is
+    a validation image). Returns ``{purpose: [path, ...]}`` (paths in increasing split order);
     raises :class:`DataError` when the split has fewer images than the counts' sum."""
     if data_dir is None:
         data_dir = model.trained_on.get("data_dir", "")
         data_dir = data_dir if data_dir and os.path.isdir(data_dir) else ""
-    run = training_data(model, data_dir=data_dir)
+    run = training_data(model, data_dir=data_dir, train_limit=0, val_limit=0)
     train = sources.find_split(run).train
     total = sum(counts.values())
     if len(train) < total:
