@@ -28,30 +28,21 @@ def data_fingerprint(train, val) -> str:
     return digest.hexdigest()[:24]
 
 
-
-def split_names(names) -> list:
-    """File names of a split as a run records them: paths relative to the common folder of
-    ``names`` (so the record survives moving the data; subfolders kept, since ``a/1.jpg``
-    and ``b/1.jpg`` are two images), or ``names`` as they are when they have no folder (the
-    source names of prepared records)."""
-    names = list(names)
-    if not any(os.sep in n for n in names):
-        return names
-    paths = [os.path.abspath(n) for n in names]
-    root = os.path.commonpath(paths)
-    if len(paths) == 1:
-        root = os.path.dirname(root)
-    return [os.path.relpath(p, root) for p in paths]
+def split_names(names, root: str) -> list:
+    """File names of a split as a run records them: the paths ``names`` relative to the data
+    folder ``root`` (so the record survives moving the data; subfolders kept, since
+    ``a/1.jpg`` and ``b/1.jpg`` are two images), or ``names`` as they are when they have no
+    folder (the source names of prepared records)."""
+    return [os.path.relpath(os.path.abspath(n), os.path.abspath(root)) if os.sep in n else n for n in names]
 
 
-def split_record(train_names, val_names) -> dict:
+def split_record(train_names, val_names, root: str) -> dict:
     """What a run records of its split in ``ModelConfig.trained_on["split"]``, so that
     ``evaluate`` can tell the run's split from one rebuilt out of files that changed:
     ``{"train": count, "val": count, "digest": hex}``, the digest over the
-    :func:`split_names` of ``train_names`` and ``val_names`` (paths, or the source names of
-    prepared records) taken together, in order."""
-    names = split_names(list(train_names) + list(val_names))
+    :func:`split_names` (below ``root``) of ``train_names`` and ``val_names`` (paths, or the
+    source names of prepared records), in order."""
     digest = hashlib.sha256()
-    for name in names[:len(train_names)] + ["[val]"] + names[len(train_names):]:
+    for name in split_names(train_names, root) + ["[val]"] + split_names(val_names, root):
         digest.update(os.fsencode(name) + b"\n")
     return {"train": len(train_names), "val": len(val_names), "digest": digest.hexdigest()[:24]}

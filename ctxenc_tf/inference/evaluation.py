@@ -87,7 +87,7 @@ def check_run_split(config: ModelConfig, chosen: sources.Split, data_dir: str, s
     if recorded is None:
         return ("note: the model records no split (trained before runs recorded theirs); this is the "
                 "folder's split rebuilt from its files as they are now")
-    if split_record(chosen.train, chosen.val) == recorded:
+    if split_record(chosen.train, chosen.val, data_dir) == recorded:
         return ""
     where = f"{data_dir}: not the split the model was trained with"
     names = _recorded_names(split_file, recorded)
@@ -95,7 +95,7 @@ def check_run_split(config: ModelConfig, chosen: sources.Split, data_dir: str, s
         raise DataError(f"{where} (then {recorded['train']} train / {recorded['val']} val images, now "
                         f"{len(chosen.train)} / {len(chosen.val)}, or other files): files were added, "
                         "removed or renamed since; use --split all, or restore the folder")
-    then, now = set(names["train"] + names["val"]), set(split_names(chosen.train + chosen.val))
+    then, now = set(names["train"] + names["val"]), set(split_names(chosen.train + chosen.val, data_dir))
     added, removed = len(now - then), len(then - now)
     raise DataError(f"{where} ({added} file(s) added, {removed} removed since, "
                     f"per {split_file}); use --split all, or restore the folder")
@@ -108,7 +108,8 @@ def _recorded_names(split_file: str, recorded: dict):
         names = schemas.read_split(split_file)
     except FileNotFoundError:
         return None
-    return names if split_record(names["train"], names["val"]) == recorded else None
+    # the names are relative to the data folder already: to the current directory they stay
+    return names if split_record(names["train"], names["val"], os.curdir) == recorded else None
 
 
 def eval_dataset(files, config: ModelConfig, batch_size: int, seed: int = 0, stretch: bool = False):

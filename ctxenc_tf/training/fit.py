@@ -116,7 +116,7 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, hel
     model = build_or_restore(config, strategy, state, paths, log)
     best = state.best if state is not None else existing_best(paths.best, config, data.val, data.monitor)
     config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
-    write_split(paths.split, split)
+    write_split(paths.split, split, data_root(config))
     callbacks = build_callbacks(config, fingerprint, paths, data, best, state, time_limit)
     log(f"training on {strategy.num_replicas_in_sync} replica(s), {data.steps} steps per epoch, "
         f"writing to {config.output_dir}")
@@ -166,17 +166,21 @@ def find_training_data(config: RunConfig, log=print):
     trained_on = {"data_dir": os.path.abspath(config.data_dir) if config.data_dir else "",
                   "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize,
                   "exclude": config.exclude, "train_limit": config.train_limit, "val_limit": config.val_limit,
-                  "split": split_record(split.train.names, split.val.names)}
+                  "split": split_record(split.train.names, split.val.names, data_root(config))}
     return config.replace(trained_on=trained_on), split
 
 
-def write_split(path: str, split) -> None:
+def data_root(config: RunConfig) -> str:
+    """The folder the run's image paths are below: ``config.data_dir``, or the bundled faces."""
+    return config.data_dir or sources.BUNDLED_FACES
+
+
+def write_split(path: str, split, root: str) -> None:
     """Write the file names of the run's ``split`` (``train`` and ``val``, in order, relative
-    to their folder: :func:`~ctxenc_tf.data.fingerprint.split_names`) to ``path``
-    atomically: what ``evaluate`` names when a folder's files changed
-    since (:func:`~ctxenc_tf.schemas.read_split`)."""
-    names = split_names(split.train.names + split.val.names)
-    names = {"train": names[:len(split.train)], "val": names[len(split.train):]}
+    to the data folder ``root``: :func:`~ctxenc_tf.data.fingerprint.split_names`) to
+    ``path`` atomically: what ``evaluate`` names when a folder's files changed since
+    (:func:`~ctxenc_tf.schemas.read_split`)."""
+    names = {part: split_names(getattr(split, part).names, root) for part in ("train", "val")}
     atomic.write_bytes(path, json.dumps(names, indent=0).encode())
 
 
