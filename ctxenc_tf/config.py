@@ -120,7 +120,9 @@ class ModelConfig:
     adversarial_loss: str = _opt("bce", f"adversarial loss: {', '.join(ADVERSARIAL_LOSSES)}")
     fill_value: tuple = _opt((), "RGB fill of the hidden hole in [-1, 1]; empty = measured dataset mean", cli=False)
     # Provenance, not identity: the data settings of the run that trained the model
-    # (data_dir, seed, val_fraction, resize, exclude), so evaluate can find its held-out split.
+    # (data_dir, seed, val_fraction, resize, exclude, train_limit, val_limit) and a record of
+    # its split (count and digest of the file names of each part), so evaluate can find its
+    # held-out split, and tell when the folder's files changed since.
     trained_on: dict = _opt(None, "", cli=False, factory=dict)
 
     def __post_init__(self):
@@ -320,11 +322,11 @@ class RunConfig:
 
 def training_data(model: ModelConfig, **changes) -> RunConfig:
     """A :class:`RunConfig` with the data settings (``data_dir``, ``seed``, ``val_fraction``,
-    ``resize``, ``exclude``)
-    of the run that trained ``model``, as ``model.trained_on`` records them (defaults when
+    ``resize``, ``exclude``, ``train_limit``, ``val_limit``) of the run that trained
+    ``model``, as ``model.trained_on`` records them (defaults when
     it does not), then ``changes``: to find that run's split again."""
     recorded = {k: v for k, v in model.trained_on.items()
-                if k in ("data_dir", "seed", "val_fraction", "resize", "exclude")}
+                if k in ("data_dir", "seed", "val_fraction", "resize", "exclude", "train_limit", "val_limit")}
     return RunConfig(model=model, **{**recorded, **changes})
 
 

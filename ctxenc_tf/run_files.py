@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 BEST = "best.keras"  # the best validation reconstruction loss so far
 FINAL = "final.keras"  # the model when the run ended
 CONFIG = "config.json"  # the RunConfig
+SPLIT = "split.json"  # the file names of the run's train and val split
 CSV = "log.csv"  # every epoch's metrics
 LOGS = "logs"  # TensorBoard
 SAMPLES = "samples"  # the sample grids, PNG
@@ -25,6 +26,7 @@ class RunPaths:
     best: str = field(init=False)
     final: str = field(init=False)
     config: str = field(init=False)
+    split: str = field(init=False)
     csv: str = field(init=False)
     logs: str = field(init=False)
     samples: str = field(init=False)
@@ -34,5 +36,6 @@ class RunPaths:
         join = os.path.join
         self.best, self.final = join(self.root, BEST), join(self.root, FINAL)
         self.config, self.csv = join(self.root, CONFIG), join(self.root, CSV)
+        self.split = join(self.root, SPLIT)
         self.logs, self.samples = join(self.root, LOGS), join(self.root, SAMPLES)
         self.backup = join(self.root, BACKUP)

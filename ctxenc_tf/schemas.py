@@ -9,6 +9,7 @@ file                                        reader                              
                                                                                      previous state
 ``prepared.json`` of ``--prepare``          :func:`read_prepared`                    :class:`DataError`
 ``aligned.json`` of ``--align-faces``       :func:`read_aligned`                     :class:`DataError`
+a run's ``split.json``                      :func:`read_split`                       :class:`DataError`
 an export's ``config.json`` (at its root,   :func:`read_model_config`                :class:`CheckpointError`
 and in ``saved_model/N/assets.extra/``)
 CelebA's ``list_eval_partition.txt``        :func:`read_partition`                   :class:`DataError`
@@ -86,6 +87,10 @@ Signed = Annotated[float, Field(ge=-1, le=1), _expect("a number from -1 to 1")]
 FileName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^(?!\.\.?$)[^/\\\x00]+$"),
                      _expect("a file name (no folder)")]
 
+# A file below the folder that lists it: a relative path that does not climb out of it.
+RelativePath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^(?!/)(?!(.*/)?\.\.(/|$))[^\\\x00]+$"),
+                         _expect("a path relative to the data folder")]
+
 
 def _list(item, phrase: str, length: int | None = None):
     """A JSON list of ``item``; exactly ``length`` long when given."""
@@ -107,15 +112,28 @@ ALIGNED_FORMAT = "ctxenc-aligned-faces-v1"  # the "format" of aligned.json
 
 
 @pydantic.with_config(ConfigDict(strict=True, extra="forbid"))
+class SplitRecord(typing_extensions.TypedDict):
+    """``trained_on["split"]``: :func:`~ctxenc_tf.data.fingerprint.split_record`."""
+
+    train: Count
+    val: Count
+    digest: Annotated[str, Field(pattern=r"^[0-9a-f]{24}$"), _expect("24 hex digits")]
+
+
+@pydantic.with_config(ConfigDict(strict=True, extra="forbid"))
 class TrainedOn(typing_extensions.TypedDict, total=False):
     """``ModelConfig.trained_on``: the data settings of the run that trained the model (none
-    for a model that train.py did not train)."""
+    for a model that train.py did not train; the limits and ``split`` only from runs that
+    recorded their split)."""
 
     data_dir: Text
     seed: Count
     val_fraction: Number
     resize: Text
     exclude: Text
+    train_limit: Count
+    val_limit: Count
+    split: SplitRecord
 
 
 _BY_TYPE = {
@@ -365,6 +383,27 @@ def read_model_config(path: str) -> ModelConfig:
     with _one_line(path, CheckpointError):
         _validate(ModelConfigFile, data)
         return _build(ModelConfig, data)
+
+
+# ---- a run's split.json -----------------------------------------------------------------
+
+
+class SplitFile(Schema):
+    """A run's ``split.json``: the files of its training and validation images, in order,
+    relative to their folder (:func:`~ctxenc_tf.data.fingerprint.split_names`)."""
+
+    train: _list(RelativePath, "a list of relative paths")
+    val: _list(RelativePath, "a list of relative paths")
+
+
+def read_split(path: str) -> dict:
+    """``{"train": [name, ...], "val": [...]}`` from the run's ``split.json`` at ``path``,
+    checked (:class:`SplitFile`). Raises :class:`DataError` (one line naming ``path`` and
+    the field), ``FileNotFoundError`` when there is none."""
+    data = _load_json(path, DataError, missing_ok=True)
+    with _one_line(path, DataError):
+        _validate(SplitFile, data)
+    return data
 
 
 # ---- CelebA's partition ------------------------------------------------------------------

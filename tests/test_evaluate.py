@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 
 from ctxenc_tf.cli import evaluate as evaluate_cli
 from ctxenc_tf.data import sources
+from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.utils import atomic
 from helpers import exit_code, tiny_config, tiny_model, write_images
@@ -125,3 +127,62 @@ def test_random_mask_model_gets_fixed_holes(tmp_path):
         tables.append((tmp_path / name / "per_image.csv").read_text())
     assert tables[0] == tables[1]  # the same holes every run
     assert tables[0] != tables[2]  # the centre hole is another hole
+
+
+@pytest.fixture
+def trained_run(tmp_path):
+    """A tiny run trained on a folder of 20 images: ``(folder, run folder)``."""
+    from ctxenc_tf.training.fit import train
+
+    folder = tmp_path / "images"
+    write_images(str(folder), 20, size=(32, 32))
+    config = tiny_config(data_dir=str(folder), val_fraction=0.2, output_dir=str(tmp_path / "run"))
+    _, _, paths = train(config, log=lambda *a: None, verbose=0)
+    return folder, paths
+
+
+def test_val_split_is_the_runs_own(trained_run, tmp_path, capsys):
+    """The run records its split (counts and digest in the model's trained_on, the file
+    names in split.json); evaluate --split val evaluates exactly that split."""
+    folder, paths = trained_run
+    with open(paths.split) as f:
+        recorded = json.load(f)
+    config = load_context_encoder(paths.final).config
+    assert config.trained_on["split"]["val"] == len(recorded["val"]) == 4
+    assert config.trained_on["split"]["train"] == len(recorded["train"]) == 16
+    out = tmp_path / "eval"
+    assert run(["--model", paths.final, "--split", "val", "--out", str(out), "--baselines", "none",
+                "--quiet"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    with open(out / "per_image.csv") as f:
+        assert sorted(r["file"] for r in csv.DictReader(f)) == sorted(recorded["val"])
+
+
+def test_changed_folder_is_refused_naming_the_change(trained_run, tmp_path, capsys):
+    """Files added to and removed from the folder after training: --split val refuses with
+    one line saying how many, instead of evaluating a split that may hold training images."""
+    folder, paths = trained_run
+    write_images(str(folder / "more"), 3, size=(32, 32), seed=9)
+    removed = sorted(folder.glob("*.jpg"))[0]
+    removed.unlink()
+    code = run(["--model", paths.final, "--split", "val", "--out", str(tmp_path / "eval"), "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code != 0 and len(err) == 1 and err[0].startswith("error: ")
+    assert "3 file(s) added, 1 removed" in err[0], err[0]
+    # without split.json beside the checkpoint (a copied checkpoint): the counts then and now
+    moved = tmp_path / "elsewhere.keras"
+    shutil.copy(paths.final, moved)
+    code = run(["--model", str(moved), "--split", "val", "--out", str(tmp_path / "eval"), "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code != 0 and len(err) == 1 and "then 16 train / 4 val images" in err[0], err
+
+
+def test_model_without_a_recorded_split_is_evaluated_with_a_note(model_path, tmp_path, capsys):
+    """A checkpoint from before runs recorded their split: the split is rebuilt as before,
+    with one note line."""
+    folder = tmp_path / "images"
+    write_images(str(folder), 10, size=(32, 32))
+    assert run(["--model", model_path, "--data-dir", str(folder), "--split", "val", "--out",
+                str(tmp_path / "eval"), "--baselines", "none", "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "records no split" in notes[0]

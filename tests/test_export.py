@@ -14,10 +14,11 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import prediction_log_pb2
 
-from ctxenc_tf.config import TFLITE_VARIANTS, ModelConfig
-from ctxenc_tf.data import hole_masks, pipeline, samples
+from ctxenc_tf.config import TFLITE_VARIANTS, ModelConfig, training_data
+from ctxenc_tf.data import hole_masks, pipeline, samples, sources
 from ctxenc_tf.export import parity, tflite, warmup
 from ctxenc_tf.export.saved_model import SIGNATURES, export_saved_model, next_version
+from ctxenc_tf.inference.runner import KerasRunner, load_runner
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.utils import atomic
 from helpers import FACES, REPO, run_model, tiny_config
@@ -49,8 +50,11 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def faces(trained):
-    """16 real faces at the model's size, ``[16, 32, 32, 3]`` in [0, 1]."""
-    return samples.real_images(trained[0].config, 16, skip=32)
+    """16 real faces at the model's size, ``[16, 32, 32, 3]`` in [0, 1], none of the 32
+    that calibrate test_tflite_variants_match_keras's full_int8."""
+    config = trained[0].config
+    files = samples.sample_files(config, {"calibration": 32, "parity": 16})["parity"]
+    return samples.load_images(files, config.image_size)
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +210,8 @@ def test_versions_are_numbered_and_atomic(trained, tmp_path, monkeypatch):
 
 def test_tflite_variants_match_keras(trained, faces, tmp_path):
     model, _ = trained
-    calibration = samples.real_images(model.config, 32)
+    calibration = samples.load_images(samples.sample_files(model.config, {"calibration": 32})["calibration"],
+                                      model.config.image_size)
     paths = tflite.export_tflite(model, str(tmp_path), representative_images=calibration)
     assert set(paths) == set(TFLITE_VARIANTS)
 
@@ -283,6 +288,49 @@ def test_export_cli_writes_everything_and_prints_parity(trained, tmp_path):
     assert set(table) == {"keras", "saved_model", "float32", "full_int8"}
     assert table["saved_model"][0] <= 1e-5 and table["float32"][0] <= 1e-4
     assert all(outside == 0 for _, outside in table.values())
+    # which training images calibrated, checked and warmed up the export, by file name
+    with open(os.path.join(out, "samples.json")) as f:
+        used = json.load(f)
+    assert {k: len(v) for k, v in used.items()} == {"calibration": 4, "parity": 4, "warmup": 4}
+    assert not set(used["calibration"]) & set(used["parity"]) and used["warmup"] == used["parity"]
+    expected = samples.sample_files(trained[0].config, {"calibration": 4, "parity": 4})
+    assert used["parity"] == [os.path.basename(p) for p in expected["parity"]]
+
+
+def test_export_samples_spread_over_the_training_split():
+    """Calibration and parity images are disjoint seeded spreads over the whole training
+    split: on the bundled faces (sorted, 142 frames of one person first) the 64
+    calibration images come from all five videos and the 16 parity images from at least
+    three, where the first 80 files are all one person's."""
+    config = ModelConfig(image_size=32, hole_size=16, overlap=2)
+    chosen = samples.sample_files(config, {"calibration": 64, "parity": 16})
+    assert [len(v) for v in chosen.values()] == [64, 16]
+    assert not set(chosen["calibration"]) & set(chosen["parity"])
+    train = sources.find_split(training_data(config)).train
+    videos = {os.path.basename(p).split("__")[0] for p in train}
+    assert len({os.path.basename(p).split("__")[0] for p in train[:80]}) == 1  # what the first files are
+    seen = {purpose: {os.path.basename(p).split("__")[0] for p in files} for purpose, files in chosen.items()}
+    assert seen["calibration"] == videos and len(videos) == 5 and len(seen["parity"]) >= 3
+    assert all(p in train for files in chosen.values() for p in files)
+    # the same seed, the same images; a spread of 64 holds the 64 calibration images
+    assert samples.sample_files(config, {"calibration": 64, "parity": 16}) == chosen
+    assert samples.sample_files(config, {"images": 64})["images"] == chosen["calibration"]
+
+
+def test_keras_runner_clips_inputs_as_the_exports_do(trained, exported, faces):
+    """An input slightly outside [0, 1] gives the Keras runner the completed image of the
+    clipped input, as the SavedModel's signature clips it."""
+    model, _ = trained
+    beyond = faces.copy()
+    beyond[:, :6], beyond[:, -6:] = 1.05, -0.05  # bands of context above and below the hole
+    keras = KerasRunner(model)
+    hole = keras.centre_masks(len(faces))
+    got, clipped = keras.inpaint(beyond, hole), keras.inpaint(np.clip(beyond, 0, 1), hole)
+    for out, expected in zip(got, clipped):
+        np.testing.assert_array_equal(out, expected)
+    saved = load_runner(exported[1]).inpaint(beyond, hole)
+    for out, expected in zip(got, saved):
+        assert np.abs(out - expected).max() <= 1e-5  # the bound of test_saved_model_matches_keras
 
 
 def one_error_line(stderr):

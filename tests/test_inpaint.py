@@ -75,6 +75,11 @@ def test_exif_rotation_and_side_by_side(models, tmp_path):
     panels = Image.open(tmp_path / "out" / "rotated_side_by_side.png")
     assert panels.size == (3 * 30, 50)
     np.testing.assert_array_equal(np.asarray(panels)[:, 60:], out)
+    # the middle panel paints the whole hole, overlap ring included, in the model's fill
+    # colour (docs/evaluation.md), and keeps the rest of the photo
+    middle = np.asarray(panels)[:, 30:60]
+    np.testing.assert_array_equal(middle[~hole], upright[~hole])
+    assert (middle[hole] == np.rint((np.asarray(FILL) + 1.0) * 127.5)).all()
 
 
 def test_finish_blends_the_ring(tmp_path):

@@ -24,6 +24,8 @@ file, on copies of one tiny 2-epoch run, one prepared folder and one TFLite expo
 | X1 | export config.json (inpaint --model .tflite) | image_size 64, hole_size 32 (a 32-px model) | both files |
 | X2 | export config.json | mask_type random_region (centre model) | config.json, the .tflite |
 | X3 | export config.json | hole_size removed | field 'hole_size' is missing |
+| S1 | split.json (evaluate --split val on a folder that changed) | a name "../x.jpg" | field 'val[0]' |
+| S2 | split.json | "train": null | field 'train' |
 
 Without ``state.prev.json`` the R cases stop with one line; with it, the run resumes from
 it and says why (``test_damaged_state_falls_back_with_the_field``).
@@ -82,6 +84,11 @@ EXPORT_CASES = {
     "X2": (dict(mask_type="random_region"), r"config.json does not fit \S+ctxenc_float32.tflite: .* a 32x32 "
                                             r"prediction .* predicts 16x16"),
     "X3": (dict(hole_size=None), r"config.json: field 'hole_size' is missing$"),
+}
+
+SPLIT_CASES = {
+    "S1": (_set(["../x.jpg"], "val"), "field 'val[0]': expected a path relative to the data folder, got \"../x.jpg\""),
+    "S2": (_set(None, "train"), "field 'train': expected a list of relative paths, got null"),
 }
 
 
@@ -194,6 +201,24 @@ def test_export_config_must_fit_the_model_beside_it(case, world, tmp_path, capsy
     assert _files(export) == before and not _files(tmp_path / "out")
 
 
+@pytest.mark.parametrize("case", sorted(SPLIT_CASES))
+def test_edited_split_json_is_one_line(case, world, tmp_path, capsys):
+    """evaluate reads the run's split.json only when the folder changed since training, to
+    say what changed; an edited one is one line naming the field."""
+    from ctxenc_tf.cli import evaluate as evaluate_cli
+    out, images = _run_copy(world, tmp_path, keep_previous=True), tmp_path / "images"
+    shutil.copytree(world["images"], images)
+    os.remove(sorted(images.iterdir())[0])
+    edit, message = SPLIT_CASES[case]
+    _edit_json(out / "split.json", edit)
+    before = _files(out)
+    code = exit_code(evaluate_cli.main, ["--model", str(out / "final.keras"), "--data-dir", str(images),
+                                         "--split", "val", "--out", str(tmp_path / "eval"), "--quiet"])
+    line = _one_line(capsys)
+    assert code == 2 and line.endswith(f"split.json: {message}"), line
+    assert _files(out) == before
+
+
 def test_what_each_writer_writes_its_schema_accepts(world):
     """The run's state files, its config.json, prepared.json and the export's config.json
     pass their schemas as written (aligned.json: tests/test_align_faces.py)."""
@@ -203,7 +228,9 @@ def test_what_each_writer_writes_its_schema_accepts(world):
     for name in ("state.json", "state.prev.json"):
         schemas.read_training_state(os.path.join(backup, name), steps_per_epoch=2)
     with open(os.path.join(world["run"], "config.json")) as f:
-        schemas.RunConfigFile.model_validate(json.load(f), strict=True)
+        run = schemas.RunConfigFile.model_validate(json.load(f), strict=True)
+    names = schemas.read_split(os.path.join(world["run"], "split.json"))
+    assert [len(names["train"]), len(names["val"])] == [run.model.trained_on["split"][k] for k in ("train", "val")]
     assert schemas.read_prepared(os.path.join(world["prepared"], "prepared.json"))["image_size"] == 32
     config = schemas.read_model_config(os.path.join(world["export"], "config.json"))
     assert config == tiny_model(fill_value=(0.0, 0.0, 0.0)) and isinstance(config, type(RunConfig().model))
@@ -211,4 +238,4 @@ def test_what_each_writer_writes_its_schema_accepts(world):
 
 def test_table_lists_every_case():
     table = {row.split("|")[1].strip() for row in __doc__.splitlines() if re.match(r"^\| [A-Z]\d", row)}
-    assert table == set(STATE_CASES) | set(PREPARED_CASES) | set(EXPORT_CASES)
+    assert table == set(STATE_CASES) | set(PREPARED_CASES) | set(EXPORT_CASES) | set(SPLIT_CASES)

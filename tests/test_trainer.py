@@ -1,5 +1,7 @@
 """The ContextEncoder keras.Model: fit lowers the loss, metrics, .keras round trip."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from ctxenc_tf.model.checkpoint import load_context_encoder
 from ctxenc_tf.model.context_encoder import METRIC_NAMES, ContextEncoder
 from ctxenc_tf.training.optimizers import compile_for_run
 from ctxenc_tf.utils import atomic
-from helpers import tiny_config
+from helpers import REPO, tiny_config
 
 
 def _dataset(folder, cfg, training=True):
@@ -174,3 +176,18 @@ def test_fit_returns_right_after_its_last_step(image_folder):
                   callbacks=[stamp], verbose=0)
         waits.append(time.perf_counter() - ends[-1])
     assert max(waits) < 0.1, waits
+
+
+def test_python_recipe_trains_with_the_dataset_fill(tmp_path):
+    """docs/training.md's recipe for driving ``fit`` yourself, run as written on a tiny
+    config, trains a model whose hole fill is the training images' mean colour (as
+    train.py's), not the mid-grey of a ModelConfig without a fill."""
+    with open(os.path.join(REPO, "docs", "training.md")) as f:
+        text = f.read()
+    recipe = text.split("To drive `fit` yourself")[1].split("```python\n")[1].split("```")[0]
+    config = tiny_config(train_limit=16, val_limit=4, output_dir=str(tmp_path))
+    scope = {"config": config}
+    exec(recipe, scope)
+    mean = sources.find_sources(config).train.mean_colour(config.seed)
+    assert scope["model"].config.fill_value == mean and mean != (0.0, 0.0, 0.0)
+    assert int(scope["model"].g_optimizer.iterations.numpy()) == 2 * config.epochs  # it fit: 16 images, batch 8

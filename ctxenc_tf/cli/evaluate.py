@@ -46,6 +46,7 @@ from ctxenc_tf.inference.evaluation import (
     write_outputs,
 )
 from ctxenc_tf.inference.runner import load_runner
+from ctxenc_tf.run_files import SPLIT
 from ctxenc_tf.utils.output_dir import check_output_path, claim_targets
 
 
@@ -106,7 +107,9 @@ def main(argv=None):
     trained_dir = config.trained_on.get("data_dir", "")
     data_dir = records.source_folder(args.data_dir or trained_dir or sources.BUNDLED_FACES)
     split = args.split or ("test" if sources.celeba_layout(data_dir) else "all")
-    files, described = list_files(data_dir, split, config)
+    # a checkpoint in its run's folder has the run's split.json beside it
+    split_file = os.path.join(os.path.dirname(os.path.abspath(args.model)), SPLIT)
+    files, described, note = list_files(data_dir, split, config, split_file)
     if args.only:
         files = [f for f in files if sources.matches(f, args.only)]
         described += f" matching {args.only}"
@@ -115,6 +118,8 @@ def main(argv=None):
         raise DataError(f"{data_dir}: no usable image in the {split} split")
     print(f"{runner.describe()}\nevaluating on {len(files)} images: {described} of {data_dir}"
           + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
+    if note:
+        print(note)
     excluded = config.trained_on.get("exclude", "")
     if excluded and all(sources.matches(f, excluded) for f in files):
         print(f"none of these images trained the model (its run left out {excluded})")

@@ -26,3 +26,23 @@ def data_fingerprint(train, val) -> str:
             digest.update(os.fsencode(rel) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         digest.update(source.selection().encode())
     return digest.hexdigest()[:24]
+
+
+def split_names(names, root: str) -> list:
+    """File names of a split as a run records them: the paths ``names`` relative to the data
+    folder ``root`` (so the record survives moving the data; subfolders kept, since
+    ``a/1.jpg`` and ``b/1.jpg`` are two images), or ``names`` as they are when they have no
+    folder (the source names of prepared records)."""
+    return [os.path.relpath(os.path.abspath(n), os.path.abspath(root)) if os.sep in n else n for n in names]
+
+
+def split_record(train_names, val_names, root: str) -> dict:
+    """What a run records of its split in ``ModelConfig.trained_on["split"]``, so that
+    ``evaluate`` can tell the run's split from one rebuilt out of files that changed:
+    ``{"train": count, "val": count, "digest": hex}``, the digest over the
+    :func:`split_names` (below ``root``) of ``train_names`` and ``val_names`` (paths, or the
+    source names of prepared records), in order."""
+    digest = hashlib.sha256()
+    for name in split_names(train_names, root) + ["[val]"] + split_names(val_names, root):
+        digest.update(os.fsencode(name) + b"\n")
+    return {"train": len(train_names), "val": len(val_names), "digest": digest.hexdigest()[:24]}

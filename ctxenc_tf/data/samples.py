@@ -1,4 +1,5 @@
-"""Real images as arrays, for calibration, parity checks and benchmarks."""
+"""Real images as arrays, for calibration, parity checks and benchmarks: seeded spreads over
+the whole training split, since the first files of a sorted folder may all be one person."""
 
 import os
 
@@ -6,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from ctxenc_tf.config import ModelConfig, training_data
-from ctxenc_tf.data import pipeline, sources
+from ctxenc_tf.data import pipeline, seeded_order, sources
 from ctxenc_tf.errors import DataError, one_line
 
 
@@ -23,16 +24,39 @@ def load_images(files, image_size: int, stretch: bool = False) -> np.ndarray:
     return np.stack(images)
 
 
-def real_images(model: ModelConfig, count: int, skip: int = 0, data_dir: str | None = None) -> np.ndarray:
-    """``count`` real images after the first ``skip``, from ``data_dir`` (default the
-    model's training data when it exists here, else the bundled faces), training split as
-    the run that trained ``model`` split it. Returns ``[count, S, S, 3]`` float32 in
-    ``[0, 1]``, ``S = model.image_size``; raises :class:`DataError`."""
+def sample_files(model: ModelConfig, counts: dict, data_dir: str | None = None) -> dict:
+    """Disjoint seeded spreads over the training split, one per purpose: ``counts`` maps a
+    purpose to how many images it takes, in order (``{"calibration": 64, "parity": 16}``).
+    Purpose k gets the images of :func:`~ctxenc_tf.data.seeded_order.spread_sample` for
+    the first k+1 counts together that the earlier purposes did not take, so each is a
+    spread over the whole split and none shares an image with another.
+
+    The split is the training split of ``data_dir`` (default the model's training data when
+    it exists here, else the bundled faces) as the run that trained ``model`` split it, with
+    that run's seed, all of it (also where the run kept fewer with ``train_limit``: none is
+    a validation image). Returns ``{purpose: [path, ...]}`` (paths in increasing split order);
+    raises :class:`DataError` when the split has fewer images than the counts' sum."""
     if data_dir is None:
         data_dir = model.trained_on.get("data_dir", "")
         data_dir = data_dir if data_dir and os.path.isdir(data_dir) else ""
-    run = training_data(model, data_dir=data_dir, train_limit=skip + count, val_limit=1)
-    files = sources.find_split(run).train[skip:skip + count]
-    if not files:
-        raise DataError(f"{data_dir or sources.BUNDLED_FACES}: fewer than {skip + 1} usable images")
-    return load_images(files, model.image_size, run.resize == "stretch")
+    run = training_data(model, data_dir=data_dir, train_limit=0, val_limit=0)
+    train = sources.find_split(run).train
+    total = sum(counts.values())
+    if len(train) < total:
+        raise DataError(f"{data_dir or sources.BUNDLED_FACES}: {len(train)} usable training images, "
+                        f"fewer than the {total} asked for ({', '.join(f'{n} {p}' for p, n in counts.items())})")
+    chosen, taken, used = {}, 0, set()
+    for purpose, count in counts.items():
+        taken += count
+        spread = seeded_order.spread_sample(len(train), run.seed, taken).numpy()
+        chosen[purpose] = [train[i] for i in spread if i not in used]
+        used.update(int(i) for i in spread)
+    return chosen
+
+
+def real_images(model: ModelConfig, count: int, data_dir: str | None = None) -> np.ndarray:
+    """``count`` real images, a seeded spread over the training split (:func:`sample_files`),
+    decoded as the run decoded them. Returns ``[count, S, S, 3]`` float32 in ``[0, 1]``,
+    ``S = model.image_size``; raises :class:`DataError`."""
+    files = sample_files(model, {"images": count}, data_dir)["images"]
+    return load_images(files, model.image_size, training_data(model).resize == "stretch")

@@ -1,18 +1,22 @@
 """Everything ``export.py`` does, as one function: SavedModel, TFLite variants, parity table."""
 
 import errno
+import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from ctxenc_tf.config import TFLITE_VARIANTS
-from ctxenc_tf.data.samples import real_images
+from ctxenc_tf.config import TFLITE_VARIANTS, training_data
+from ctxenc_tf.data.samples import load_images, sample_files
 from ctxenc_tf.export import parity, tflite
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.inference.formats import SIGNATURES
 from ctxenc_tf.model.checkpoint import load_context_encoder
+from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import check_disk_space, exclusive_output, space_needed
+
+SAMPLES = "samples.json"  # which training images calibrated, checked and warmed up the export
 
 
 def export_all(checkpoint_path: str, out_dir: str, version: int | None = None, variants=None,
@@ -21,8 +25,12 @@ def export_all(checkpoint_path: str, out_dir: str, version: int | None = None, v
     """Everything ``export.py`` does: load the checkpoint, write the SavedModel version and
     the TFLite ``variants`` (default all four) below ``out_dir``, run each of them and the
     Keras model on ``parity_images`` real images (disjoint from the ``calibration_images``
-    that calibrate ``full_int8``; both from ``data_dir``, default the training data or the
-    bundled faces) and log the size / parity table.
+    that calibrate ``full_int8``; both seeded spreads over the training split of
+    ``data_dir``, default the training data or the bundled faces,
+    :func:`~ctxenc_tf.data.samples.sample_files`) and log the size / parity table. The
+    parity images are also TF Serving's warm-up requests; ``out_dir/samples.json``
+    names the images of each purpose (``{"calibration": [...], "parity": [...],
+    "warmup": [...]}``, file names).
 
     Returns ``{"saved_model": dir, "tflite": {variant: path}, "parity": rows, "table": str}``.
     One export writes into ``out_dir`` at a time (:func:`~ctxenc_tf.utils.output_dir.exclusive_output`).
@@ -45,9 +53,10 @@ def _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibrati
     weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.generator.weights)
     formats = (1 + len(variants), "SavedModel" + (" and TFLite files" if variants else ""))
     check_disk_space(out_dir, weight_bytes, *formats)
-    # The parity images follow the calibration images only when full_int8 is calibrated.
-    skip = calibration_images if "full_int8" in variants else 0
-    parity_set = real_images(config, parity_images, skip=skip, data_dir=data_dir)
+    counts = {"calibration": calibration_images} if "full_int8" in variants else {}
+    files = sample_files(config, {**counts, "parity": parity_images}, data_dir)
+    stretch = training_data(config).resize == "stretch"
+    parity_set = load_images(files["parity"], config.image_size, stretch)
     try:
         saved = export_saved_model(model, out_dir, version, warmup_images=parity_set)
     except tf.errors.ResourceExhaustedError as e:
@@ -59,11 +68,14 @@ def _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibrati
     log(f"SavedModel (signatures {', '.join(SIGNATURES)}): {saved}")
     paths = {}
     if variants:
-        calibration = (real_images(config, calibration_images, data_dir=data_dir)
+        calibration = (load_images(files["calibration"], config.image_size, stretch)
                        if "full_int8" in variants else None)
         paths = tflite.export_tflite(model, out_dir, variants, calibration)
         for variant, path in paths.items():
             log(f"TFLite {variant}: {path}")
+    names = {purpose: [os.path.basename(f) for f in paths_] for purpose, paths_ in files.items()}
+    atomic.write_bytes(os.path.join(out_dir, SAMPLES),
+                       json.dumps({**names, "warmup": names["parity"]}, indent=2).encode())
     rows = parity.measure_parity(model, {"saved_model": saved, **paths}, parity_set)
     table = parity.format_table(rows, len(parity_set))
     log(table)

@@ -12,8 +12,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ctxenc_tf import schemas
 from ctxenc_tf.config import ModelConfig, training_data
 from ctxenc_tf.data import hole_masks, pipeline, screening, sources
+from ctxenc_tf.data.fingerprint import split_names, split_record
 from ctxenc_tf.errors import ConfigError, DataError
 from ctxenc_tf.faces.alignment import Frame
 from ctxenc_tf.faces.detector import MIN_FACE, select_faces
@@ -44,16 +46,18 @@ METRICS = (("l1_pct", "L1 (%)", "{:.2f}"), ("l2_pct", "L2 (%)", "{:.2f}"),
 METHOD_NAMES = {"model": "context encoder", "mean": "mean-colour fill", "telea": "Telea (OpenCV)"}
 
 
-def list_files(data_dir: str, split: str, config: ModelConfig) -> tuple:
-    """``(files, description)`` to evaluate. CelebA: its official ``split``. A folder:
+def list_files(data_dir: str, split: str, config: ModelConfig, split_file: str = "") -> tuple:
+    """``(files, description, note)`` to evaluate. CelebA: its official ``split``. A folder:
     ``all`` its images, or ``train`` / ``val`` as the model's training run split it (its
-    seed and ``val_fraction``). Raises :class:`DataError`."""
+    seed, ``val_fraction`` and limits), checked against the split the run recorded
+    (:func:`check_run_split`; ``split_file``: where the run's ``split.json`` may be).
+    ``note`` is a line to show ('' when none). Raises :class:`DataError`."""
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: data directory does not exist")
     if sources.celeba_layout(data_dir):
         if split == "all":
             raise DataError("--split all: CelebA has train, val and test splits")
-        return sources.list_celeba(data_dir, split), f"CelebA {split} split"
+        return sources.list_celeba(data_dir, split), f"CelebA {split} split", ""
     if split == "test":
         raise DataError(f"--split test: {data_dir} is a plain folder (no CelebA partition "
                              "file); use --split all, or val/train for the training run's split")
@@ -61,12 +65,51 @@ def list_files(data_dir: str, split: str, config: ModelConfig) -> tuple:
         files = sources.list_image_folder(data_dir)
         if not files:
             raise DataError(f"{data_dir}: no image files ({', '.join(screening.IMAGE_EXTENSIONS)})")
-        return files, "all images of the folder"
+        return files, "all images of the folder", ""
     run = training_data(config, data_dir=data_dir)
     chosen = sources.find_split(run)
+    note = check_run_split(config, chosen, data_dir, split_file)
     files = chosen.val if split == "val" else chosen.train
     return files, (f"{split} split of the folder (seed {run.seed}, "
-                   f"val_fraction {run.val_fraction}, as train.py splits it)")
+                   f"val_fraction {run.val_fraction}, as train.py splits it)"), note
+
+
+def check_run_split(config: ModelConfig, chosen: sources.Split, data_dir: str, split_file: str = "") -> str:
+    """Check that ``chosen``, the split of ``data_dir`` rebuilt from its files as they are
+    now, is the split of the run that trained the model, as ``config.trained_on["split"]``
+    records it (:func:`~ctxenc_tf.data.fingerprint.split_record`). Returns a note for a
+    model that records none (trained before runs recorded their split), else ''.
+
+    Raises :class:`DataError`, one line, when the files changed since: training images
+    could now be in the held-out set. With the run's ``split.json`` at ``split_file`` the line
+    says how many files were added and removed, else how many images each part had."""
+    recorded = config.trained_on.get("split")
+    if recorded is None:
+        return ("note: the model records no split (trained before runs recorded theirs); this is the "
+                "folder's split rebuilt from its files as they are now")
+    if split_record(chosen.train, chosen.val, data_dir) == recorded:
+        return ""
+    where = f"{data_dir}: not the split the model was trained with"
+    names = _recorded_names(split_file, recorded)
+    if names is None:
+        raise DataError(f"{where} (then {recorded['train']} train / {recorded['val']} val images, now "
+                        f"{len(chosen.train)} / {len(chosen.val)}, or other files): files were added, "
+                        "removed or renamed since; use --split all, or restore the folder")
+    then, now = set(names["train"] + names["val"]), set(split_names(chosen.train + chosen.val, data_dir))
+    added, removed = len(now - then), len(then - now)
+    raise DataError(f"{where} ({added} file(s) added, {removed} removed since, "
+                    f"per {split_file}); use --split all, or restore the folder")
+
+
+def _recorded_names(split_file: str, recorded: dict):
+    """The names in the run's ``split.json`` at ``split_file``; ``None`` when there is none
+    there or it is another run's (its names are not the ``recorded`` split)."""
+    try:
+        names = schemas.read_split(split_file)
+    except FileNotFoundError:
+        return None
+    # the names are relative to the data folder already: to the current directory they stay
+    return names if split_record(names["train"], names["val"], os.curdir) == recorded else None
 
 
 def eval_dataset(files, config: ModelConfig, batch_size: int, seed: int = 0, stretch: bool = False):

@@ -305,7 +305,9 @@ def scaled_hole(hole: np.ndarray, shape) -> np.ndarray:
 
 def side_by_side(photo: Photo, filled: np.ndarray, hole: np.ndarray, config: ModelConfig,
                  outlines=()) -> np.ndarray:
-    """``[original | hole (the model's fill colour) | filled]`` as one RGB uint8 array,
+    """``[original | hole | filled]`` as one RGB uint8 array, the middle panel the whole
+    ``hole`` painted in the model's fill colour (overlap ring included: the region the fill
+    replaces, not the smaller core the model sees filled),
     each panel at most :data:`SIDE_BY_SIDE_MAX_HEIGHT` pixels high, with each of
     ``outlines`` (``[H, W]`` bool holes, e.g. one per face) outlined on the outer panels."""
     fill = np.rint((np.asarray(config.fill_value or (0.0, 0.0, 0.0)) + 1.0) * 127.5).astype(np.uint8)

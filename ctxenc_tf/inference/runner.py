@@ -49,7 +49,8 @@ class Runner:
         """Fill the holes of ``images``.
 
         ``images``: ``[N, S, S, 3]`` float32 in ``[0, 1]``; ``masks``: ``[N, S, S, 1]``
-        float32 in ``{0, 1}`` (1 = hole), ``S = config.image_size``. Returns
+        float32 in ``{0, 1}`` (1 = hole), ``S = config.image_size``; values outside
+        ``[0, 1]`` are clipped, in every format. Returns
         ``(completed, prediction)`` numpy float32 in ``[0, 1]``: ``completed`` ``[N, S, S, 3]``
         (context kept, prediction blended into the hole), ``prediction`` ``[N, O, O, 3]``
         (the generator's raw output, ``O = config.output_size``).
@@ -117,7 +118,10 @@ class KerasRunner(Runner):
         return paste_prediction(images, prediction, masks, self.config), prediction
 
     def _run(self, images, masks):
-        completed, prediction = self._complete(images, masks)
+        # Clipped to [0, 1] as the exports' signatures clip them (export/saved_model.py), so
+        # the generator sees the same numbers; the outputs are clipped after, so pasting onto
+        # the clipped input gives the exports' completed image.
+        completed, prediction = self._complete(np.clip(images, 0.0, 1.0), np.clip(masks, 0.0, 1.0))
         return np.asarray(completed), np.asarray(prediction)
 
 

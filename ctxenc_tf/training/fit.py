@@ -5,6 +5,7 @@ call: the runtime, the data, the resume state, the model built or restored, the 
 ``fit``, the end."""
 
 import contextlib
+import json
 import os
 import warnings
 from dataclasses import dataclass, fields
@@ -15,7 +16,7 @@ import numpy as np
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.cache import cache_prefix, held_cache
-from ctxenc_tf.data.fingerprint import data_fingerprint
+from ctxenc_tf.data.fingerprint import data_fingerprint, split_names, split_record
 from ctxenc_tf.data.image_source import ImageSource
 from ctxenc_tf.errors import ConfigError, DataError, TrainingError
 from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
@@ -32,6 +33,7 @@ from ctxenc_tf.training.callbacks import (
 from ctxenc_tf.training.data_parallel import check_global_batch
 from ctxenc_tf.training.optimizers import compile_for_run
 from ctxenc_tf.training.strategy import make_strategy, set_precision
+from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import (
     check_disk_space,
     check_output_path,
@@ -82,7 +84,8 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     """Train a context encoder as ``config`` says; returns ``(model, history, paths)``.
 
     Writes below ``config.output_dir`` (:class:`~ctxenc_tf.run_files.RunPaths`):
-    ``config.json``, ``best.keras`` (best validation reconstruction loss), ``final.keras``,
+    ``config.json``, ``split.json`` (the file names of the split), ``best.keras`` (best
+    validation reconstruction loss), ``final.keras``,
     ``log.csv``, ``logs/`` (TensorBoard), ``samples/*.png`` (masked / filled / original
     grids) and ``backup/`` (resume state).
     Rerunning with the same model settings and data resumes from ``backup/`` (see
@@ -113,6 +116,7 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, hel
     model = build_or_restore(config, strategy, state, paths, log)
     best = state.best if state is not None else existing_best(paths.best, config, data.val, data.monitor)
     config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
+    write_split(paths.split, split, data_root(config))
     callbacks = build_callbacks(config, fingerprint, paths, data, best, state, time_limit)
     log(f"training on {strategy.num_replicas_in_sync} replica(s), {data.steps} steps per epoch, "
         f"writing to {config.output_dir}")
@@ -161,8 +165,23 @@ def find_training_data(config: RunConfig, log=print):
                         f"images, fewer than --batch-size={config.batch_size}")
     trained_on = {"data_dir": os.path.abspath(config.data_dir) if config.data_dir else "",
                   "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize,
-                  "exclude": config.exclude}
+                  "exclude": config.exclude, "train_limit": config.train_limit, "val_limit": config.val_limit,
+                  "split": split_record(split.train.names, split.val.names, data_root(config))}
     return config.replace(trained_on=trained_on), split
+
+
+def data_root(config: RunConfig) -> str:
+    """The folder the run's image paths are below: ``config.data_dir``, or the bundled faces."""
+    return config.data_dir or sources.BUNDLED_FACES
+
+
+def write_split(path: str, split, root: str) -> None:
+    """Write the file names of the run's ``split`` (``train`` and ``val``, in order, relative
+    to the data folder ``root``: :func:`~ctxenc_tf.data.fingerprint.split_names`) to
+    ``path`` atomically: what ``evaluate`` names when a folder's files changed since
+    (:func:`~ctxenc_tf.schemas.read_split`)."""
+    names = {part: split_names(getattr(split, part).names, root) for part in ("train", "val")}
+    atomic.write_bytes(path, json.dumps(names, indent=0).encode())
 
 
 def hold_cache(config: RunConfig, fingerprint: str, held: contextlib.ExitStack) -> RunConfig:
@@ -175,15 +194,23 @@ def hold_cache(config: RunConfig, fingerprint: str, held: contextlib.ExitStack) 
     return config.replace(cache=held.enter_context(held_cache(prefix)))
 
 
+def with_dataset_fill(config: RunConfig, train: ImageSource) -> RunConfig:
+    """``config`` with the hole's fill (``config.model.fill_value``, three floats in
+    ``[-1, 1]``): the given one, else the mean colour of the training images ``train``
+    (:meth:`~ctxenc_tf.data.image_source.ImageSource.mean_colour`, seeded by
+    ``config.seed``; it decodes up to 512 images). Build the model from the returned
+    config: one built without a fill fills the hole with mid-grey."""
+    if config.model.fill_value:
+        return config
+    return config.replace(fill_value=train.mean_colour(config.seed))
+
+
 def choose_fill(config: RunConfig, state, train: ImageSource) -> RunConfig:
     """``config`` with the hole's fill: the one the resumed run (``state``) was trained with,
-    else the given one or the mean colour of the training images ``train`` (measured only when
-    needed: it decodes up to 512 images, :meth:`~ctxenc_tf.data.image_source.ImageSource.mean_colour`)."""
+    else :func:`with_dataset_fill`'s."""
     if state is not None:
         return config.replace(fill_value=state.config["model"]["fill_value"])
-    if not config.model.fill_value:
-        return config.replace(fill_value=train.mean_colour(config.seed))
-    return config
+    return with_dataset_fill(config, train)
 
 
 def run_data(config: RunConfig, split, steps: int) -> RunData:

@@ -4,11 +4,12 @@ strategy is :mod:`ctxenc_tf.training.data_parallel`'s).
 How a global batch is shared (Keras 3 + ``tf.distribute``): ``model.fit`` hands the
 ``tf.data`` pipeline, batched at the *global* ``batch_size``, to
 ``strategy.experimental_distribute_dataset``, which splits every batch evenly across the
-replicas (and, with several workers, shards the input: by TFRecord file for prepared
-shards, else by element). Each replica's ``train_step`` sees ``batch_size / replicas``
-examples; the trainer divides its per-replica mean loss by the number of replicas and the
-optimiser *sums* the gradients across replicas, so the update is the gradient of the mean
-over the global batch, exactly as on one device. Batch normalisation layers built under a
+replicas (and, with several workers, shards the input by element, prepared TFRecord
+shards included: :func:`~ctxenc_tf.data.pipeline.fit_options`). Each replica's
+``train_step`` sees ``batch_size / replicas`` examples; the trainer divides its
+per-replica mean loss by the number of replicas and the optimiser *sums* the gradients
+across replicas, so the update is the gradient of the mean over the global batch, exactly
+as on one device. Batch normalisation layers built under a
 multi-replica strategy synchronise their batch statistics across replicas too.
 """
 
