@@ -114,7 +114,8 @@ class ModelConfig:
     # losses
     reconstruction_loss: str = _opt("l2", f"reconstruction loss: {', '.join(RECONSTRUCTION_LOSSES)}")
     mix_l1_fraction: float = _opt(0.5, "weight of L1 in the 'mix' reconstruction loss (rest is L2)")
-    overlap_weight: float = _opt(10.0, "loss weight of the overlap ring relative to the hidden core")
+    overlap_weight: float = _opt(10.0, "loss weight of the overlap ring (for random_region: of everything "
+                                          "outside the hidden hole) relative to the hidden hole")
     rec_weight: float = _opt(0.999, "weight of the reconstruction loss in the generator loss")
     adv_weight: float = _opt(0.001, "weight of the adversarial loss in the generator loss (0 = no GAN)")
     adversarial_loss: str = _opt("bce", f"adversarial loss: {', '.join(ADVERSARIAL_LOSSES)}")

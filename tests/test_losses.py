@@ -1,10 +1,13 @@
 """Reconstruction and adversarial losses against hand-computed values."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from ctxenc_tf.model import losses, masks
+from ctxenc_tf.model.context_encoder import ContextEncoder
+from helpers import tiny_model
 
 
 def test_overlap_weighted_l2_matches_hand_computation():
@@ -33,6 +36,25 @@ def test_region_restricts_loss_for_full_image_models():
     target[:, 2:6, 2:6] = 0.5
     got = losses.reconstruction_loss(pred, target, w, region, "l2").numpy()
     np.testing.assert_allclose(got, [0.25], rtol=1e-6)  # outside the hole is ignored
+
+
+def test_random_region_loss_weighs_the_context_ten_times_as_train_random_lua():
+    """A random-region prediction exact on the hole but 0.5 off on the context: the loss is
+    train_random.lua's (useOverlapPred=1), the whole image reconstructed, 10x on the
+    context and 1x on the hole, the mean over the image; PSNR stays the hole's."""
+    image, mask = keras.Input((32, 32, 3)), keras.Input((32, 32, 1))
+    cheat = keras.Model([image, mask], image + 0.5 * (1.0 - mask))  # reads the hole it should not see
+    model = ContextEncoder(tiny_model(mask_type="random_region", adv_weight=0.0), generator=cheat)
+    model.compile()
+    holes = np.zeros((2, 32, 32, 1), "float32")
+    holes[0, 4:20, 8:16] = 1  # 128 pixels
+    holes[1, 10:30, 2:22] = 1  # 400 pixels
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    logs = model.evaluate(images, holes, batch_size=2, verbose=0, return_dict=True)
+    context = 32 * 32 - np.array([128, 400])
+    expected = 10 * 0.5 ** 2 * 3 * context / (32 * 32 * 3)
+    np.testing.assert_allclose(logs["rec_loss"], expected.mean(), rtol=1e-6)
+    assert logs["psnr"] == pytest.approx(100.0)  # the hole is exact (PSNR's 1e-10 floor)
 
 
 def test_bce_and_lsgan_adversarial_losses():

@@ -153,8 +153,16 @@ class ContextEncoder(BackendSteps, keras.Model):
         ``l1``, ``g_loss`` and, given the discriminator's logits on the prediction
         (``fake_logits``; ``None`` without a discriminator), ``adv_loss``."""
         c = self.config
-        weights = masks.loss_weights(region, c.overlap, c.overlap_weight)
-        rec = losses.reconstruction_loss(prediction, target, weights, region,
+        if c.predicts_full_image:
+            # As train_random.lua (useOverlapPred=1): the whole image is reconstructed,
+            # what the network sees weighted overlap_weight, the hidden hole 1, the mean
+            # taken over the image; the discriminator judges that whole output, context
+            # included, so the context must be learnt too.
+            weights = masks.loss_weights(region, c.overlap, c.overlap_weight, context_weight=c.overlap_weight)
+            area = ops.ones_like(region)
+        else:
+            weights, area = masks.loss_weights(region, c.overlap, c.overlap_weight), region
+        rec = losses.reconstruction_loss(prediction, target, weights, area,
                                          c.reconstruction_loss, c.mix_l1_fraction)
         out = {"rec_loss": rec,
                "psnr": metrics.masked_psnr(prediction, target, region),

@@ -83,12 +83,13 @@ class JaxSteps:
         # 2. The discriminator's loss and its gradient with respect to the discriminator's
         # weights, on the real target, then on step 1's prediction (an array here: no
         # gradient flows back into the generator). Both gradients are taken at the weights
-        # before the step, as the TensorFlow step's two tapes over one forward pass (and the
-        # original Torch code) have them. Steps 1 and 2 both run the discriminator on the
-        # prediction with the same weights, and XLA computes it once: by XLA's cost analysis
-        # the step costs what one forward pass pulled back twice did (51.3 GFLOP for 16
-        # images at the paper's size; 63.7 when each gradient differentiated the whole
-        # forward pass; docs/training.md).
+        # before the step, as the TensorFlow step's two tapes over one forward pass have
+        # them (the original Torch code pulls the generator's back through the updated
+        # discriminator; docs/training.md measures it). Steps 1 and 2 both run the
+        # discriminator on the prediction with the same weights, and XLA computes it once: by
+        # XLA's cost analysis the step costs what one forward pass pulled back twice did
+        # (51.3 GFLOP for 16 images at the paper's size; 63.7 when each gradient
+        # differentiated the whole forward pass; docs/training.md).
         def discriminator_loss(d_weights):
             with self._stateless(g_weights + d_weights, non_trainable, self.d_optimizer, d_slots) as scope:
                 d_loss, _ = self._discriminator_values(target, prediction, training=True)

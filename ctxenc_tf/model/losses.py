@@ -34,6 +34,8 @@ def reconstruction_loss(prediction, target, weights, region, kind="l2", mix_l1_f
 
     For the centre model ``region`` is all ones, so this is the mean over the predicted
     patch with the overlap ring weighted ``overlap_weight`` times, as in the original code.
+    For random regions the model passes an all-ones ``region`` and weights that cover the
+    context too: the weighted mean over the whole image, as ``train_random.lua`` computes it.
     """
     err = pixel_error(prediction, target, kind, mix_l1_fraction)
     err = err * ops.cast(weights, err.dtype)

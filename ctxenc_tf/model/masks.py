@@ -71,14 +71,19 @@ def hidden_region(mask, overlap: int):
     return erode(mask, overlap)
 
 
-def loss_weights(mask, overlap: int, overlap_weight: float):
+def loss_weights(mask, overlap: int, overlap_weight: float, context_weight: float = 0.0):
     """Per-pixel reconstruction weight: 1 on the hidden core, ``overlap_weight`` on the
-    ``overlap``-pixel ring of the hole that the network also sees, 0 outside the hole.
+    ``overlap``-pixel ring of the hole that the network also sees, ``context_weight``
+    outside the hole (0 where the output is the hole's square; ``overlap_weight`` for a
+    whole-image output, as ``train_random.lua`` weights its context).
 
     ``mask``: ``[N, H, W, 1]``; returns the same shape, float32.
     """
     core = hidden_region(mask, overlap)
-    return core + overlap_weight * (mask - core)
+    weights = core + overlap_weight * (mask - core)
+    if context_weight:
+        weights = weights + context_weight * (1.0 - mask)
+    return weights
 
 
 def blend_alpha(mask, overlap: int):

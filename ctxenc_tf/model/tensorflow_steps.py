@@ -30,8 +30,10 @@ class TensorFlowSteps(NoSymbolicBuild):
             g_scaled = self.g_optimizer.scale_loss(_global_mean(values["g_loss"]))
             if self.discriminator is not None:
                 d_scaled = self.d_optimizer.scale_loss(_global_mean(values["d_loss"]))
-        # Both networks step on the same forward pass, as in the original Torch code
-        # (its generator step reuses the discriminator output computed for the D step).
+        # Both networks step on the same forward pass, both gradients at the weights before
+        # the step. The original Torch code reuses the discriminator's output of the D step
+        # too, but pulls the generator's gradient back through the discriminator's updated
+        # weights (docs/training.md, "Differences from the original code", measures it).
         self.g_optimizer.apply(g_tape.gradient(g_scaled, g_vars), g_vars)
         if self.discriminator is not None:
             d_vars = self.discriminator.trainable_variables
