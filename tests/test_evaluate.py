@@ -152,7 +152,7 @@ def test_val_split_is_the_runs_own(trained_run, tmp_path, capsys):
     assert config.trained_on["split"]["train"] == len(recorded["train"]) == 16
     out = tmp_path / "eval"
     assert run(["--model", paths.final, "--split", "val", "--out", str(out), "--baselines", "none",
-                "--quiet"]) == 0
+                "--progress", "off"]) == 0
     assert "note:" not in capsys.readouterr().out
     with open(out / "per_image.csv") as f:
         assert sorted(r["file"] for r in csv.DictReader(f)) == sorted(recorded["val"])
@@ -165,14 +165,14 @@ def test_changed_folder_is_refused_naming_the_change(trained_run, tmp_path, caps
     write_images(str(folder / "more"), 3, size=(32, 32), seed=9)
     removed = sorted(folder.glob("*.jpg"))[0]
     removed.unlink()
-    code = run(["--model", paths.final, "--split", "val", "--out", str(tmp_path / "eval"), "--quiet"])
+    code = run(["--model", paths.final, "--split", "val", "--out", str(tmp_path / "eval"), "--progress", "off"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code != 0 and len(err) == 1 and err[0].startswith("error: ")
     assert "3 file(s) added, 1 removed" in err[0], err[0]
     # without split.json beside the checkpoint (a copied checkpoint): the counts then and now
     moved = tmp_path / "elsewhere.keras"
     shutil.copy(paths.final, moved)
-    code = run(["--model", str(moved), "--split", "val", "--out", str(tmp_path / "eval"), "--quiet"])
+    code = run(["--model", str(moved), "--split", "val", "--out", str(tmp_path / "eval"), "--progress", "off"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code != 0 and len(err) == 1 and "then 16 train / 4 val images" in err[0], err
 
@@ -183,6 +183,6 @@ def test_model_without_a_recorded_split_is_evaluated_with_a_note(model_path, tmp
     folder = tmp_path / "images"
     write_images(str(folder), 10, size=(32, 32))
     assert run(["--model", model_path, "--data-dir", str(folder), "--split", "val", "--out",
-                str(tmp_path / "eval"), "--baselines", "none", "--quiet"]) == 0
+                str(tmp_path / "eval"), "--baselines", "none", "--progress", "off"]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
     assert len(notes) == 1 and "records no split" in notes[0]

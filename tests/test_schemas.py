@@ -213,7 +213,7 @@ def test_edited_split_json_is_one_line(case, world, tmp_path, capsys):
     _edit_json(out / "split.json", edit)
     before = _files(out)
     code = exit_code(evaluate_cli.main, ["--model", str(out / "final.keras"), "--data-dir", str(images),
-                                         "--split", "val", "--out", str(tmp_path / "eval"), "--quiet"])
+                                         "--split", "val", "--out", str(tmp_path / "eval"), "--progress", "off"])
     line = _one_line(capsys)
     assert code == 2 and line.endswith(f"split.json: {message}"), line
     assert _files(out) == before
