@@ -149,7 +149,7 @@ def test_rest_body_follows_exported_signature(served, signature_name):
     outputs = run_signature(loaded, signature_name, inputs)
     response = serving_client.decode_rest_json(tf_serving_rest_json(outputs))
     pngs = serving_client.completed_pngs(signature_name, signature, serving_client.rest_outputs(response, signature),
-                                         len(photos), model.config.image_size)
+                                         len(photos), model.config.image_size, json_numbers=True)
     for photo, png in zip(photos, pngs):
         assert_png_matches(png, keras_completed_png_pixels(model, photo))
 

@@ -219,7 +219,8 @@ def test_the_app_refuses_an_inpaint_reply_that_does_not_fit(server):
 
 
 @pytest.mark.parametrize("dtype,words", [(np.float16, "is float16, not float32"),
-                                         (np.int32, "is int32, not float32")])
+                                         (np.int32, "is int32, not float32"),
+                                         (np.float64, "is float64, not float32")])
 def test_grpc_tensors_of_another_dtype_are_refused(dtype, words):
     """A gRPC reply carries its dtype; one other than the signature's is refused (JSON
     numbers carry none and are checked by value, as in the cases above)."""

@@ -122,13 +122,15 @@ def model_image_size(signatures: dict):
     return None
 
 
-def checked_outputs(signature_name: str, signature, outputs: dict, count: int, image_size) -> dict:
+def checked_outputs(signature_name: str, signature, outputs: dict, count: int, image_size,
+                    json_numbers: bool = False) -> dict:
     """The outputs of a reply to ``count`` images (``{name: array}``, from
     :func:`rest_outputs` or :func:`grpc_outputs`), checked against the request and the
     ``SignatureDef`` ``signature`` (named ``signature_name``) before anything is made of them.
 
     Every declared output must be there, ``[count, ...]`` with the declared dimensions and of
-    the declared dtype (JSON numbers, which carry none, by their values): floats finite and in
+    the declared dtype (``json_numbers``: the numbers came as JSON from :func:`rest_outputs`,
+    which carries no dtype, and are checked by their values instead): floats finite and in
     ``[0, 1]``, uint8 whole numbers in ``[0, 255]``, strings 8-bit RGB PNGs of ``image_size``
     x ``image_size`` pixels that decode. Returns ``{name: value}``: float32 arrays clipped to
     ``[0, 1]``, uint8 arrays, lists of PNG bytes. Raises :class:`ServingError` naming the
@@ -143,8 +145,8 @@ def checked_outputs(signature_name: str, signature, outputs: dict, count: int, i
             raise ServingError(f"{signature_name}: output '{name}' is {types_pb2.DataType.Name(info.dtype)}; "
                                "this client reads string, uint8 and float outputs")
         values = np.asarray(outputs[name])
-        json_numbers = values.dtype == np.float64 and want.kind != "O"  # what rest_outputs makes of JSON
-        if values.dtype != want and not json_numbers:
+        untyped = json_numbers and values.dtype == np.float64 and want.kind != "O"  # rest_outputs' numbers
+        if values.dtype != want and not untyped:
             raise ServingError(f"{field} is {values.dtype}, not {want} as the signature declares")
         dims = [count] + [d.size for d in info.tensor_shape.dim][1:]
         if values.shape[:1] != (count,) or not info.tensor_shape.unknown_rank and (
@@ -197,11 +199,12 @@ def _checked_png(which: str, value: bytes, size: int) -> bytes:
     return value
 
 
-def completed_pngs(signature_name: str, signature, outputs: dict, count: int, image_size) -> list:
+def completed_pngs(signature_name: str, signature, outputs: dict, count: int, image_size,
+                   json_numbers: bool = False) -> list:
     """PNG bytes of each of the ``count`` completed images in a reply's ``outputs``
     (``{name: array}``), checked first (:func:`checked_outputs`): the signature's DT_STRING
     output as is, else its ``completed`` pixels (``[count, S, S, 3]``) encoded here."""
-    checked = checked_outputs(signature_name, signature, outputs, count, image_size)
+    checked = checked_outputs(signature_name, signature, outputs, count, image_size, json_numbers)
     for name, info in signature.outputs.items():
         if info.dtype == types_pb2.DT_STRING:
             return checked[name]
@@ -344,7 +347,7 @@ class ServingRunner(Runner):
         body = rest_predict_body(SIGNATURE, {"images": images, "masks": masks})
         c, n, s, o = self.config, len(images), self.config.image_size, self.config.output_size
         outputs = checked_outputs(SIGNATURE, self.signature, rest_outputs(
-            _rest_call(f"{self.url}:predict", self.timeout, body), self.signature), n, s)
+            _rest_call(f"{self.url}:predict", self.timeout, body), self.signature), n, s, json_numbers=True)
         expected = {"completed": (n, s, s, 3), "prediction": (n, o, o, 3)}
         got = {k: tuple(np.shape(outputs.get(k))) for k in expected}
         if got != expected:
@@ -398,6 +401,8 @@ class ServedModel:
     Every failure is a :class:`ServingError`. Use :func:`connect`; close it (or use
     ``with``) to release the gRPC channel."""
 
+    json_numbers = False  # gRPC tensors carry their dtype, which must be the declared one
+
     def __init__(self, signatures: dict, signature_name: str, model: str, version, timeout: float):
         self.signature = pick_signature(signatures, signature_name, model)
         self.signature_name, self.model, self.version, self.timeout = signature_name, model, version, timeout
@@ -419,7 +424,7 @@ class ServedModel:
         """Send a prepared request; the completed images of its photos, PNG bytes."""
         count, prepared = request
         return completed_pngs(self.signature_name, self.signature, self._predict(prepared), count,
-                              self.image_size)
+                              self.image_size, self.json_numbers)
 
     def request(self, photos: list):
         """A predict request for ``photos``, ready for :meth:`send`."""
@@ -437,6 +442,8 @@ class ServedModel:
 
 class RestModel(ServedModel):
     """A served model over REST (JSON; ``base_url`` like ``http://host:8501``)."""
+
+    json_numbers = True  # its replies' numbers carry no dtype (rest_outputs)
 
     def __init__(self, base_url: str, model: str, signature_name: str, version=None, timeout: float = 60.0):
         self.url = model_url(base_url, model, version)
