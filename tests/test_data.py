@@ -105,7 +105,7 @@ def test_unusable_data_dir_errors_name_the_path(tmp_path, setup, message):
     assert d in str(e.value)
 
 
-def test_estimate_mean_of_uniform_images(tmp_path):
+def test_mean_colour_of_uniform_images(tmp_path):
     img = np.full((20, 30, 3), (255, 0, 127), np.uint8)
     paths = []
     for i in range(3):

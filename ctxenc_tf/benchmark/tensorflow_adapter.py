@@ -25,7 +25,7 @@ from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.export.tflite import export_tflite
 from ctxenc_tf.inference.runner import KerasRunner, load_runner, usable_cores
 from ctxenc_tf.training.data_parallel import check_global_batch
-from ctxenc_tf.training.optimizers import default_jit_compile
+from ctxenc_tf.training.optimizers import run_jit_compile
 from ctxenc_tf.training.strategy import make_strategy, mixed_precision_policy
 
 PIPELINE_IMAGES = 2048  # images the input-pipeline rows read (and prepare), cycled as epochs
@@ -64,7 +64,7 @@ class TensorFlowAdapter(KerasAdapter):
     def training_settings(self, config: RunConfig) -> list:
         settings = [(config.precision, True), (config.precision, False)]
         if config.precision == "float32":
-            settings.append((mixed_precision_policy(), default_jit(config)))
+            settings.append((mixed_precision_policy(), run_jit_compile(config)))
         return settings
 
     @contextmanager
@@ -85,33 +85,27 @@ class TensorFlowAdapter(KerasAdapter):
         """Input pipeline, inference latency and the face path, each unless skipped."""
         with tempfile.TemporaryDirectory(prefix="ctxenc-bench-") as tmp:
             if "pipeline" not in settings.skip:
-                _pipeline_rows(table, config, settings, tmp, speeds.get((config.precision, default_jit(config))))
+                _pipeline_rows(table, config, settings, tmp, speeds.get((config.precision, run_jit_compile(config))))
             if "inference" not in settings.skip:
                 _inference_rows(table, model, settings, tmp, log)
         if "faces" not in settings.skip:
             face_rows(table, KerasRunner(model), settings.repeats)
 
 
-def default_jit(config: RunConfig) -> bool:
-    """Whether training ``config`` compiles with XLA: ``--jit-compile`` if given, else as
-    training defaults to on this machine."""
-    return default_jit_compile() if config.jit_compile is None else config.jit_compile
-
-
-def pipeline_throughput(files, config: RunConfig, batches: int) -> float:
-    """Images/s of :func:`ctxenc_tf.data.pipeline.training_batches` over ``files`` (an
+def pipeline_throughput(images, config: RunConfig, batches: int) -> float:
+    """Images/s of :func:`ctxenc_tf.data.pipeline.training_batches` over ``images`` (an
     :class:`~ctxenc_tf.data.image_source.ImageSource`) alone: ``batches`` batches of
     ``config.batch_size`` from a cold iterator (so shard reading and shuffle-block filling
     are included), over as many epochs as that takes."""
 
-    per_epoch = pipeline.steps_per_epoch(len(files), config.batch_size)
+    per_epoch = pipeline.steps_per_epoch(len(images), config.batch_size)
     if per_epoch == 0:
-        raise DataError(f"{len(files)} images for the input-pipeline rows, fewer than "
+        raise DataError(f"{len(images)} images for the input-pipeline rows, fewer than "
                         f"--batch-size={config.batch_size}")
     epochs = -(-batches // per_epoch)
 
     def consume():
-        iterator = iter(pipeline.training_batches(files, config, 0, 0, epochs))
+        iterator = iter(pipeline.training_batches(images, config, 0, 0, epochs))
         for _ in range(batches):
             next(iterator)
 

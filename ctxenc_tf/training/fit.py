@@ -286,11 +286,11 @@ def build_callbacks(config: RunConfig, fingerprint: str, paths: RunPaths, data: 
     )
 
 
-def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int, state=None,
+def fit_remaining(model, train: ImageSource, config: RunConfig, val_ds, callbacks, steps: int, state=None,
                   verbose="auto"):
-    """``model.fit`` (with its ``verbose``) over what is left of the run: the rest of
-    ``state``'s interrupted epoch (its own ``fit``, ``steps - state.step`` steps), then the
-    remaining epochs. Returns one ``History`` for both."""
+    """``model.fit`` (with its ``verbose``) on the training images ``train`` over what is
+    left of the run: the rest of ``state``'s interrupted epoch (its own ``fit``,
+    ``steps - state.step`` steps), then the remaining epochs. Returns one ``History`` for both."""
     epoch, step = (state.epoch, state.step) if state else (0, 0)
     parts = [(epoch, step, min(epoch + 1, config.epochs))] if step else []
     parts += [(epoch + bool(step), 0, config.epochs)]
@@ -302,7 +302,7 @@ def fit_remaining(model, files, config: RunConfig, val_ds, callbacks, steps: int
         with warnings.catch_warnings():
             # Keras warns at the end of every validation pass over a dataset of unknown length.
             warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
-            part = model.fit(pipeline.training_batches(files, config, start, skip, end), shuffle=False,
+            part = model.fit(pipeline.training_batches(train, config, start, skip, end), shuffle=False,
                              steps_per_epoch=steps - skip, initial_epoch=start, epochs=end,
                              validation_data=val_ds, callbacks=callbacks, verbose=verbose)
         history.epoch += part.epoch

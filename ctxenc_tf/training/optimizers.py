@@ -21,6 +21,12 @@ def default_jit_compile() -> bool:
     return device_kind() != "cpu"
 
 
+def run_jit_compile(run: RunConfig) -> bool:
+    """Whether ``run`` trains with XLA: ``run.jit_compile`` (``--jit-compile`` /
+    ``--no-jit-compile``) if set, else :func:`default_jit_compile`."""
+    return default_jit_compile() if run.jit_compile is None else run.jit_compile
+
+
 def compile_for_run(model: ContextEncoder, run: RunConfig) -> None:
     """``model.compile`` as ``run`` trains it; call it in the strategy scope the model was
     built in (``compile`` creates the optimisers' slots there).
@@ -30,13 +36,12 @@ def compile_for_run(model: ContextEncoder, run: RunConfig) -> None:
     rate, x10 when mixing losses), the discriminator at ``run.learning_rate``. The Adam is
     the backend steps' ``adam_class`` (:class:`~ctxenc_tf.compat.tensorflow_trainer.FusedAdam`
     under TensorFlow, ``keras.optimizers.Adam`` under JAX), in a ``LossScaleOptimizer``
-    under a float16 policy. XLA as ``run.jit_compile`` says, :func:`default_jit_compile`
-    when it is unset; ``run.steps_per_execution``."""
+    under a float16 policy. XLA as :func:`run_jit_compile` says; ``run.steps_per_execution``."""
 
     def adam(learning_rate):
         optimizer = model.adam_class(learning_rate, beta_1=run.beta_1, epsilon=1e-8)
         return keras.optimizers.LossScaleOptimizer(optimizer) if uses_loss_scaling() else optimizer
 
     model.compile(adam(run.g_learning_rate), adam(run.learning_rate) if model.discriminator is not None else None,
-                  jit_compile=default_jit_compile() if run.jit_compile is None else run.jit_compile,
+                  jit_compile=run_jit_compile(run),
                   steps_per_execution=run.steps_per_execution)

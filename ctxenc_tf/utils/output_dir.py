@@ -73,9 +73,6 @@ def remove_temporary_files(directory: str, targets=None) -> list:
             removed.append(path)
     return removed
 
-CHECKPOINT_COPIES = 4  # best.keras, final.keras, the resume state, one temp file while replacing
-
-
 def check_output_path(path: str, argument: str, kind: str = "folder") -> None:
     """Prove, before any work is done, that the output ``path`` given as ``argument`` (the
     flag, e.g. ``"--out"``) can be written as ``kind`` says: a ``"folder"`` that files are
@@ -110,8 +107,7 @@ def space_needed(item_bytes: int, copies: int, items: str) -> str:
             f"({copies} x {item_bytes / 2**20:.1f} MiB)")
 
 
-def check_disk_space(path: str, item_bytes: int, copies: int = CHECKPOINT_COPIES,
-                     items: str = "checkpoints") -> None:
+def check_disk_space(path: str, item_bytes: int, copies: int, items: str = "checkpoints") -> None:
     """Raise ``OSError(ENOSPC)`` naming ``path`` if its file system has room for fewer than
     ``copies`` files (``items``, e.g. checkpoints) of ``item_bytes`` each, before any
     time is spent making them."""
