@@ -153,8 +153,9 @@ def _inference_rows(table: Table, model, settings: BenchSettings, tmp: str, log)
     calibration = real_images(model.config, settings.calibration_images, data_dir=data_dir)
     runners = inference_runners(model, os.path.join(tmp, "export"), settings.variants, calibration, log)
     largest = max(settings.latency_batches)
-    faces = real_images(model.config, largest, data_dir=data_dir)
-    images = np.resize(faces, (largest,) + faces.shape[1:]).astype(np.float32)
+    # The calibration images, cycled to the largest batch: a latency batch may be larger
+    # than the training split.
+    images = np.resize(calibration, (largest,) + calibration.shape[1:]).astype(np.float32)
     for name, runner in runners.items():
         hole = runner.centre_masks(len(images))
         results = []

@@ -73,7 +73,9 @@ def _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibrati
         paths = tflite.export_tflite(model, out_dir, variants, calibration)
         for variant, path in paths.items():
             log(f"TFLite {variant}: {path}")
-    names = {purpose: [os.path.basename(f) for f in paths_] for purpose, paths_ in files.items()}
+    # Relative to the folder that holds them all: a/1.jpg and b/1.jpg stay two images.
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for part in files.values() for f in part])
+    names = {purpose: [os.path.relpath(os.path.abspath(f), root) for f in part] for purpose, part in files.items()}
     atomic.write_bytes(os.path.join(out_dir, SAMPLES),
                        json.dumps({**names, "warmup": names["parity"]}, indent=2).encode())
     rows = parity.measure_parity(model, {"saved_model": saved, **paths}, parity_set)

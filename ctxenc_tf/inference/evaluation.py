@@ -85,8 +85,8 @@ def check_run_split(config: ModelConfig, chosen: sources.Split, data_dir: str, s
     says how many files were added and removed, else how many images each part had."""
     recorded = config.trained_on.get("split")
     if recorded is None:
-        return ("note: the model records no split (trained before runs recorded theirs); this is the "
-                "folder's split rebuilt from its files as they are now")
+        return ("note: the model records no split (trained on prepared records, or before runs recorded "
+                "theirs); this is the folder's split rebuilt from its files as they are now")
     if split_record(chosen.train, chosen.val, data_dir) == recorded:
         return ""
     where = f"{data_dir}: not the split the model was trained with"
@@ -97,8 +97,9 @@ def check_run_split(config: ModelConfig, chosen: sources.Split, data_dir: str, s
                         "removed or renamed since; use --split all, or restore the folder")
     then, now = set(names["train"] + names["val"]), set(split_names(chosen.train + chosen.val, data_dir))
     added, removed = len(now - then), len(then - now)
-    raise DataError(f"{where} ({added} file(s) added, {removed} removed since, "
-                    f"per {split_file}); use --split all, or restore the folder")
+    change = (f"{added} file(s) added, {removed} removed since" if added or removed
+              else "the same files, split with other settings (--seed, --val-fraction, limits)")
+    raise DataError(f"{where} ({change}, per {split_file}); use --split all, or restore the folder")
 
 
 def _recorded_names(split_file: str, recorded: dict):

@@ -116,7 +116,8 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, hel
     model = build_or_restore(config, strategy, state, paths, log)
     best = state.best if state is not None else existing_best(paths.best, config, data.val, data.monitor)
     config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
-    write_split(paths.split, split, data_root(config))
+    if split.source != "tfrecord":  # as trained_on records it (find_training_data)
+        write_split(paths.split, split, data_root(config))
     callbacks = build_callbacks(config, fingerprint, paths, data, best, state, time_limit)
     log(f"training on {strategy.num_replicas_in_sync} replica(s), {data.steps} steps per epoch, "
         f"writing to {config.output_dir}")
@@ -165,8 +166,11 @@ def find_training_data(config: RunConfig, log=print):
                         f"images, fewer than --batch-size={config.batch_size}")
     trained_on = {"data_dir": os.path.abspath(config.data_dir) if config.data_dir else "",
                   "seed": config.seed, "val_fraction": config.val_fraction, "resize": config.resize,
-                  "exclude": config.exclude, "train_limit": config.train_limit, "val_limit": config.val_limit,
-                  "split": split_record(split.train.names, split.val.names, data_root(config))}
+                  "exclude": config.exclude, "train_limit": config.train_limit, "val_limit": config.val_limit}
+    if split.source != "tfrecord":
+        # Prepared records were split when prepared (prepared.json has its settings and names),
+        # not by this run's seed and limits: evaluate cannot rebuild that split from the run's.
+        trained_on["split"] = split_record(split.train.names, split.val.names, data_root(config))
     return config.replace(trained_on=trained_on), split
 
 
