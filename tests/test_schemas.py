@@ -170,6 +170,16 @@ def test_mid_epoch_trackers_must_fit_the_model(world, tmp_path, capsys):
     assert _files(out) == before
 
 
+def _refused(main, argv, folder, capsys) -> str:
+    """Run a command's ``main`` on the edited copy ``folder``: exit status 2 and no file of
+    ``folder`` changed. Returns its one error line."""
+    before = _files(folder)
+    assert exit_code(main, argv) == 2
+    line = _one_line(capsys)
+    assert _files(folder) == before
+    return line
+
+
 @pytest.mark.parametrize("case", sorted(PREPARED_CASES))
 def test_edited_prepared_json_is_one_line_and_changes_nothing(case, world, tmp_path, capsys):
     from ctxenc_tf.cli.train import main as train_main
@@ -177,11 +187,9 @@ def test_edited_prepared_json_is_one_line_and_changes_nothing(case, world, tmp_p
     prepared = tmp_path / "prepared"
     shutil.copytree(world["prepared"], prepared)
     _edit_json(prepared / "prepared.json", edit)
-    before = _files(prepared)
-    assert exit_code(train_main, READ_BACK_TRAIN + ["--epochs", "1", "--data-dir", str(prepared),
-                                                    "--output-dir", str(tmp_path / "run")]) == 2
-    assert f"error: {prepared / 'prepared.json'}: {needle}" == _one_line(capsys)
-    assert _files(prepared) == before
+    line = _refused(train_main, READ_BACK_TRAIN + ["--epochs", "1", "--data-dir", str(prepared),
+                                                   "--output-dir", str(tmp_path / "run")], prepared, capsys)
+    assert line == f"error: {prepared / 'prepared.json'}: {needle}"
 
 
 @pytest.mark.parametrize("case", sorted(EXPORT_CASES))
@@ -192,13 +200,11 @@ def test_export_config_must_fit_the_model_beside_it(case, world, tmp_path, capsy
     shutil.copytree(world["export"], export)
     _edit_json(export / "config.json", lambda config: [config.pop(k) if v is None else config.update({k: v})
                                                        for k, v in change.items()])
-    before = _files(export)
     photo = os.path.join(FACES, sorted(f for f in os.listdir(FACES) if f.endswith(".jpg"))[0])
-    assert exit_code(inpaint_main, [photo, "--model", str(export / "tflite" / "ctxenc_float32.tflite"),
-                                    "--out", str(tmp_path / "out"), "--progress", "off"]) == 2
-    line = _one_line(capsys)
+    line = _refused(inpaint_main, [photo, "--model", str(export / "tflite" / "ctxenc_float32.tflite"),
+                                   "--out", str(tmp_path / "out"), "--progress", "off"], export, capsys)
     assert line.startswith(f"error: {export / 'config.json'}") and re.search(pattern, line), line
-    assert _files(export) == before and not _files(tmp_path / "out")
+    assert not _files(tmp_path / "out")
 
 
 @pytest.mark.parametrize("case", sorted(SPLIT_CASES))
