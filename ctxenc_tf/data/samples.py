@@ -24,6 +24,15 @@ def load_images(files, image_size: int, stretch: bool = False) -> np.ndarray:
     return np.stack(images)
 
 
+def training_folder(model: ModelConfig, data_dir: str | None = None) -> str:
+    """The folder :func:`sample_files` reads: ``data_dir``, else the model's training data
+    when it exists here, else ``""`` (the bundled faces)."""
+    if data_dir is None:
+        data_dir = model.trained_on.get("data_dir", "")
+        data_dir = data_dir if data_dir and os.path.isdir(data_dir) else ""
+    return data_dir
+
+
 def sample_files(model: ModelConfig, counts: dict, data_dir: str | None = None) -> dict:
     """Disjoint seeded spreads over the training split, one per purpose: ``counts`` maps a
     purpose to how many images it takes, in order (``{"calibration": 64, "parity": 16}``).
@@ -31,14 +40,12 @@ def sample_files(model: ModelConfig, counts: dict, data_dir: str | None = None) 
     the first k+1 counts together that the earlier purposes did not take, so each is a
     spread over the whole split and none shares an image with another.
 
-    The split is the training split of ``data_dir`` (default the model's training data when
-    it exists here, else the bundled faces) as the run that trained ``model`` split it, with
-    that run's seed, all of it (also where the run kept fewer with ``train_limit``: none is
-    a validation image). Returns ``{purpose: [path, ...]}`` (paths in increasing split order);
-    raises :class:`DataError` when the split has fewer images than the counts' sum."""
-    if data_dir is None:
-        data_dir = model.trained_on.get("data_dir", "")
-        data_dir = data_dir if data_dir and os.path.isdir(data_dir) else ""
+    The split is the training split of ``data_dir`` (:func:`training_folder`) as the run
+    that trained ``model`` split it, with that run's seed, all of it (also where the run kept
+    fewer with ``train_limit``: none is a validation image). Returns ``{purpose: [path, ...]}``
+    (paths in increasing split order); raises :class:`DataError` when the split has fewer
+    images than the counts' sum."""
+    data_dir = training_folder(model, data_dir)
     run = training_data(model, data_dir=data_dir, train_limit=0, val_limit=0)
     train = sources.find_split(run).train
     total = sum(counts.values())

@@ -8,7 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 from ctxenc_tf.config import TFLITE_VARIANTS, training_data
-from ctxenc_tf.data.samples import load_images, sample_files
+from ctxenc_tf.data import sources
+from ctxenc_tf.data.fingerprint import split_names
+from ctxenc_tf.data.samples import load_images, sample_files, training_folder
 from ctxenc_tf.export import parity, tflite
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.inference.formats import SIGNATURES
@@ -73,9 +75,9 @@ def _export_all(checkpoint_path, out_dir, version, variants, data_dir, calibrati
         paths = tflite.export_tflite(model, out_dir, variants, calibration)
         for variant, path in paths.items():
             log(f"TFLite {variant}: {path}")
-    # Relative to the folder that holds them all: a/1.jpg and b/1.jpg stay two images.
-    root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for part in files.values() for f in part])
-    names = {purpose: [os.path.relpath(os.path.abspath(f), root) for f in part] for purpose, part in files.items()}
+    # Named as split.json names a run's images: relative to the data folder.
+    root = training_folder(config, data_dir) or sources.BUNDLED_FACES
+    names = {purpose: split_names(part, root) for purpose, part in files.items()}
     atomic.write_bytes(os.path.join(out_dir, SAMPLES),
                        json.dumps({**names, "warmup": names["parity"]}, indent=2).encode())
     rows = parity.measure_parity(model, {"saved_model": saved, **paths}, parity_set)

@@ -116,7 +116,7 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, hel
     model = build_or_restore(config, strategy, state, paths, log)
     best = state.best if state is not None else existing_best(paths.best, config, data.val, data.monitor)
     config.save_json(paths.config)  # only now: a refused run leaves the old run's files alone
-    if split.source != "tfrecord":  # as trained_on records it (find_training_data)
+    if "split" in config.model.trained_on:  # a run on prepared records has none (find_training_data)
         write_split(paths.split, split, data_root(config))
     callbacks = build_callbacks(config, fingerprint, paths, data, best, state, time_limit)
     log(f"training on {strategy.num_replicas_in_sync} replica(s), {data.steps} steps per epoch, "
