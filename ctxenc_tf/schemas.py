@@ -285,7 +285,7 @@ class SplitSettings(Schema):
     val_fraction: Fraction
     train_limit: Count
     val_limit: Count
-    # written only when not the default (older preparations: always cropped, nothing excluded)
+    # absent from older preparations, which were always cropped and excluded nothing
     resize: Annotated[Literal["crop", "stretch"], _expect('"crop" or "stretch"')] = "crop"
     exclude: Text = ""
 
@@ -318,12 +318,12 @@ def _power_of_two(n: int) -> int:
 
 
 def read_prepared(path: str) -> dict:
-    """The ``prepared.json`` at ``path``, checked (:class:`PreparedFile`), as the plain dict
-    it holds. Raises :class:`DataError` (one line naming ``path`` and the field)."""
+    """The ``prepared.json`` at ``path``, checked (:class:`PreparedFile`), as a plain dict
+    with every field, the defaults of older preparations filled in. Raises
+    :class:`DataError` (one line naming ``path`` and the field)."""
     data = _load_json(path, DataError)
     with _one_line(path, DataError):
-        _validate(PreparedFile, data)
-    return data
+        return _validate(PreparedFile, data).model_dump()
 
 
 # ---- aligned faces -----------------------------------------------------------------------

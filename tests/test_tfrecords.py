@@ -80,6 +80,25 @@ def test_prepare_is_done_once_and_refuses_foreign_directories(folder, tmp_path):
         sources.find_prepared(config.replace(data_dir=str(out)))
 
 
+def test_an_older_preparation_reads_with_its_defaults(folder, tmp_path):
+    """prepared.json of older versions has no resize, exclude or shard sizes: it reads as
+    cropped, nothing excluded, sizes unchecked, and preparing again finds it done."""
+    out = tmp_path / "prepared"
+    config, meta = _prepare(folder, out)
+    older = json.loads((out / records.METADATA).read_text())
+    for key in ("resize", "exclude"):
+        del older["split_settings"][key]
+    for part in older["splits"].values():
+        del part["bytes"]
+    (out / records.METADATA).write_text(json.dumps(older))
+    split = sources.find_prepared(config.replace(data_dir=str(out)))
+    assert len(split.train) == meta["splits"]["train"]["count"]
+    again = prepare.prepare_records(config, str(out), log=lambda *a: None)
+    assert again["split_settings"] == meta["split_settings"]
+    with pytest.raises(DataError, match="prepared with --resize crop, but --resize=stretch"):
+        sources.find_prepared(config.replace(data_dir=str(out), resize="stretch"))
+
+
 def test_failed_prepare_leaves_nothing_behind(folder, tmp_path, monkeypatch):
     calls = []
 

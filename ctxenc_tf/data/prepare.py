@@ -83,17 +83,15 @@ def prepare_records(config: RunConfig, out_dir: str, images_per_shard: int = IMA
     Raises :class:`~ctxenc_tf.errors.DataError` if ``out_dir`` holds something else.
     """
     source = os.path.abspath(config.data_dir or sources.BUNDLED_FACES)
-    settings = {k: getattr(config, k) for k in ("seed", "val_fraction", "train_limit", "val_limit")}
-    # Older preparations (always cropped, nothing excluded) carry neither key.
-    settings.update({k: v for k, v in (("resize", config.resize), ("exclude", config.exclude))
-                     if v != {"resize": "crop", "exclude": ""}[k]})
+    settings = {k: getattr(config, k) for k in ("seed", "val_fraction", "train_limit", "val_limit", "resize",
+                                                "exclude")}
     existing = read_metadata(out_dir)
     if existing is not None:
         if existing["image_size"] != config.model.image_size or existing["source"] != source:
             raise DataError(f"{out_dir}: already holds {existing['image_size']}px images prepared "
                                  f"from {existing['source']}; choose another --prepare directory")
-        if existing.get("split_settings") != settings:
-            raise DataError(f"{out_dir}: prepared with split settings {existing.get('split_settings')}, "
+        if existing["split_settings"] != settings:
+            raise DataError(f"{out_dir}: prepared with split settings {existing['split_settings']}, "
                                  f"not {settings}; choose another --prepare directory")
         log(f"{out_dir}: already prepared ({existing['splits']['train']['count']} train / "
             f"{existing['splits']['val']['count']} val images), nothing to do")

@@ -129,11 +129,11 @@ def find_prepared(config: RunConfig):
     meta = records.read_metadata(config.data_dir)
     if meta is None:
         return None
-    settings = meta.get("split_settings", {})
-    if config.exclude != settings.get("exclude", ""):
-        raise DataError(f"{config.data_dir}: prepared with --exclude {settings.get('exclude', '')!r}, "
+    settings = meta["split_settings"]
+    if config.exclude != settings["exclude"]:
+        raise DataError(f"{config.data_dir}: prepared with --exclude {settings['exclude']!r}, "
                         f"not {config.exclude!r}; prepare again with this setting")
-    resize = settings.get("resize", "crop")
+    resize = settings["resize"]
     if resize != config.resize:
         raise DataError(f"{config.data_dir}: prepared with --resize {resize}, but --resize={config.resize}; "
                         "prepare again with this setting")
@@ -149,7 +149,7 @@ def find_prepared(config: RunConfig):
             raise DataError(f"{missing[0]}: shard listed in {records.METADATA} is missing; prepare again")
         # A truncated or overwritten shard would fail mid-training: check sizes up front
         # (preparations older than this check carry no sizes).
-        for shard, written in zip(shards, info.get("bytes", [])):
+        for shard, written in zip(shards, info["bytes"] or ()):
             size = os.path.getsize(shard)
             if size != written:
                 raise DataError(f"{shard}: {size} bytes, but {written} were written; "
@@ -157,7 +157,7 @@ def find_prepared(config: RunConfig):
         split_records = records.PreparedRecords(shards, tuple(info["counts"]), tuple(info["names"]),
                                                 meta["image_size"], tuple(meta["mean"]))
         splits[name] = split_records.prefix(limit) if limit else split_records
-    return Split(splits["train"], splits["val"], [tuple(s) for s in meta.get("skipped", [])],
+    return Split(splits["train"], splits["val"], [tuple(s) for s in meta["skipped"]],
                       "tfrecord")
 
 
