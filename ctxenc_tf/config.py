@@ -45,6 +45,9 @@ VAL_MASKS = ("same", "center")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 # float64 is for numerical checks (tests compare strategies in it), not for training speed.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "float64")
+# --precision's default: the machine's own choice, settled when training starts
+# (ctxenc_tf.training.strategy.default_precision), or a resumed run's.
+AUTO_PRECISION = "auto"
 
 PRESETS = {
     # Pathak et al. 2016, centre region (the defaults): L2 + BCE adversarial, DCGAN
@@ -253,7 +256,9 @@ class RunConfig:
                                       "resume state always has it)")
     # performance
     strategy: str = _opt("auto", f"tf.distribute strategy: {', '.join(STRATEGIES)}")
-    precision: str = _opt("float32", f"dtype policy: {', '.join(PRECISIONS)}")
+    precision: str = _opt(AUTO_PRECISION, f"dtype policy: {', '.join(PRECISIONS)}, or {AUTO_PRECISION}: "
+                          "mixed_bfloat16 on a CPU with bfloat16 units (AVX512_BF16 or AMX) under TensorFlow's "
+                          "kernels, else float32; a resumed run keeps its own")
     jit_compile: bool | None = _opt(None, "compile train/test steps with XLA; default: on with a GPU or TPU, off on "
                                     "CPUs, where TensorFlow's oneDNN kernels measured faster (python -m ctxenc_tf "
                                     "bench compares both)")
@@ -284,7 +289,8 @@ class RunConfig:
         need(0 <= self.seed < 2 ** 31, "seed", "must be from 0 to 2**31 - 1")
         need(self.resize in RESIZES, "resize", f"must be one of {RESIZES}")
         need(self.val_mask in VAL_MASKS, "val_mask", f"must be one of {VAL_MASKS}")
-        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+        need(self.precision in PRECISIONS + (AUTO_PRECISION,), "precision",
+             f"must be one of {PRECISIONS + (AUTO_PRECISION,)}")
         need(self.learning_rate > 0, "learning_rate", "must be positive")
         need(self.g_lr_multiplier > 0, "g_lr_multiplier", "must be positive")
         need(0 <= self.beta_1 < 1, "beta_1", "must be in [0, 1)")

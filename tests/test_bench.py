@@ -49,6 +49,21 @@ def test_quick_bench_prints_every_row(tmp_path):
     assert all(t["result"].endswith("x") and t["values"]["ratio"] > 0 for t in training[3:])
     overhead = [row for row in rows if row["measurement"] == "training overhead"]
     assert len(overhead) == 3 and all("compile" in o["result"] and "end of fit" in o["result"] for o in overhead)
+    profile = [row for row in rows if row["measurement"] == "step profile"]
+    step = profile[0]["values"]
+    layers = {row["layer"]: row for row in step["layers"]}
+    assert [f"{r['network']} {r['layer']}" for r in step["layers"]] == [
+        row["setting"] for row in profile[1:len(layers) + 1]]
+    for row in step["layers"]:  # every convolution found by name in the profiler's ops, forward and backward
+        assert row["forward"]["ms"] > 0 and row["backward"]["ms"] > 0, row["layer"]
+    # The runs charged to the layers do the bench's own FLOP count of a step, exactly.
+    number, unit = settings["FLOPs / image", bench.STEP_FLOPS_SETTING]["result"].split()
+    step_flops = float(number) * {"kFLOP": 1e3, "MFLOP": 1e6, "GFLOP": 1e9}[unit]
+    charged = sum(row[d]["gflops"] for row in layers.values() for d in ("forward", "backward")) * 1e9 / 8
+    assert charged == pytest.approx(step_flops, rel=5e-3)  # the row prints 3 significant digits
+    assert {row["setting"] for row in profile[len(layers) + 1:]} <= {"Adam update", "input pipeline",
+                                                                      "convolution or matmul", "other"}
+    assert 0 < step["profiled_ms"] and 0 < step["step_ms"]
     pipeline = [row for row in rows if row["measurement"] == "input pipeline"]
     assert len(pipeline) == 2 and "JPEG" in pipeline[0]["setting"] and "TFRecord" in pipeline[1]["setting"]
     latency = {row["setting"]: row["result"] for row in rows if row["measurement"] == "inference latency"}
@@ -103,7 +118,7 @@ def test_analytic_flops_match_tf_profiler_on_convolutions(tiny):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--variants", "float32,int4", "expected one of float32, float16, dynamic_int8, full_int8, got 'int4'"),
-    ("--skip", "everything", "expected one of train, pipeline, inference, faces, got 'everything'"),
+    ("--skip", "everything", "expected one of train, profile, pipeline, inference, faces, got 'everything'"),
     ("--latency-batches", "0,8", "expected 1 to 4096, got 0"),
     ("--latency-batches", "1,x", "expected an integer, got 'x'"),
     ("--latency-batches", "", "expected at least one value, got ''"),

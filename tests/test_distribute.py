@@ -240,6 +240,25 @@ def test_strategy_selection_and_errors(monkeypatch, tiny):
         strategy.make_strategy("tpu")
 
 
+def test_default_precision_is_bfloat16_only_where_the_cpu_computes_it(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert strategy.cpu_bfloat16_units(str(cpuinfo)) == ["AVX512_BF16", "AMX"]
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert strategy.cpu_bfloat16_units(str(cpuinfo)) == []
+    assert strategy.cpu_bfloat16_units(str(tmp_path / "missing")) == []  # not Linux
+    monkeypatch.setattr(strategy, "device_kind", lambda: "cpu")
+    monkeypatch.setattr(strategy, "cpu_bfloat16_units", lambda: ["AVX512_BF16"])
+    policy, why = strategy.default_precision(jit_compile=False)
+    assert policy == "mixed_bfloat16" and "AVX512_BF16" in why and "--precision float32" in why
+    assert strategy.default_precision(jit_compile=True)[0] == "float32"  # XLA's CPU kernels: not measured
+    monkeypatch.setattr(strategy, "cpu_bfloat16_units", lambda: [])
+    assert strategy.default_precision(jit_compile=False) == (
+        "float32", "the default on a CPU without bfloat16 units (AVX512_BF16 or AMX)")
+    monkeypatch.setattr(strategy, "device_kind", lambda: "gpu")
+    assert strategy.default_precision(jit_compile=False)[0] == "float32"
+
+
 def test_mixed_precision_flag_picks_the_policy_for_the_hardware():
     import tensorflow as tf
 

@@ -102,7 +102,7 @@ def runs(tmp_path_factory):
     assert full.returncode == 0, full_log[-3000:]
     for k, p in reruns.items():
         assert p.returncode == 0, logs[k][-3000:]
-    return dict(outs=outs, killed=killed, logs=logs, data_dir=data_dir)
+    return dict(outs=outs, killed=killed, logs=logs, full_log=full_log, data_dir=data_dir)
 
 
 def test_kill_mid_epoch_resumes_from_step_state_with_identical_result(runs):
@@ -121,6 +121,18 @@ def test_kill_mid_epoch_resumes_from_step_state_with_identical_result(runs):
     for epoch in rows_full:
         for key in ("g_loss", "d_loss", "rec_loss", "val_rec_loss"):
             assert float(rows_resumed[epoch][key]) == pytest.approx(float(rows_full[epoch][key]), rel=1e-4)
+
+
+def test_a_run_says_its_precision_and_a_rerun_keeps_the_runs_own(runs):
+    """Without --precision a new run takes this machine's default and says why; a rerun
+    resumes in the precision the run has, whatever the machine's default."""
+    from ctxenc_tf.training.strategy import default_precision
+
+    precision, why = default_precision(False)
+    assert f"precision: {precision} ({why})" in runs["full_log"]
+    assert _state(runs["outs"]["full"])["config"]["precision"] == precision
+    for log in runs["logs"].values():
+        assert f"precision: {precision} (the run being resumed trains in it)" in log
 
 
 def test_kill_with_epoch_granularity_restarts_the_epoch_with_identical_result(runs):
@@ -190,9 +202,12 @@ def test_resume_refuses_other_settings(runs, tmp_path):
     from ctxenc_tf.training.fit import train
     out = _copy_run(runs, tmp_path)
     before = _files(out)
+    recorded = _state(out)["config"]["precision"]
+    other = "float32" if recorded != "float32" else "mixed_bfloat16"
     for change, message in ((dict(bottleneck=32), r"--bottleneck 16 -> 32"),
                             (dict(batch_size=8), r"--batch-size 4 -> 8"),
-                            (dict(seed=4), r"--seed 3 -> 4")):
+                            (dict(seed=4), r"--seed 3 -> 4"),
+                            (dict(precision=other), rf"--precision '{recorded}' -> '{other}'")):
         with pytest.raises(ConfigError, match=message + r".*new --output-dir"):
             train(_config(runs, out, **change), log=lambda *a: None)
     assert _files(out) == before  # nothing touched

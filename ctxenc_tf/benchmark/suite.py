@@ -97,21 +97,29 @@ def machine_description(adapter: KerasAdapter) -> str:
     return f"{cpu_name()}, {adapter.devices()}; Keras {keras.__version__}, {backend} {version}"
 
 
-def training_throughput(config: RunConfig, settings: BenchSettings, adapter: KerasAdapter) -> dict:
-    """:func:`~ctxenc_tf.benchmark.timing.time_fits` of ``config`` in its precision on one
-    synthetic batch repeated (no input pipeline), distributed as ``adapter`` does; its
-    figures and ``"replicas"``."""
-    batch = synthetic_batch(config.model, config.batch_size)
+@contextlib.contextmanager
+def training_model(config: RunConfig, adapter: KerasAdapter):
+    """A ``ContextEncoder`` of ``config``, seeded, built in its precision and compiled as
+    ``config`` trains it, distributed as ``adapter`` does; yields ``(model, replicas)``."""
     keras.config.set_dtype_policy(config.precision)
     try:
         keras.utils.set_random_seed(config.seed)
         with adapter.replicas(config) as replicas:
             model = ContextEncoder(config.model)
             compile_for_run(model, config)
-            result = time_fits(model, adapter.repeated(batch), settings.steps, settings.warmup,
-                               settings.train_repeats, config.batch_size)
+            yield model, replicas
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def training_throughput(config: RunConfig, settings: BenchSettings, adapter: KerasAdapter) -> dict:
+    """:func:`~ctxenc_tf.benchmark.timing.time_fits` of ``config`` in its precision on one
+    synthetic batch repeated (no input pipeline), distributed as ``adapter`` does; its
+    figures and ``"replicas"``."""
+    batch = synthetic_batch(config.model, config.batch_size)
+    with training_model(config, adapter) as (model, replicas):
+        result = time_fits(model, adapter.repeated(batch), settings.steps, settings.warmup,
+                           settings.train_repeats, config.batch_size)
     return {**result, "replicas": replicas}
 
 

@@ -10,12 +10,14 @@ import tempfile
 import time
 from contextlib import contextmanager
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from ctxenc_tf.benchmark.faces import face_rows
-from ctxenc_tf.benchmark.suite import KerasAdapter
-from ctxenc_tf.benchmark.timing import BenchSettings, Table, latency_ms, timed
+from ctxenc_tf.benchmark.op_profile import profile_step
+from ctxenc_tf.benchmark.suite import KerasAdapter, training_model
+from ctxenc_tf.benchmark.timing import BenchSettings, Table, latency_ms, si, synthetic_batch, timed
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.prepare import prepare_records
@@ -82,7 +84,10 @@ class TensorFlowAdapter(KerasAdapter):
 
     def later_rows(self, table: Table, model, config: RunConfig, settings: BenchSettings, speeds: dict,
                    log) -> None:
-        """Input pipeline, inference latency and the face path, each unless skipped."""
+        """The step's profile, input pipeline, inference latency and the face path, each
+        unless skipped."""
+        if "profile" not in settings.skip:
+            _profile_rows(table, config, settings, self)
         with tempfile.TemporaryDirectory(prefix="ctxenc-bench-") as tmp:
             if "pipeline" not in settings.skip:
                 _pipeline_rows(table, config, settings, tmp, speeds.get((config.precision, run_jit_compile(config))))
@@ -128,6 +133,31 @@ def inference_runners(model, out_dir: str, variants, calibration, log) -> dict:
     for variant, path in paths.items():
         runners[f"TFLite {variant}"] = load_runner(path)
     return runners
+
+
+def _profile_rows(table: Table, config: RunConfig, settings: BenchSettings, adapter: TensorFlowAdapter) -> None:
+    """Where the time of a training step in ``config``'s precision goes, on one device with
+    TensorFlow's own kernels (XLA's compiled step is one op to the profiler): per
+    convolution forward and backward, its GFLOP/s and fraction of a matmul peak measured
+    right after, then the other ops by kind (:mod:`ctxenc_tf.benchmark.op_profile`)."""
+    config = config.replace(jit_compile=False, strategy="default")
+    batches = adapter.repeated(synthetic_batch(config.model, config.batch_size))
+    with training_model(config, adapter) as (model, _):
+        model.fit(batches, steps_per_epoch=settings.warmup, verbose=0)
+        peak = adapter.matmul_peak(settings, keras.DTypePolicy(config.precision).compute_dtype)
+        profile = profile_step(model, batches, settings.steps, config.batch_size, peak)
+    setting = f"batch {config.batch_size}, {config.precision}, XLA off, one device"
+    table.add("step profile", setting, f"{profile['profiled_ms']:.1f} ms of ops per step",
+              f"wall {profile['step_ms']:.1f} ms per step over {settings.steps} profiled steps; matmul peak "
+              f"right after: {peak / 1e9:.1f} GFLOP/s", values=profile)
+    for row in profile["layers"]:
+        parts = [f"{d} {row[d]['ms']:.1f} ms, {row[d]['gflop_per_s']:.0f} GFLOP/s "
+                 f"({100 * row[d]['peak_fraction']:.0f}%)" for d in ("forward", "backward")]
+        table.add("step profile", f"{row['network']} {row['layer']}", "; ".join(parts),
+                  f"{si(row['flops_per_image'], 'FLOP')} per image forward; % of the peak")
+    for row in profile["other"]:
+        table.add("step profile", row["kind"], f"{row['ms']:.1f} ms",
+                  f"{100 * row['ms'] / profile['profiled_ms']:.1f}% of op time")
 
 
 def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp: str, training_speed) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from ctxenc_tf.config import TFLITE_VARIANTS
 from ctxenc_tf.model.replicas import device_kind
 
-PARTS = ("train", "pipeline", "inference", "faces")
+PARTS = ("train", "profile", "pipeline", "inference", "faces")
 
 # The FLOPs row of a training step (see train_flops_per_image).
 STEP_FLOPS_SETTING = "training step (3 G + 7 D less unneeded input gradients)"
@@ -38,17 +38,17 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def conv_layer_flops(model) -> list:
-    """Forward FLOPs per image of each convolution in ``model``, in layer order (each
-    counted as :func:`conv_flops` says)."""
+def conv_layer_flops(model) -> dict:
+    """``{layer name: forward FLOPs per image}`` of each convolution in ``model``, in layer
+    order (each counted as :func:`conv_flops` says)."""
     layers = keras.layers
-    flops = []
+    flops = {}
     for layer in model.layers:
         if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
             kh, kw = layer.kernel_size
             cin = layer.input.shape[-1]
             grid = layer.input.shape if isinstance(layer, layers.Conv2DTranspose) else layer.output.shape
-            flops.append(int(2 * grid[1] * grid[2] * kh * kw * cin * layer.filters))
+            flops[layer.name] = int(2 * grid[1] * grid[2] * kh * kw * cin * layer.filters)
     return flops
 
 
@@ -58,7 +58,7 @@ def conv_flops(model) -> int:
     Cin * k * k * Cout`` (each input pixel is spread over a ``k x k`` window; counting it on
     the output grid, as TF's profiler does, would add the zeros of the dilated input).
     Normalisation, activations and the hole fill are left out (well under 1%)."""
-    return sum(conv_layer_flops(model))
+    return sum(conv_layer_flops(model).values())
 
 
 def train_flops_per_image(generator_flops: int, discriminator_flops: int, *, generator_first: int,
@@ -81,8 +81,8 @@ def flops_per_image(model) -> tuple:
     """``(generator forward, discriminator forward, training step)`` FLOPs per image of a
     ``ContextEncoder`` (the discriminator's 0 when it has none), by :func:`conv_layer_flops` and
     :func:`train_flops_per_image`."""
-    g = conv_layer_flops(model.generator)
-    d = conv_layer_flops(model.discriminator) if model.discriminator is not None else [0]
+    g = list(conv_layer_flops(model.generator).values())
+    d = list(conv_layer_flops(model.discriminator).values()) if model.discriminator is not None else [0]
     g_flops, d_flops = sum(g), sum(d)
     return g_flops, d_flops, train_flops_per_image(g_flops, d_flops, generator_first=g[0],
                                                    discriminator_first=d[0])

@@ -45,11 +45,14 @@ from ctxenc_tf.cli.common import (
     config_from_args,
     one_of,
 )
-from ctxenc_tf.config import TFLITE_VARIANTS, RunConfig
+from ctxenc_tf.config import AUTO_PRECISION, TFLITE_VARIANTS, RunConfig
 from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import check_output_path
 
+# The model and batch benchmarked, and the precision the others are compared with: float32,
+# whose matmul peak the bench measures.
+BASE = RunConfig(batch_size=64, precision="float32")
 QUICK = dict(image_size=32, hole_size=16, overlap=2, bottleneck=32, gen_filters=8, disc_filters=8)
 QUICK_SETTINGS = dict(steps=2, train_repeats=1, repeats=2, pipeline_batches=3, matmul_size=256)
 
@@ -83,7 +86,7 @@ def parse_args(argv):
     """The bench's flags: the model and batch (the config fields in :data:`MODEL_FLAGS`)
     and how long and what to measure (:data:`SETTING_FLAGS`)."""
     parser = command_parser("bench", __doc__)
-    add_config_arguments(parser, only=MODEL_FLAGS)
+    add_config_arguments(parser, only=MODEL_FLAGS, base=BASE)
     parser.add_argument("--quick", action="store_true",
                         help="tiny 32x32 model, batch 8, few steps: a smoke test, figures meaningless")
     for name, (kind, help_text) in SETTING_FLAGS.items():
@@ -125,8 +128,11 @@ def main(argv=None) -> int:
     if args.json:
         check_output_path(args.json, "--json", "file")
     measure = adapter_for(args.synthetic)
-    base = RunConfig.create(**QUICK, batch_size=8) if args.quick else RunConfig(batch_size=64)
+    base = RunConfig.create(**QUICK, batch_size=8, precision="float32") if args.quick else BASE
     config = config_from_args(args, base=base)
+    if config.precision == AUTO_PRECISION:
+        raise ConfigError(f"--precision={AUTO_PRECISION}: the bench times every precision against one; name "
+                          f"it (default {BASE.precision})")
     settings = settings_from_args(args, config.data_dir)
     print(f"benchmarking {config.model.image_size}x{config.model.image_size} model, global batch {config.batch_size}"
           + (" (--quick: toy sizes, figures meaningless)" if args.quick else ""))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import keras
 import numpy as np
 
-from ctxenc_tf.config import RunConfig
+from ctxenc_tf.config import AUTO_PRECISION, RunConfig
 from ctxenc_tf.data import pipeline, sources
 from ctxenc_tf.data.cache import cache_prefix, held_cache
 from ctxenc_tf.data.fingerprint import data_fingerprint, split_names, split_record
@@ -31,8 +31,8 @@ from ctxenc_tf.training.callbacks import (
     TimeLimit,
 )
 from ctxenc_tf.training.data_parallel import check_global_batch
-from ctxenc_tf.training.optimizers import compile_for_run
-from ctxenc_tf.training.strategy import make_strategy, set_precision
+from ctxenc_tf.training.optimizers import compile_for_run, run_jit_compile
+from ctxenc_tf.training.strategy import default_precision, make_strategy, set_precision
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import (
     check_disk_space,
@@ -111,6 +111,7 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, hel
     config = hold_cache(config, fingerprint, held)
     steps = pipeline.steps_per_epoch(len(split.train), config.batch_size)
     state = resume.load_state(paths.backup, config, fingerprint, steps, accept_changed_data, log)
+    config = choose_precision(config, state, log)
     config = choose_fill(config, state, split.train)
     data = run_data(config, split, steps)
     model = build_or_restore(config, strategy, state, paths, log)
@@ -129,13 +130,28 @@ def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, hel
 
 def start_runtime(config: RunConfig):
     """The ``tf.distribute`` strategy of ``config.strategy``, with the global batch checked
-    against it, the seed and the dtype policy set. First in a run: multi-worker collectives
-    must be configured before TensorFlow starts its runtime."""
+    against it and the seed set. First in a run: multi-worker collectives must be
+    configured before TensorFlow starts its runtime."""
     strategy = make_strategy(config.strategy)
     check_global_batch(strategy, config.batch_size)
     keras.utils.set_random_seed(config.seed)
-    set_precision(config.precision)
     return strategy
+
+
+def choose_precision(config: RunConfig, state, log=print) -> RunConfig:
+    """``config`` with its dtype policy settled and set, said with ``log``: the one given
+    (``--precision``), else the resumed run's (``state``'s: its optimiser state is laid out
+    for it), else this machine's default (:func:`~ctxenc_tf.training.strategy.default_precision`).
+    Before any model is built."""
+    if config.precision != AUTO_PRECISION:
+        precision, why = config.precision, "--precision"
+    elif state is not None:
+        precision, why = state.config["precision"], "the run being resumed trains in it"
+    else:
+        precision, why = default_precision(run_jit_compile(config))
+    set_precision(precision)
+    log(f"precision: {precision} ({why})")
+    return config.replace(precision=precision)
 
 
 def report_skipped(skipped, log=print, show: int = 5) -> None:

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from ctxenc_tf import schemas
-from ctxenc_tf.config import ModelConfig, RunConfig
+from ctxenc_tf.config import AUTO_PRECISION, ModelConfig, RunConfig
 from ctxenc_tf.errors import ConfigError, TrainingError, one_line
 from ctxenc_tf.training.callbacks import scalar
 from ctxenc_tf.utils import atomic
@@ -154,7 +154,9 @@ def load_state(directory: str, config: RunConfig, data: str, steps_per_epoch: in
     # The fill colour is measured from the data (equal for equal data); the run keeps the
     # one it was trained with, so it is not compared here but restored by the caller.
     model = config.model.replace(fill_value=old["model"]["fill_value"])
-    differ = model_differences(old["model"], model) + _changes(old, config.to_dict(), FIXED_RUN_SETTINGS)
+    # Without --precision the rerun takes the run's own (fit.choose_precision).
+    fixed = [k for k in FIXED_RUN_SETTINGS if not (k == "precision" and config.precision == AUTO_PRECISION)]
+    differ = model_differences(old["model"], model) + _changes(old, config.to_dict(), fixed)
     if differ:
         raise ConfigError(f"{config.output_dir} holds a run with other settings ({', '.join(differ)}); "
                           "rerun with the same flags to resume it, or use a new --output-dir")

@@ -98,6 +98,41 @@ def mixed_precision_policy() -> str:
     return "mixed_float16" if device_kind() == "gpu" else "mixed_bfloat16"
 
 
+# /proc/cpuinfo flags of the x86 units that compute bfloat16 products natively, and their names.
+BFLOAT16_UNITS = {"avx512_bf16": "AVX512_BF16", "amx_bf16": "AMX"}
+
+
+def cpu_bfloat16_units(cpuinfo: str = "/proc/cpuinfo") -> list:
+    """The bfloat16 units this CPU announces (:data:`BFLOAT16_UNITS`' names, e.g.
+    ``["AVX512_BF16", "AMX"]``), from the ``flags`` line of ``cpuinfo``; ``[]`` when it has
+    none or the file is not there (not Linux)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [name for flag, name in BFLOAT16_UNITS.items() if flag in flags]
+
+
+def default_precision(jit_compile: bool) -> tuple:
+    """``(policy, why)``: the dtype policy a run uses when ``--precision`` is not given
+    (``jit_compile``: whether its steps are XLA-compiled). ``mixed_bfloat16`` on a CPU with
+    bfloat16 units under TensorFlow's own kernels (oneDNN uses the units; it trained as well
+    as float32, and faster: docs/performance.md); ``float32`` everywhere else: on GPUs and
+    TPUs (say ``--mixed-precision`` there), on CPUs without the units, and under XLA (JAX,
+    or ``--jit-compile``), whose CPU kernels were not measured in bfloat16."""
+    kind = device_kind()
+    if kind != "cpu":
+        return "float32", f"the default on a {kind.upper()}; --mixed-precision computes in 16 bits"
+    units = cpu_bfloat16_units()
+    if not units:
+        return "float32", "the default on a CPU without bfloat16 units (AVX512_BF16 or AMX)"
+    if jit_compile or keras.backend.backend() != "tensorflow":
+        return "float32", "the default under XLA on a CPU, whose kernels were not measured in bfloat16"
+    return "mixed_bfloat16", (f"the default on a CPU with bfloat16 units ({', '.join(units)}): it trains "
+                              "as well as float32, faster; --precision float32 to opt out")
+
+
 def set_precision(policy: str) -> None:
     """Set Keras' global dtype policy: ``float32``, ``mixed_float16`` or ``mixed_bfloat16``.
     Variables stay float32, layers compute in the low precision, and the model outputs
