@@ -39,11 +39,12 @@ QUANTISED_BOUNDS = {"float16": (2e-3, 50.0), "dynamic_int8": (0.05, 35.0), "full
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A briefly trained 32x32 model (real faces, so quantisation sees real activations)
-    and its checkpoint path."""
+    and its checkpoint path. In float32 on every CPU: the parity bounds below compare the
+    Keras model with its float32 exports (a mixed-precision model exports its float32 copy)."""
     from ctxenc_tf.training.fit import train
 
     out = tmp_path_factory.mktemp("run")
-    config = tiny_config(train_limit=64, val_limit=8, output_dir=str(out))
+    config = tiny_config(train_limit=64, val_limit=8, output_dir=str(out), precision="float32")
     model, _, paths = train(config, log=lambda *a: None)
     return model, paths.final
 

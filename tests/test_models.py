@@ -97,6 +97,28 @@ def test_tiny_models_output_shapes_and_ranges(mask_type, out):
     assert logits.shape == (4, 1) and np.all(np.isfinite(logits))
 
 
+def test_a_mixed_precision_model_keeps_the_context_exactly():
+    """Built under mixed_bfloat16 (the CPU default where it has bfloat16 units), the
+    networks compute in bfloat16 but the completed image's context is the input's, bit for
+    bit: the model pastes in float32."""
+    import keras
+
+    from ctxenc_tf.model.context_encoder import ContextEncoder
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = ContextEncoder(tiny_model())
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.generator.layers[-2].compute_dtype == "bfloat16" and model.compute_dtype == "float32"
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    m = np.zeros((2, 32, 32, 1), "float32")
+    m[:, 8:24, 8:24] = 1
+    out = np.asarray(model([x, m]))
+    np.testing.assert_array_equal(out[m[..., 0] == 0], x[m[..., 0] == 0])
+
+
 def test_generator_ignores_hidden_pixels_but_sees_context():
     # The core of the hole is replaced by the fill before the encoder: changing it must not
     # change the output; changing the context must.

@@ -167,10 +167,17 @@ def _copy_run(runs, tmp_path):
 def test_time_limit_saves_a_mid_epoch_state_that_resumes_exactly(runs, tmp_path):
     """--time-limit stops after a batch; the rerun finishes that epoch and the others and
     matches the uninterrupted run."""
+    import keras
+
     from ctxenc_tf.training.fit import train
     out = tmp_path / "run"
     logged = []
-    train(_config(runs, out), time_limit=1e-9, log=logged.append)  # stops after the first batch
+    keras.config.set_dtype_policy("float64")  # the caller's, whatever precision the run trains in
+    try:
+        train(_config(runs, out), time_limit=1e-9, log=logged.append)  # stops after the first batch
+        assert keras.config.dtype_policy().name == "float64"
+    finally:
+        keras.config.set_dtype_policy("float32")
     assert {k: _state(out)[k] for k in ("epoch", "step")} == {"epoch": 0, "step": 1}
     assert "stopped at the time limit" in logged[-1] and "after epoch 1, step 1, of 3 epochs" in logged[-1]
     assert _epoch_rows(out)["0"]["partial"] == "1"  # the cut-off epoch is marked in log.csv

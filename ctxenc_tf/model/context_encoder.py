@@ -75,6 +75,10 @@ class ContextEncoder(BackendSteps, keras.Model):
     then ``fit``; ``train_step`` / ``test_step`` come from the backend's :data:`BackendSteps`."""
 
     def __init__(self, config: ModelConfig | dict, generator=None, discriminator=None, **kwargs):
+        # Its own call pastes in the variables' dtype (float32 under a mixed policy): a mixed
+        # policy here would cast the images to 16 bits first and round the context. The
+        # networks compute in the policy they were built in.
+        kwargs.setdefault("dtype", keras.config.dtype_policy().variable_dtype)
         super().__init__(**kwargs)
         self.config = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
         self.generator = generator or build_generator(self.config)

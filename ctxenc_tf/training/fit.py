@@ -92,14 +92,19 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     :mod:`ctxenc_tf.training.resume`; ``accept_changed_data`` continues on data that changed).
     Only one process trains into an output directory at a time (a second one is refused with
     :class:`~ctxenc_tf.utils.output_dir.OutputBusyError`); temporary files left there by a
-    killed run are removed first. ``verbose`` is ``model.fit``'s: 1 (or ``"auto"``) a progress
+    killed run are removed first. The run trains in its own precision (:func:`choose_precision`)
+    and leaves the caller's Keras dtype policy as it found it. ``verbose`` is ``model.fit``'s: 1 (or ``"auto"``) a progress
     bar redrawn in place, 2 one line per epoch, 0 none. Raises
     :class:`~ctxenc_tf.errors.TrainingError` if a loss becomes NaN/inf.
     """
     check_output_path(config.output_dir, "--output-dir")  # first: its error names the folder
-    with exclusive_output(config.output_dir, "train.py", subdirs=(BACKUP, SAMPLES)), \
-            contextlib.ExitStack() as held:
-        return _train(config, time_limit, accept_changed_data, log, verbose, held)
+    caller_policy = keras.config.dtype_policy()
+    try:
+        with exclusive_output(config.output_dir, "train.py", subdirs=(BACKUP, SAMPLES)), \
+                contextlib.ExitStack() as held:
+            return _train(config, time_limit, accept_changed_data, log, verbose, held)
+    finally:  # the run's precision is its own (choose_precision), not the caller's from now on
+        keras.config.set_dtype_policy(caller_policy)
 
 
 def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, held: contextlib.ExitStack):
