@@ -93,8 +93,8 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     Only one process trains into an output directory at a time (a second one is refused with
     :class:`~ctxenc_tf.utils.output_dir.OutputBusyError`); temporary files left there by a
     killed run are removed first. The run trains in its own precision (:func:`choose_precision`)
-    and leaves the caller's Keras dtype policy as it found it. ``verbose`` is ``model.fit``'s: 1 (or ``"auto"``) a progress
-    bar redrawn in place, 2 one line per epoch, 0 none. Raises
+    and leaves the caller's Keras dtype policy as it found it. ``verbose`` is ``model.fit``'s:
+    1 (or ``"auto"``) a progress bar redrawn in place, 2 one line per epoch, 0 none. Raises
     :class:`~ctxenc_tf.errors.TrainingError` if a loss becomes NaN/inf.
     """
     check_output_path(config.output_dir, "--output-dir")  # first: its error names the folder
