@@ -1,6 +1,7 @@
-"""Where a training step's time goes under TensorFlow, layer by layer (``bench --profile``):
-TensorFlow's profiler records the ops of a few ``fit`` steps, and each convolution and
-matrix product is charged to its layer, forward or backward, next to the FLOPs it does.
+"""Where a training step's time goes under TensorFlow, layer by layer (the bench's
+``profile`` part): TensorFlow's profiler records the ops of a few ``fit`` steps, and each
+convolution and matrix product is charged to its layer, forward or backward, next to the
+FLOPs it does.
 
 The FLOPs of a layer per step follow from :func:`~ctxenc_tf.benchmark.timing.train_flops_per_image`'s
 count: a generator layer runs forward once and backward twice (input and weight gradients;
@@ -13,18 +14,17 @@ one of those costs what the forward pass costs.
 
 import collections
 import glob
-import json
 import os
 import re
 import tempfile
 import time
 
 import tensorflow as tf
-from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from ctxenc_tf.benchmark.timing import conv_layer_flops
 
-# Op types of the profiler's table by what they do, for the ops charged to no layer.
+# Op types by what they do, for the ops charged to no layer.
 _KINDS = (("Adam update", ("ApplyAdam",)),
           ("input pipeline", ("Dataset", "Iterator")),
           ("convolution or matmul", ("Conv2D", "MatMul")))
@@ -44,45 +44,70 @@ def _layers(model) -> dict:
     return layers
 
 
-def _op_rows(log_dir: str) -> list:
-    """The profiler's framework op table of the trace in ``log_dir``: dicts with ``type``,
-    ``operation`` (the op's full name) and ``total_self_time`` (microseconds)."""
-    planes = glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True)
-    data, ok = _pywrap_profiler_plugin.xspace_to_tools_data(planes, "framework_op_stats", {})
-    if not ok:
-        raise RuntimeError(f"TensorFlow's profiler wrote no op table ({data!r})")
-    table = json.loads(data)[0]
-    names = [c["id"] for c in table["cols"]]
-    return [dict(zip(names, (c.get("v") for c in row["c"]))) for row in table["rows"]]
+def _op_events(log_dir: str) -> list:
+    """Every op TensorFlow's executor ran in the trace in ``log_dir``: ``(start, end, name,
+    type)``, times in picoseconds. They are the events named ``scope/op:Type`` on the
+    executor's threads (``tf_Compute``), which never nest on one thread; several threads run
+    ops at once."""
+    events = []
+    for path in glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True):
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as f:
+            space.ParseFromString(f.read())
+        for plane in space.planes:
+            names = {key: meta.name for key, meta in plane.event_metadata.items()}
+            for line in plane.lines:
+                if not line.name.startswith("tf_Compute"):
+                    continue
+                base = line.timestamp_ns * 1000
+                for event in line.events:
+                    op = re.fullmatch(r"([^:]+):([^:]+)", names.get(event.metadata_id, ""))
+                    if op:  # not the executor's own bookkeeping (``ExecutorState::Process``)
+                        start = base + event.offset_ps
+                        events.append((start, start + event.duration_ps, *op.groups()))
+    return events
 
 
-def _charge(rows: list, layers: dict) -> tuple:
-    """``({(layer, "forward" | "backward"): microseconds}, {other kind: microseconds})``:
-    each convolution or matrix product charged to the layer its name passes through, every
-    other op (idle time left out) to a kind of :data:`_KINDS` or ``"other"`` (element-wise,
-    normalisation, losses)."""
+def _busy(events: list) -> int:
+    """Picoseconds in which at least one of ``events`` ran (the union of their intervals)."""
+    busy, reach = 0, None
+    for start, end, _, _ in sorted(events):
+        if reach is None or start > reach:
+            busy, reach = busy + end - start, end
+        elif end > reach:
+            busy, reach = busy + end - reach, end
+    return busy
+
+
+def _charge(events: list, layers: dict) -> tuple:
+    """``({(layer, "forward" | "backward"): ps}, {other kind: ps})`` of op durations: each
+    convolution or matrix product charged to the layer its name passes through, every
+    other op to a kind of :data:`_KINDS` or ``"other"`` (element-wise, normalisation,
+    losses)."""
     by_layer, other = collections.Counter(), collections.Counter()
-    for row in rows:
-        kind, name, us = row["type"], row["operation"], row["total_self_time"]
-        if kind == "IDLE":
-            continue
+    for start, end, name, kind in events:
         scopes = [re.sub(r"_\d+$", "", part) for part in name.split("/")]
         layer = next((s for s in scopes if s in layers), None)
         if layer is not None and ("Conv2D" in kind or "MatMul" in kind):
-            by_layer[layer, "backward" if "gradient_tape" in scopes else "forward"] += us
+            by_layer[layer, "backward" if "gradient_tape" in scopes else "forward"] += end - start
             continue
-        other[next((label for label, marks in _KINDS if any(m in kind for m in marks)), "other")] += us
+        other[next((label for label, marks in _KINDS if any(m in kind for m in marks)), "other")] += end - start
     return by_layer, other
 
 
 def profile_step(model, batches, steps: int, batch_size: int, peak: float | None) -> dict:
     """Profile ``steps`` training steps of the compiled ``model`` on ``batches`` (a dataset
     ``fit`` can read forever; the caller has run a warm-up ``fit``). ``peak``: the matmul
-    FLOP/s to compare with, or None. Returns ``{"step_ms": wall time per step, "profiled_ms":
-    op time per step, "layers": [...], "other": [...]}``: per convolution (``layer``,
-    ``network``, ``flops_per_image``, and for ``forward`` and ``backward`` the ``ms`` per
-    step, ``gflops`` per step and ``gflop_per_s``, and ``peak_fraction`` when ``peak`` is
-    given), in network order, then per kind of other op (``kind``, ``ms``)."""
+    FLOP/s to compare with, or None. Returns, in milliseconds per step, ``{"step_ms": wall
+    time, "busy_ms": time in which some op ran, "op_ms": the ops' durations added up,
+    "layers": [...], "other": [...]}``: per convolution (``layer``, ``network``,
+    ``flops_per_image``, and for ``forward`` and ``backward`` its ``ms``, ``gflops`` and
+    ``gflop_per_s``, and ``peak_fraction`` when ``peak`` is given), in network order, then
+    per kind of other op (``kind``, ``ms``). The wall time includes the profiler's own cost.
+
+    ``op_ms`` above ``busy_ms`` means ops ran at once (TensorFlow's inter-op threads) and
+    shared the cores, so each one's time and GFLOP/s say what it got, not what it needs
+    alone: ``TF_NUM_INTEROP_THREADS=1`` runs one op at a time, each on every core."""
     layers = _layers(model)
     with tempfile.TemporaryDirectory(prefix="ctxenc-profile-") as log_dir:
         tf.profiler.experimental.start(log_dir)
@@ -92,8 +117,9 @@ def profile_step(model, batches, steps: int, batch_size: int, peak: float | None
         finally:
             wall = time.perf_counter() - started
             tf.profiler.experimental.stop()
-        by_layer, other = _charge(_op_rows(log_dir), layers)
-    per_step = 1e-3 / steps  # microseconds in all -> milliseconds per step
+        events = _op_events(log_dir)
+    by_layer, other = _charge(events, layers)
+    per_step = 1e-9 / steps  # picoseconds in all -> milliseconds per step
     out = []
     for name, (network, flops, forward, backward) in layers.items():
         row = {"layer": name, "network": network, "flops_per_image": flops}
@@ -104,6 +130,6 @@ def profile_step(model, batches, steps: int, batch_size: int, peak: float | None
             if peak:
                 row[direction]["peak_fraction"] = row[direction]["gflop_per_s"] * 1e9 / peak
         out.append(row)
-    rest = [{"kind": kind, "ms": us * per_step} for kind, us in other.most_common()]
-    profiled = sum(us for us in by_layer.values()) + sum(other.values())
-    return {"step_ms": 1e3 * wall / steps, "profiled_ms": profiled * per_step, "layers": out, "other": rest}
+    return {"step_ms": 1e3 * wall / steps, "busy_ms": _busy(events) * per_step,
+            "op_ms": (sum(by_layer.values()) + sum(other.values())) * per_step, "layers": out,
+            "other": [{"kind": kind, "ms": ps * per_step} for kind, ps in other.most_common()]}

@@ -147,9 +147,11 @@ def _profile_rows(table: Table, config: RunConfig, settings: BenchSettings, adap
         peak = adapter.matmul_peak(settings, keras.DTypePolicy(config.precision).compute_dtype)
         profile = profile_step(model, batches, settings.steps, config.batch_size, peak)
     setting = f"batch {config.batch_size}, {config.precision}, XLA off, one device"
-    table.add("step profile", setting, f"{profile['profiled_ms']:.1f} ms of ops per step",
-              f"wall {profile['step_ms']:.1f} ms per step over {settings.steps} profiled steps; matmul peak "
-              f"right after: {peak / 1e9:.1f} GFLOP/s", values=profile)
+    table.add("step profile", setting,
+              f"wall {profile['step_ms']:.1f} ms per step, ops running {profile['busy_ms']:.1f} ms of it",
+              f"op durations add up to {profile['op_ms']:.1f} ms (more: ops ran at once, sharing the cores); "
+              f"{settings.steps} profiled steps; matmul peak right after: {peak / 1e9:.1f} GFLOP/s",
+              values=profile)
     for row in profile["layers"]:
         parts = [f"{d} {row[d]['ms']:.1f} ms, {row[d]['gflop_per_s']:.0f} GFLOP/s "
                  f"({100 * row[d]['peak_fraction']:.0f}%)" for d in ("forward", "backward")]
@@ -157,7 +159,7 @@ def _profile_rows(table: Table, config: RunConfig, settings: BenchSettings, adap
                   f"{si(row['flops_per_image'], 'FLOP')} per image forward; % of the peak")
     for row in profile["other"]:
         table.add("step profile", row["kind"], f"{row['ms']:.1f} ms",
-                  f"{100 * row['ms'] / profile['profiled_ms']:.1f}% of op time")
+                  f"{100 * row['ms'] / profile['op_ms']:.1f}% of the op durations")
 
 
 def _pipeline_rows(table: Table, config: RunConfig, settings: BenchSettings, tmp: str, training_speed) -> None:
