@@ -13,6 +13,9 @@ Prints one Markdown table with
   of the highest matmul peak measured so far (the peak is measured again after each
   setting: a shared machine's speed drifts), with the ratios between them; compile time
   and the wait between the last step and ``fit`` returning on their own rows,
+* where a training step's time goes (:mod:`ctxenc_tf.benchmark.op_profile`): each
+  convolution's forward and backward time, GFLOP/s and fraction of the matmul peak, and
+  the other ops by kind, from TensorFlow's profiler (XLA off, one device),
 * input-pipeline throughput alone (images/s): JPEG decode + crop + resize + flip + mask
   (:func:`ctxenc_tf.data.pipeline.training_batches`) and the same from prepared TFRecord shards,
 * inference latency for batch 1 and batch 64 (``--latency-batches``): Keras, the SavedModel
