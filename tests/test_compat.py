@@ -28,6 +28,30 @@ def test_tensorflow_trainer_hooks_still_exist():
     assert callable(getattr(CollectiveAllReduceExtended, "_in_multi_worker_mode", None))
 
 
+def test_tensorflow_profiler_trace_still_reads_as_ops(tmp_path):
+    """``compat.tensorflow_profiler`` reads the trace's ``XSpace`` protocol buffer and takes
+    the ``scope/op:Type`` events on the executor's ``tf_Compute`` threads as the ops run: a
+    profiled ``tf.function`` with a named matmul shows up there, with its duration."""
+    import tensorflow as tf
+
+    from ctxenc_tf.compat.tensorflow_profiler import executor_op_events
+
+    @tf.function
+    def product(a):
+        return tf.linalg.matmul(a, a, name="profiled_product")
+
+    x = tf.ones((256, 256))
+    product(x)
+    tf.profiler.experimental.start(str(tmp_path))
+    try:
+        product(x).numpy()
+    finally:
+        tf.profiler.experimental.stop()
+    ops = [(name, kind, end - start) for start, end, name, kind in executor_op_events(str(tmp_path))]
+    assert [kind for name, kind, _ in ops if name.endswith("profiled_product")] in (["MatMul"], ["_MklMatMul"])
+    assert all(duration > 0 for _, _, duration in ops)
+
+
 def _jax_trainer():
     if importlib.util.find_spec("jax") is None:
         not_installed("jax", "pip install -r requirements-jax.txt (docs/testing.md)")

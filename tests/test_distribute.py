@@ -159,10 +159,7 @@ def _train(tmp_path, image_folder, **overrides):
     from ctxenc_tf.training.fit import train
 
     config = tiny_config(data_dir=image_folder, output_dir=str(tmp_path / "run"), **overrides)
-    try:
-        return train(config, log=lambda *a: None)
-    finally:
-        strategy.set_precision("float32")
+    return train(config, log=lambda *a: None)  # it leaves the caller's dtype policy as it was
 
 
 @pytest.mark.slow
@@ -180,6 +177,19 @@ def test_mixed_bfloat16_trains_with_float32_outputs(tmp_path, image_folder):
     assert model.generator([images, mask]).dtype == tf.float32
     assert model([images, mask]).dtype == tf.float32
     assert np.isfinite(history.history["g_loss"]).all()
+    # Its export computes in float32 (the generator's float32 copy), the context untouched.
+    from ctxenc_tf.data.hole_masks import center_mask
+    from ctxenc_tf.export.saved_model import export_saved_model
+    from ctxenc_tf.model.precision import float32_generator
+
+    path = export_saved_model(model, str(tmp_path / "export"))
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    hole = np.broadcast_to(center_mask(32, model.config.hole_size).numpy()[None], (2, 32, 32, 1)).astype(np.float32)
+    out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(x))
+    reference = (float32_generator(model)([x * 2 - 1, hole]).numpy() + 1) / 2
+    assert np.abs(out["prediction"].numpy() - reference).max() <= 1e-5  # test_export's float32 graph bound
+    outside = hole[..., 0] == 0
+    np.testing.assert_array_equal(out["completed"].numpy()[outside], x[outside])
 
 
 @pytest.mark.slow
@@ -241,6 +251,8 @@ def test_strategy_selection_and_errors(monkeypatch, tiny):
 
 
 def test_default_precision_is_bfloat16_only_where_the_cpu_computes_it(tmp_path, monkeypatch):
+    import keras
+
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
     assert strategy.cpu_bfloat16_units(str(cpuinfo)) == ["AVX512_BF16", "AMX"]
@@ -249,9 +261,20 @@ def test_default_precision_is_bfloat16_only_where_the_cpu_computes_it(tmp_path, 
     assert strategy.cpu_bfloat16_units(str(tmp_path / "missing")) == []  # not Linux
     monkeypatch.setattr(strategy, "device_kind", lambda: "cpu")
     monkeypatch.setattr(strategy, "cpu_bfloat16_units", lambda: ["AVX512_BF16"])
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     policy, why = strategy.default_precision(jit_compile=False)
     assert policy == "mixed_bfloat16" and "AVX512_BF16" in why and "--precision float32" in why
     assert strategy.default_precision(jit_compile=True)[0] == "float32"  # XLA's CPU kernels: not measured
+    with monkeypatch.context() as m:
+        m.setattr(keras.backend, "backend", lambda: "jax")  # XLA too
+        assert strategy.default_precision(jit_compile=False)[0] == "float32"
+    with monkeypatch.context() as m:
+        m.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+        assert strategy.default_precision(jit_compile=False) == (
+            "float32", "the default with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0), whose kernels use the bfloat16 units")
+    with monkeypatch.context() as m:
+        m.setattr(strategy, "cluster_workers", lambda: 2)  # every worker must take the same
+        assert strategy.default_precision(jit_compile=False)[0] == "float32"
     monkeypatch.setattr(strategy, "cpu_bfloat16_units", lambda: [])
     assert strategy.default_precision(jit_compile=False) == (
         "float32", "the default on a CPU without bfloat16 units (AVX512_BF16 or AMX)")

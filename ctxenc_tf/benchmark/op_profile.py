@@ -13,16 +13,14 @@ one of those costs what the forward pass costs.
 """
 
 import collections
-import glob
-import os
 import re
 import tempfile
 import time
 
 import tensorflow as tf
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from ctxenc_tf.benchmark.timing import conv_layer_flops
+from ctxenc_tf.compat.tensorflow_profiler import executor_op_events
 
 # Op types by what they do, for the ops charged to no layer.
 _KINDS = (("Adam update", ("ApplyAdam",)),
@@ -42,30 +40,6 @@ def _layers(model) -> dict:
             unneeded = (1 if network == "G" else 2) if i == 0 else 0  # the first layer's input gradients
             layers[name] = (network, flops, forward, backward - unneeded)
     return layers
-
-
-def _op_events(log_dir: str) -> list:
-    """Every op TensorFlow's executor ran in the trace in ``log_dir``: ``(start, end, name,
-    type)``, times in picoseconds. They are the events named ``scope/op:Type`` on the
-    executor's threads (``tf_Compute``), which never nest on one thread; several threads run
-    ops at once."""
-    events = []
-    for path in glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True):
-        space = xplane_pb2.XSpace()
-        with open(path, "rb") as f:
-            space.ParseFromString(f.read())
-        for plane in space.planes:
-            names = {key: meta.name for key, meta in plane.event_metadata.items()}
-            for line in plane.lines:
-                if not line.name.startswith("tf_Compute"):
-                    continue
-                base = line.timestamp_ns * 1000
-                for event in line.events:
-                    op = re.fullmatch(r"([^:]+):([^:]+)", names.get(event.metadata_id, ""))
-                    if op:  # not the executor's own bookkeeping (``ExecutorState::Process``)
-                        start = base + event.offset_ps
-                        events.append((start, start + event.duration_ps, *op.groups()))
-    return events
 
 
 def _busy(events: list) -> int:
@@ -117,7 +91,7 @@ def profile_step(model, batches, steps: int, batch_size: int, peak: float | None
         finally:
             wall = time.perf_counter() - started
             tf.profiler.experimental.stop()
-        events = _op_events(log_dir)
+        events = executor_op_events(log_dir)
     by_layer, other = _charge(events, layers)
     per_step = 1e-9 / steps  # picoseconds in all -> milliseconds per step
     out = []

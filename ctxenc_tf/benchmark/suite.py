@@ -101,6 +101,7 @@ def machine_description(adapter: KerasAdapter) -> str:
 def training_model(config: RunConfig, adapter: KerasAdapter):
     """A ``ContextEncoder`` of ``config``, seeded, built in its precision and compiled as
     ``config`` trains it, distributed as ``adapter`` does; yields ``(model, replicas)``."""
+    caller_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
     try:
         keras.utils.set_random_seed(config.seed)
@@ -109,7 +110,7 @@ def training_model(config: RunConfig, adapter: KerasAdapter):
             compile_for_run(model, config)
             yield model, replicas
     finally:
-        keras.config.set_dtype_policy("float32")
+        keras.config.set_dtype_policy(caller_policy)
 
 
 def training_throughput(config: RunConfig, settings: BenchSettings, adapter: KerasAdapter) -> dict:

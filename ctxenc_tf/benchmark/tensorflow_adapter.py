@@ -26,6 +26,7 @@ from ctxenc_tf.errors import DataError
 from ctxenc_tf.export.saved_model import export_saved_model
 from ctxenc_tf.export.tflite import export_tflite
 from ctxenc_tf.inference.runner import KerasRunner, load_runner, usable_cores
+from ctxenc_tf.model.replicas import device_kind
 from ctxenc_tf.training.data_parallel import check_global_batch
 from ctxenc_tf.training.optimizers import run_jit_compile
 from ctxenc_tf.training.strategy import make_strategy, mixed_precision_policy
@@ -139,7 +140,11 @@ def _profile_rows(table: Table, config: RunConfig, settings: BenchSettings, adap
     """Where the time of a training step in ``config``'s precision goes, on one device with
     TensorFlow's own kernels (XLA's compiled step is one op to the profiler): per
     convolution forward and backward, its GFLOP/s and fraction of a matmul peak measured
-    right after, then the other ops by kind (:mod:`ctxenc_tf.benchmark.op_profile`)."""
+    just before the profiled steps, then the other ops by kind (:mod:`ctxenc_tf.benchmark.op_profile`)."""
+    if device_kind() != "cpu":
+        table.add("step profile", config.precision, "not measured: on a GPU or TPU the executor's op times are "
+                  "host-side launches, not the kernels")
+        return
     config = config.replace(jit_compile=False, strategy="default")
     batches = adapter.repeated(synthetic_batch(config.model, config.batch_size))
     with training_model(config, adapter) as (model, _):
@@ -150,7 +155,7 @@ def _profile_rows(table: Table, config: RunConfig, settings: BenchSettings, adap
     table.add("step profile", setting,
               f"wall {profile['step_ms']:.1f} ms per step, ops running {profile['busy_ms']:.1f} ms of it",
               f"op durations add up to {profile['op_ms']:.1f} ms (more: ops ran at once, sharing the cores); "
-              f"{settings.steps} profiled steps; matmul peak right after: {peak / 1e9:.1f} GFLOP/s",
+              f"{settings.steps} profiled steps; matmul peak measured just before them: {peak / 1e9:.1f} GFLOP/s",
               values=profile)
     for row in profile["layers"]:
         parts = [f"{d} {row[d]['ms']:.1f} ms, {row[d]['gflop_per_s']:.0f} GFLOP/s "

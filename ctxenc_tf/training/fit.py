@@ -149,7 +149,7 @@ def choose_precision(config: RunConfig, state, log=print) -> RunConfig:
     for it), else this machine's default (:func:`~ctxenc_tf.training.strategy.default_precision`).
     Before any model is built."""
     if config.precision != AUTO_PRECISION:
-        precision, why = config.precision, "--precision"
+        precision, why = config.precision, "as asked: --precision or --mixed-precision"
     elif state is not None:
         precision, why = state.config["precision"], "the run being resumed trains in it"
     else:

@@ -119,16 +119,21 @@ def default_precision(jit_compile: bool) -> tuple:
     (``jit_compile``: whether its steps are XLA-compiled). ``mixed_bfloat16`` on a CPU with
     bfloat16 units under TensorFlow's own kernels (oneDNN uses the units; it trained as well
     as float32, and faster: docs/performance.md); ``float32`` everywhere else: on GPUs and
-    TPUs (say ``--mixed-precision`` there), on CPUs without the units, and under XLA (JAX,
-    or ``--jit-compile``), whose CPU kernels were not measured in bfloat16."""
+    TPUs (say ``--mixed-precision`` there), with several workers (each would judge its own
+    CPU), on CPUs without the units, under XLA (JAX, or ``--jit-compile``), whose CPU
+    kernels were not measured in bfloat16, and with oneDNN turned off."""
     kind = device_kind()
     if kind != "cpu":
         return "float32", f"the default on a {kind.upper()}; --mixed-precision computes in 16 bits"
+    if cluster_workers() > 1:  # each worker would judge its own CPU; they must agree
+        return "float32", "the default with several workers; --precision mixed_bfloat16 on all of them to opt in"
     units = cpu_bfloat16_units()
     if not units:
         return "float32", "the default on a CPU without bfloat16 units (AVX512_BF16 or AMX)"
     if jit_compile or keras.backend.backend() != "tensorflow":
         return "float32", "the default under XLA on a CPU, whose kernels were not measured in bfloat16"
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        return "float32", "the default with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0), whose kernels use the bfloat16 units"
     return "mixed_bfloat16", (f"the default on a CPU with bfloat16 units ({', '.join(units)}): it trains "
                               "as well as float32, faster; --precision float32 to opt out")
 
