@@ -186,7 +186,9 @@ def test_mixed_bfloat16_trains_with_float32_outputs(tmp_path, image_folder):
     x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     hole = np.broadcast_to(center_mask(32, model.config.hole_size).numpy()[None], (2, 32, 32, 1)).astype(np.float32)
     out = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(x))
-    reference = (float32_generator(model)([x * 2 - 1, hole]).numpy() + 1) / 2
+    float32_copy = float32_generator(model)
+    assert all(layer.compute_dtype == "float32" for layer in float32_copy.layers)
+    reference = (float32_copy([x * 2 - 1, hole]).numpy() + 1) / 2
     assert np.abs(out["prediction"].numpy() - reference).max() <= 1e-5  # test_export's float32 graph bound
     outside = hole[..., 0] == 0
     np.testing.assert_array_equal(out["completed"].numpy()[outside], x[outside])
@@ -262,6 +264,7 @@ def test_default_precision_is_bfloat16_only_where_the_cpu_computes_it(tmp_path, 
     monkeypatch.setattr(strategy, "device_kind", lambda: "cpu")
     monkeypatch.setattr(strategy, "cpu_bfloat16_units", lambda: ["AVX512_BF16"])
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.delenv("TF_CONFIG", raising=False)  # one process
     policy, why = strategy.default_precision(jit_compile=False)
     assert policy == "mixed_bfloat16" and "AVX512_BF16" in why and "--precision float32" in why
     assert strategy.default_precision(jit_compile=True)[0] == "float32"  # XLA's CPU kernels: not measured
@@ -269,9 +272,9 @@ def test_default_precision_is_bfloat16_only_where_the_cpu_computes_it(tmp_path, 
         m.setattr(keras.backend, "backend", lambda: "jax")  # XLA too
         assert strategy.default_precision(jit_compile=False)[0] == "float32"
     with monkeypatch.context() as m:
-        m.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+        m.setenv("TF_ENABLE_ONEDNN_OPTS", "false")
         assert strategy.default_precision(jit_compile=False) == (
-            "float32", "the default with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0), whose kernels use the bfloat16 units")
+            "float32", "the default with oneDNN off (TF_ENABLE_ONEDNN_OPTS): its kernels use the bfloat16 units")
     with monkeypatch.context() as m:
         m.setattr(strategy, "cluster_workers", lambda: 2)  # every worker must take the same
         assert strategy.default_precision(jit_compile=False)[0] == "float32"

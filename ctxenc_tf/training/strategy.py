@@ -132,8 +132,8 @@ def default_precision(jit_compile: bool) -> tuple:
         return "float32", "the default on a CPU without bfloat16 units (AVX512_BF16 or AMX)"
     if jit_compile or keras.backend.backend() != "tensorflow":
         return "float32", "the default under XLA on a CPU, whose kernels were not measured in bfloat16"
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
-        return "float32", "the default with oneDNN off (TF_ENABLE_ONEDNN_OPTS=0), whose kernels use the bfloat16 units"
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
+        return "float32", "the default with oneDNN off (TF_ENABLE_ONEDNN_OPTS): its kernels use the bfloat16 units"
     return "mixed_bfloat16", (f"the default on a CPU with bfloat16 units ({', '.join(units)}): it trains "
                               "as well as float32, faster; --precision float32 to opt out")
 
