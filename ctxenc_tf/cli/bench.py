@@ -48,7 +48,7 @@ from ctxenc_tf.cli.common import (
     config_from_args,
     one_of,
 )
-from ctxenc_tf.config import AUTO_PRECISION, TFLITE_VARIANTS, RunConfig
+from ctxenc_tf.config import AUTO_PRECISION, PRECISIONS, TFLITE_VARIANTS, RunConfig
 from ctxenc_tf.errors import ConfigError
 from ctxenc_tf.utils import atomic
 from ctxenc_tf.utils.output_dir import check_output_path
@@ -89,7 +89,8 @@ def parse_args(argv):
     """The bench's flags: the model and batch (the config fields in :data:`MODEL_FLAGS`)
     and how long and what to measure (:data:`SETTING_FLAGS`)."""
     parser = command_parser("bench", __doc__)
-    add_config_arguments(parser, only=MODEL_FLAGS, base=BASE)
+    add_config_arguments(parser, only=MODEL_FLAGS, base=BASE, helps={
+        "precision": f"the dtype policy the others are compared with: {', '.join(PRECISIONS)}"})
     parser.add_argument("--quick", action="store_true",
                         help="tiny 32x32 model, batch 8, few steps: a smoke test, figures meaningless")
     for name, (kind, help_text) in SETTING_FLAGS.items():

@@ -103,10 +103,12 @@ def add_face_arguments(parser: argparse.ArgumentParser, what: str) -> None:
                              "hands and patterns score about 0.8)")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, only=None, base: RunConfig | None = None) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, only=None, base: RunConfig | None = None,
+                         helps: dict | None = None) -> None:
     """Add a ``--flag`` for every CLI field of the model and run settings (or those named in ``only``),
     plus ``--preset``. Defaults are left as ``None`` so presets and files can fill them; the
-    help shows ``base``'s values (the command's own defaults), else the fields' defaults."""
+    help shows ``base``'s values (the command's own defaults), else the fields' defaults, and
+    ``helps`` (field name -> text) replaces a field's own help where the command differs."""
     shown = {**base.to_dict(), **base.model.to_dict()} if base else {}
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="'paper' (the defaults: Pathak et al.'s centre model, L2 + BCE, DCGAN D) "
@@ -117,7 +119,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, only=None, base: RunCo
         if only and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {shown.get(f.name, f.default)!r})"
+        help_text = f"{(helps or {}).get(f.name, f.metadata['help'])} (default: {shown.get(f.name, f.default)!r})"
         if f.type in (bool, "bool", "bool | None"):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)
