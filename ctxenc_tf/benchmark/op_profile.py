@@ -3,12 +3,11 @@
 convolution and matrix product is charged to its layer, forward or backward, next to the
 FLOPs it does.
 
-The FLOPs of a layer per step follow from :func:`~ctxenc_tf.benchmark.timing.train_flops_per_image`'s
-count: a generator layer runs forward once and backward twice (input and weight gradients;
-the first layer's input gradient is never computed), a discriminator layer forward twice
-(real and fake patches) and backward five times (input and weight gradients of both in the
-discriminator's own pass, and the input gradient of the fake one for the generator; the
-first layer's two input gradients of the discriminator's pass are never computed). Every
+The FLOPs of a layer per step follow from the bench's own count,
+:data:`~ctxenc_tf.benchmark.timing.LAYER_RUNS` (see
+:func:`~ctxenc_tf.benchmark.timing.train_flops_per_image`): a generator layer runs forward
+once and backward twice, a discriminator layer forward twice (real and fake patches) and
+backward five times, less the first layer's input gradients that are never computed. Every
 one of those costs what the forward pass costs.
 """
 
@@ -19,7 +18,7 @@ import time
 
 import tensorflow as tf
 
-from ctxenc_tf.benchmark.timing import conv_layer_flops
+from ctxenc_tf.benchmark.timing import LAYER_RUNS, conv_layer_flops
 from ctxenc_tf.compat.tensorflow_profiler import executor_op_events
 
 # Op types by what they do, for the ops charged to no layer.
@@ -30,15 +29,14 @@ _KINDS = (("Adam update", ("ApplyAdam",)),
 
 def _layers(model) -> dict:
     """``{layer name: (network, forward FLOPs per image, forward runs, backward runs)}`` of
-    every convolution of ``model`` (a ``ContextEncoder``), as the module docstring counts runs."""
+    every convolution of ``model`` (a ``ContextEncoder``), runs counted by :data:`LAYER_RUNS`."""
     layers = {}
-    for network, forward, backward in (("G", 1, 2), ("D", 2, 5)):
-        net = model.generator if network == "G" else model.discriminator
+    for role, (forward, backward, skipped) in LAYER_RUNS.items():
+        net, network = getattr(model, role), role[0].upper()  # "G" or "D"
         if net is None:
             continue
         for i, (name, flops) in enumerate(conv_layer_flops(net).items()):
-            unneeded = (1 if network == "G" else 2) if i == 0 else 0  # the first layer's input gradients
-            layers[name] = (network, flops, forward, backward - unneeded)
+            layers[name] = (network, flops, forward, backward - (skipped if i == 0 else 0))
     return layers
 
 

@@ -61,6 +61,12 @@ def conv_flops(model) -> int:
     return sum(conv_layer_flops(model).values())
 
 
+# How often one training step runs each convolution of a network, each run costing the
+# convolution's forward FLOPs: (forward, backward, input gradients of the first layer that
+# are never computed); see train_flops_per_image.
+LAYER_RUNS = {"generator": (1, 2, 1), "discriminator": (2, 5, 2)}
+
+
 def train_flops_per_image(generator_flops: int, discriminator_flops: int, *, generator_first: int,
                           discriminator_first: int) -> int:
     """FLOPs of one training step per image, backward = 2x forward where weights and inputs
@@ -73,8 +79,11 @@ def train_flops_per_image(generator_flops: int, discriminator_flops: int, *, gen
     would cost; no trainable layer comes before it in our networks), and the discriminator's
     first convolution's on real patches and, in the discriminator's own backward pass, on
     the fake ones (the generator's pass needs it, once): ``2 * discriminator_first``.
-    ``3 G - generator_first`` without a discriminator."""
-    return 3 * generator_flops - generator_first + 7 * discriminator_flops - 2 * discriminator_first
+    ``3 G - generator_first`` without a discriminator. The counts are :data:`LAYER_RUNS`."""
+    networks = {"generator": (generator_flops, generator_first),
+                "discriminator": (discriminator_flops, discriminator_first)}
+    return sum((forward + backward) * networks[role][0] - skipped * networks[role][1]
+               for role, (forward, backward, skipped) in LAYER_RUNS.items())
 
 
 def flops_per_image(model) -> tuple:
