@@ -62,7 +62,9 @@ class Runner:
             raise ValueError(f"images must be [N, {s}, {s}, 3], got {list(images.shape)}")
         if masks.shape != images.shape[:3] + (1,):
             raise ValueError(f"masks must be [N, {s}, {s}, 1], got {list(masks.shape)}")
-        completed, prediction = self._run(images, masks)
+        # Clipped here for every format (the exports' signatures clip too, export/saved_model.py),
+        # so each model sees the same numbers and the completed image pastes onto the clipped input.
+        completed, prediction = self._run(np.clip(images, 0.0, 1.0), np.clip(masks, 0.0, 1.0))
         return (np.clip(np.asarray(completed, np.float32), 0.0, 1.0),
                 np.clip(np.asarray(prediction, np.float32), 0.0, 1.0))
 
@@ -118,10 +120,7 @@ class KerasRunner(Runner):
         return paste_prediction(images, prediction, masks, self.config), prediction
 
     def _run(self, images, masks):
-        # Clipped to [0, 1] as the exports' signatures clip them (export/saved_model.py), so
-        # the generator sees the same numbers; the outputs are clipped after, so pasting onto
-        # the clipped input gives the exports' completed image.
-        completed, prediction = self._complete(np.clip(images, 0.0, 1.0), np.clip(masks, 0.0, 1.0))
+        completed, prediction = self._complete(images, masks)
         return np.asarray(completed), np.asarray(prediction)
 
 
