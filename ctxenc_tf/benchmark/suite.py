@@ -29,6 +29,7 @@ from ctxenc_tf.benchmark.timing import (
 from ctxenc_tf.config import RunConfig
 from ctxenc_tf.model.context_encoder import ContextEncoder
 from ctxenc_tf.model.networks import build_generator
+from ctxenc_tf.model.precision import dtype_policy
 from ctxenc_tf.model.replicas import devices
 from ctxenc_tf.training.data_parallel import check_global_batch, data_parallel
 from ctxenc_tf.training.optimizers import compile_for_run
@@ -101,16 +102,12 @@ def machine_description(adapter: KerasAdapter) -> str:
 def training_model(config: RunConfig, adapter: KerasAdapter):
     """A ``ContextEncoder`` of ``config``, seeded, built in its precision and compiled as
     ``config`` trains it, distributed as ``adapter`` does; yields ``(model, replicas)``."""
-    caller_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.precision)
-    try:
+    with dtype_policy(config.precision):
         keras.utils.set_random_seed(config.seed)
         with adapter.replicas(config) as replicas:
             model = ContextEncoder(config.model)
             compile_for_run(model, config)
             yield model, replicas
-    finally:
-        keras.config.set_dtype_policy(caller_policy)
 
 
 def training_throughput(config: RunConfig, settings: BenchSettings, adapter: KerasAdapter) -> dict:
@@ -127,11 +124,8 @@ def training_throughput(config: RunConfig, settings: BenchSettings, adapter: Ker
 def inference_ms(config: RunConfig, settings: BenchSettings) -> dict:
     """``{batch: median ms}`` of the generator in ``config``'s precision (``predict_on_batch``)
     at each of ``settings.latency_batches``, on one device."""
-    keras.config.set_dtype_policy(config.precision)
-    try:
+    with dtype_policy(config.precision):
         generator = build_generator(config.model)
-    finally:
-        keras.config.set_dtype_policy("float32")
     images, masks = synthetic_batch(config.model, max(settings.latency_batches))
     return {batch: latency_ms(lambda: generator.predict_on_batch([images[:batch], masks[:batch]]), settings.repeats)
             for batch in settings.latency_batches}

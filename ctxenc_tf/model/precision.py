@@ -1,6 +1,22 @@
-"""Dtype policies as the model sees them: loss scaling, output dtypes, float32 copies."""
+"""Dtype policies as the model sees them: loss scaling, output dtypes, float32 copies, and
+a policy held for a while."""
+
+import contextlib
 
 import keras
+
+
+@contextlib.contextmanager
+def dtype_policy(policy: str | None = None):
+    """Within: Keras' global dtype policy set to ``policy`` (``None``: left for the code
+    inside to set); after: the caller's again, however the block ends."""
+    caller = keras.config.dtype_policy()
+    try:
+        if policy is not None:
+            keras.config.set_dtype_policy(policy)
+        yield
+    finally:
+        keras.config.set_dtype_policy(caller)
 
 
 def output_dtype():

@@ -21,6 +21,7 @@ from ctxenc_tf.data.image_source import ImageSource
 from ctxenc_tf.errors import ConfigError, DataError, TrainingError
 from ctxenc_tf.model.checkpoint import load_context_encoder, save_checkpoint
 from ctxenc_tf.model.context_encoder import ContextEncoder
+from ctxenc_tf.model.precision import dtype_policy
 from ctxenc_tf.run_files import BACKUP, SAMPLES, RunPaths
 from ctxenc_tf.training import resume
 from ctxenc_tf.training.callbacks import (
@@ -98,13 +99,10 @@ def train(config: RunConfig, time_limit: float | None = None, accept_changed_dat
     :class:`~ctxenc_tf.errors.TrainingError` if a loss becomes NaN/inf.
     """
     check_output_path(config.output_dir, "--output-dir")  # first: its error names the folder
-    caller_policy = keras.config.dtype_policy()
-    try:
-        with exclusive_output(config.output_dir, "train.py", subdirs=(BACKUP, SAMPLES)), \
-                contextlib.ExitStack() as held:
-            return _train(config, time_limit, accept_changed_data, log, verbose, held)
-    finally:  # the run's precision is its own (choose_precision), not the caller's from now on
-        keras.config.set_dtype_policy(caller_policy)
+    # The run's precision is its own (choose_precision), not the caller's from then on.
+    with dtype_policy(), exclusive_output(config.output_dir, "train.py", subdirs=(BACKUP, SAMPLES)), \
+            contextlib.ExitStack() as held:
+        return _train(config, time_limit, accept_changed_data, log, verbose, held)
 
 
 def _train(config: RunConfig, time_limit, accept_changed_data, log, verbose, held: contextlib.ExitStack):
